@@ -1,0 +1,126 @@
+//! The repository for programs without an async executor: command-line
+//! tools, scripts, embedded programs.
+//!
+//! The same [`Repository`](crate::Repository), the same stores and types;
+//! each call blocks the current thread until it completes. Do not call these
+//! from inside an async task: use the async repository there.
+//!
+//! ```
+//! use es_core::prelude::*;
+//! use es_core::blocking;
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+//! # pub struct Noted { pub text: String }
+//! # #[derive(Aggregate, Default, Debug)]
+//! # #[aggregate(events(Noted))]
+//! # pub struct Notebook { notes: usize }
+//! # impl Apply<Noted> for Notebook { fn apply(&mut self, _: &Noted) { self.notes += 1 } }
+//!
+//! let notebooks = blocking::Repository::<Notebook, _>::new(InMemoryStore::new());
+//! notebooks.execute("n-1", |_| Noted { text: "hello".into() })?;
+//! assert_eq!(notebooks.load("n-1")?.notes, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::future::Future;
+
+use crate::aggregate::Aggregate;
+use crate::envelope::Envelope;
+use crate::error::Result;
+use crate::event::IntoEvents;
+use crate::metadata::Metadata;
+use crate::repository::{ConflictPolicy, ExecuteError, Executed, Loaded};
+use crate::snapshot::SnapshotStore;
+use crate::store::EventStore;
+use crate::time::Timestamp;
+
+/// Runs a future to completion on the current thread.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    pollster::block_on(future)
+}
+
+/// [`crate::Repository`] with blocking methods.
+#[derive(Debug, Clone)]
+pub struct Repository<A, S> {
+    inner: crate::Repository<A, S>,
+}
+
+impl<A, S> Repository<A, S>
+where
+    A: Aggregate,
+    S: EventStore + SnapshotStore,
+{
+    /// A repository over `store`.
+    pub fn new(store: S) -> Self {
+        Repository {
+            inner: crate::Repository::new(store),
+        }
+    }
+
+    /// Sets the retries on conflict.
+    #[must_use]
+    pub fn with_retries(self, retries: u32) -> Self {
+        Repository {
+            inner: self.inner.with_retries(retries),
+        }
+    }
+
+    /// Sets the [`ConflictPolicy`].
+    #[must_use]
+    pub fn with_conflict_policy(self, policy: ConflictPolicy) -> Self {
+        Repository {
+            inner: self.inner.with_conflict_policy(policy),
+        }
+    }
+
+    /// The async repository underneath.
+    pub fn as_async(&self) -> &crate::Repository<A, S> {
+        &self.inner
+    }
+
+    /// See [`crate::Repository::load`].
+    pub fn load<I: fmt::Display + ?Sized>(&self, id: &I) -> Result<Loaded<A>> {
+        block_on(self.inner.load(id))
+    }
+
+    /// See [`crate::Repository::load_at`].
+    pub fn load_at<I: fmt::Display + ?Sized>(&self, id: &I, version: u64) -> Result<Loaded<A>> {
+        block_on(self.inner.load_at(id, version))
+    }
+
+    /// See [`crate::Repository::load_as_of`].
+    pub fn load_as_of<I: fmt::Display + ?Sized>(&self, id: &I, at: Timestamp) -> Result<Loaded<A>> {
+        block_on(self.inner.load_as_of(id, at))
+    }
+
+    /// See [`crate::Repository::history`].
+    pub fn history<I: fmt::Display + ?Sized>(&self, id: &I) -> Result<Vec<Envelope<A::Event>>> {
+        block_on(self.inner.history(id))
+    }
+
+    /// See [`crate::Repository::execute`].
+    pub fn execute<I, F, D>(&self, id: &I, decide: F) -> Result<Executed<A>, ExecuteError<D::Error>>
+    where
+        I: fmt::Display + ?Sized,
+        F: FnMut(&A) -> D,
+        D: IntoEvents<A::Event>,
+    {
+        block_on(self.inner.execute(id, decide))
+    }
+
+    /// See [`crate::Repository::execute_with`].
+    pub fn execute_with<I, F, D>(
+        &self,
+        id: &I,
+        metadata: Metadata,
+        decide: F,
+    ) -> Result<Executed<A>, ExecuteError<D::Error>>
+    where
+        I: fmt::Display + ?Sized,
+        F: FnMut(&A) -> D,
+        D: IntoEvents<A::Event>,
+    {
+        block_on(self.inner.execute_with(id, metadata, decide))
+    }
+}

@@ -1,0 +1,133 @@
+//! The errors of stores and repositories.
+
+use uuid::Uuid;
+
+use crate::event::{DecodeError, EncodeError};
+use crate::id::{StreamId, StreamIdError};
+use crate::version::ExpectedVersion;
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A boxed cause from a store backend.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything a store or repository operation can fail with.
+///
+/// Every failure is one of these: an error, never a panic, for every input a
+/// caller or a store file can supply.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stream was not at the expected version.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// An event id of the append is already stored, and the append is not an
+    /// exact repeat of the earlier one (see [`EventStore`](crate::EventStore)).
+    #[error(
+        "event {event_id} is already stored in stream `{stream}` at version {version}, and this append is not a repeat of that one"
+    )]
+    DuplicateEvent {
+        /// The id found in the store.
+        event_id: Uuid,
+        /// Where it is stored.
+        stream: StreamId,
+        /// At which version.
+        version: u64,
+    },
+    /// The stream holds events of another aggregate type.
+    #[error("stream `{stream}` holds events of aggregate `{actual}`, not `{requested}`")]
+    AggregateMismatch {
+        /// The stream.
+        stream: StreamId,
+        /// The aggregate type of the append.
+        requested: String,
+        /// The aggregate type the stream was created with.
+        actual: String,
+    },
+    /// The stream id is not valid.
+    #[error(transparent)]
+    InvalidStreamId(#[from] StreamIdError),
+    /// An input is over one of the store's limits.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// An event to append is malformed (bad name, payload not UTF-8, ...).
+    #[error("invalid event `{name}`: {reason}")]
+    InvalidEvent {
+        /// The event's name as given.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A stored event cannot be decoded by this program.
+    #[error("cannot decode the event at version {version} of stream `{stream}`")]
+    Decode {
+        /// The stream.
+        stream: StreamId,
+        /// The event's version.
+        version: u64,
+        /// Why.
+        #[source]
+        source: DecodeError,
+    },
+    /// An event cannot be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// Another writer held the store past the busy timeout.
+    #[error("the store is busy: another writer held it past the busy timeout")]
+    Busy,
+    /// The disk (or the store's configured size limit) is full. Nothing of the
+    /// failed operation was written; retry once space is freed.
+    #[error("the storage is full; nothing of this operation was written")]
+    StorageFull,
+    /// Stored data is damaged.
+    #[error("stored data is corrupt: {detail}")]
+    Corrupt {
+        /// What was found.
+        detail: String,
+    },
+    /// The store was closed.
+    #[error("the store is closed")]
+    Closed,
+    /// Any other failure of the backend.
+    #[error("the store backend failed")]
+    Backend(#[source] BoxError),
+}
+
+impl Error {
+    /// Whether this is a [`Conflict`].
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict(_))
+    }
+
+    /// Wraps any backend error.
+    pub fn backend(e: impl Into<BoxError>) -> Self {
+        Error::Backend(e.into())
+    }
+}
+
+/// A stream was not at the version the writer expected (optimistic
+/// concurrency). Read the events from `expected + 1` to `actual` to see
+/// exactly what was appended meanwhile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stream `{stream}` was expected at {expected} but is at version {actual}")]
+pub struct Conflict {
+    /// The stream.
+    pub stream: StreamId,
+    /// What the writer expected.
+    pub expected: ExpectedVersion,
+    /// The stream's actual version (0: it does not exist).
+    pub actual: u64,
+}
+
+/// An input over one of a store's [`Limits`](crate::Limits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is {size}, over the limit of {limit}")]
+pub struct LimitError {
+    /// What was measured (`"payload bytes"`, `"events in one append"`, ...).
+    pub what: &'static str,
+    /// The measured size.
+    pub size: usize,
+    /// The limit.
+    pub limit: usize,
+}

@@ -1,0 +1,317 @@
+//! [`InMemoryStore`]: the complete event store contract, in process memory.
+
+use std::collections::HashMap;
+use std::future::{Future, ready};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use uuid::Uuid;
+
+use crate::checkpoint::CheckpointStore;
+use crate::envelope::RecordedEvent;
+use crate::error::{Error, Result};
+use crate::id::StreamId;
+use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::store::{
+    AppendDecision, AppendResult, EventStore, EventStream, Limits, StoredAt, StreamWrite,
+    decide_append,
+};
+use crate::time::Timestamp;
+use crate::version::ReadRange;
+
+/// An event store in memory: for tests, examples and prototypes.
+///
+/// It keeps every promise of [`EventStore`] (it passes the conformance suite)
+/// under concurrent use from any number of threads and tasks; it only forgets
+/// everything when the last clone is dropped. Clones share one store.
+///
+/// ```
+/// use es_core::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, StreamId};
+///
+/// # pollster::block_on(async {
+/// let store = InMemoryStore::new();
+/// let stream = StreamId::new("ticket-1")?;
+/// let opened = NewEvent::new("ticket", "ticket-opened", 1, br#"{"title":"printer"}"#.to_vec());
+/// let done = store.append(&stream, ExpectedVersion::NoStream, vec![opened]).await?;
+/// assert_eq!((done.version, done.first_position), (1, Some(1)));
+///
+/// let again = store.append(&stream, ExpectedVersion::NoStream, vec![]).await;
+/// assert!(again.unwrap_err().is_conflict());
+/// # Ok::<(), es_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Default)]
+pub struct InMemoryStore {
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    log: Mutex<Log>,
+    snapshots: Mutex<HashMap<StreamId, Snapshot>>,
+    checkpoints: Mutex<HashMap<String, u64>>,
+    limits: Limits,
+}
+
+#[derive(Default)]
+struct Log {
+    /// Every event; position `p` is at index `p - 1`.
+    all: Vec<Arc<RecordedEvent>>,
+    /// Per stream: its aggregate type and the indexes of its events in `all`.
+    streams: HashMap<StreamId, StreamEntry>,
+    /// Event id to index in `all`.
+    ids: HashMap<Uuid, usize>,
+}
+
+struct StreamEntry {
+    aggregate_type: Arc<str>,
+    events: Vec<usize>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code that runs under these locks can panic part-way through an
+    // update, so a poisoned lock still guards consistent data.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl InMemoryStore {
+    /// An empty store with default [`Limits`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store with the given limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        InMemoryStore {
+            shared: Arc::new(Shared {
+                limits,
+                ..Shared::default()
+            }),
+        }
+    }
+
+    fn append_now(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+        self.shared.limits.check(&writes)?;
+        let mut log = lock(&self.shared.log);
+        // Decide every write first; write only when all may proceed.
+        let mut decisions = Vec::with_capacity(writes.len());
+        for write in &writes {
+            let entry = log.streams.get(&write.stream);
+            let current = entry.map_or(0, |s| s.events.len() as u64);
+            if let (Some(entry), Some(first)) = (entry, write.events.first())
+                && *entry.aggregate_type != *first.aggregate_type
+            {
+                return Err(Error::AggregateMismatch {
+                    stream: write.stream.clone(),
+                    requested: first.aggregate_type.to_string(),
+                    actual: entry.aggregate_type.to_string(),
+                });
+            }
+            let found: Vec<Option<StoredAt>> = write
+                .events
+                .iter()
+                .map(|e| {
+                    log.ids.get(&e.event_id).map(|&i| StoredAt {
+                        stream: log.all[i].stream_id.clone(),
+                        version: log.all[i].version,
+                        position: log.all[i].position,
+                    })
+                })
+                .collect();
+            decisions.push((decide_append(write, current, &found)?, current));
+        }
+        let now = Timestamp::now();
+        let mut results = Vec::with_capacity(writes.len());
+        for (write, (decision, current)) in writes.into_iter().zip(decisions) {
+            let result = match decision {
+                AppendDecision::Repeat {
+                    last_version,
+                    first_position,
+                    last_position,
+                    ..
+                } => AppendResult {
+                    stream_id: write.stream,
+                    version: last_version,
+                    first_position: Some(first_position),
+                    last_position: Some(last_position),
+                    repeated: true,
+                },
+                AppendDecision::Write if write.events.is_empty() => AppendResult {
+                    stream_id: write.stream,
+                    version: current,
+                    first_position: None,
+                    last_position: None,
+                    repeated: false,
+                },
+                AppendDecision::Write => log.write(write, current, now),
+            };
+            results.push(result);
+        }
+        Ok(results)
+    }
+}
+
+impl Log {
+    fn write(&mut self, write: StreamWrite, current: u64, now: Timestamp) -> AppendResult {
+        let first_position = self.all.len() as u64 + 1;
+        let aggregate_type: Arc<str> = match self.streams.get(&write.stream) {
+            Some(entry) => entry.aggregate_type.clone(),
+            None => Arc::from(&*write.events[0].aggregate_type),
+        };
+        let mut version = current;
+        for event in write.events {
+            version += 1;
+            let index = self.all.len();
+            self.ids.insert(event.event_id, index);
+            self.all.push(Arc::new(RecordedEvent {
+                stream_id: write.stream.clone(),
+                aggregate_type: aggregate_type.clone(),
+                version,
+                position: index as u64 + 1,
+                event_id: event.event_id,
+                recorded_at: now,
+                name: event.name.into_owned(),
+                schema_version: event.schema_version,
+                payload: event.payload,
+                metadata: event.metadata,
+            }));
+            self.streams
+                .entry(write.stream.clone())
+                .or_insert_with(|| StreamEntry {
+                    aggregate_type: aggregate_type.clone(),
+                    events: Vec::new(),
+                })
+                .events
+                .push(index);
+        }
+        AppendResult {
+            stream_id: write.stream,
+            version,
+            first_position: Some(first_position),
+            last_position: Some(self.all.len() as u64),
+            repeated: false,
+        }
+    }
+}
+
+/// Reads one event at a time under the lock, so readers never block writers
+/// for longer than a clone.
+struct Reader {
+    shared: Arc<Shared>,
+    stream: Option<StreamId>,
+    next: u64,
+    end: Option<u64>,
+}
+
+impl Stream for Reader {
+    type Item = Result<RecordedEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.end.is_some_and(|end| self.next > end) {
+            return Poll::Ready(None);
+        }
+        let log = lock(&self.shared.log);
+        let index = match &self.stream {
+            Some(stream) => log
+                .streams
+                .get(stream)
+                .and_then(|s| s.events.get(usize::try_from(self.next - 1).ok()?))
+                .copied(),
+            None => usize::try_from(self.next - 1)
+                .ok()
+                .filter(|&i| i < log.all.len()),
+        };
+        let event = index.map(|i| RecordedEvent::clone(&log.all[i]));
+        drop(log);
+        if event.is_some() {
+            self.next += 1;
+        }
+        Poll::Ready(event.map(Ok))
+    }
+}
+
+impl EventStore for InMemoryStore {
+    fn append_to_streams(
+        &self,
+        writes: Vec<StreamWrite>,
+    ) -> impl Future<Output = Result<Vec<AppendResult>>> + Send {
+        ready(self.append_now(writes))
+    }
+
+    fn read_stream(&self, stream: &StreamId, range: ReadRange) -> EventStream {
+        Box::pin(Reader {
+            shared: self.shared.clone(),
+            stream: Some(stream.clone()),
+            next: range.first(),
+            end: range.end,
+        })
+    }
+
+    fn read_all(&self, from: u64) -> EventStream {
+        Box::pin(Reader {
+            shared: self.shared.clone(),
+            stream: None,
+            next: from.max(1),
+            end: None,
+        })
+    }
+
+    fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<u64>> + Send {
+        let log = lock(&self.shared.log);
+        ready(Ok(log
+            .streams
+            .get(stream)
+            .map_or(0, |s| s.events.len() as u64)))
+    }
+
+    fn last_position(&self) -> impl Future<Output = Result<u64>> + Send {
+        ready(Ok(lock(&self.shared.log).all.len() as u64))
+    }
+}
+
+impl SnapshotStore for InMemoryStore {
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<Snapshot>>> + Send {
+        ready(Ok(lock(&self.shared.snapshots).get(stream).cloned()))
+    }
+
+    fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send {
+        let mut snapshots = lock(&self.shared.snapshots);
+        let newer = snapshots
+            .get(&snapshot.stream_id)
+            .is_none_or(|old| old.version <= snapshot.version);
+        if newer {
+            snapshots.insert(snapshot.stream_id.clone(), snapshot);
+        }
+        ready(Ok(()))
+    }
+}
+
+impl CheckpointStore for InMemoryStore {
+    fn load_checkpoint(&self, name: &str) -> impl Future<Output = Result<Option<u64>>> + Send {
+        ready(Ok(lock(&self.shared.checkpoints).get(name).copied()))
+    }
+
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        position: u64,
+    ) -> impl Future<Output = Result<()>> + Send {
+        lock(&self.shared.checkpoints).insert(name.to_owned(), position);
+        ready(Ok(()))
+    }
+}
+
+impl std::fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let log = lock(&self.shared.log);
+        f.debug_struct("InMemoryStore")
+            .field("events", &log.all.len())
+            .field("streams", &log.streams.len())
+            .finish()
+    }
+}

@@ -1,0 +1,931 @@
+//! The store conformance suite: what every [`EventStore`] must do.
+//!
+//! Run it on a store with one line in a test file:
+//!
+//! ```
+//! es_core::store_conformance_tests!(es_core::InMemoryStore::new());
+//! ```
+//!
+//! Each function below is one test; the macro makes a `#[test]` of each,
+//! calling the expression once per test for a fresh, empty store. The suite
+//! needs no async runtime: it blocks on the store's futures, and runs its
+//! concurrent cases on threads.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Barrier};
+
+use uuid::Uuid;
+
+use crate::checkpoint::CheckpointStore;
+use crate::envelope::{NewEvent, RecordedEvent};
+use crate::error::{Conflict, Error, Result};
+use crate::id::StreamId;
+use crate::metadata::Metadata;
+use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::store::{AppendResult, EventStore, Limits, StreamWrite, next};
+use crate::time::Timestamp;
+use crate::version::{ExpectedVersion, ReadRange};
+
+pub use super::model::model_check;
+
+/// What the suite needs of a store.
+pub trait ConformanceStore: EventStore + SnapshotStore + CheckpointStore + Clone {}
+impl<S: EventStore + SnapshotStore + CheckpointStore + Clone> ConformanceStore for S {}
+
+/// Makes one `#[test]` per conformance case for the store built by `$make`.
+///
+/// `$make` is evaluated once per test and must give a fresh, empty store with
+/// default [`Limits`].
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@cases $make;
+            append_and_read_back, expected_version_cases, conflict_writes_nothing,
+            positions_are_gapless_and_ordered, read_stream_ranges, read_all_from_position,
+            missing_stream_reads_empty, repeat_append_is_idempotent, idempotency_matrix,
+            duplicate_event_id_elsewhere, duplicate_id_within_one_append, empty_append_checks_version,
+            limits_are_enforced, invalid_events_are_refused, aggregate_type_mismatch,
+            multi_stream_append_is_atomic, concurrent_appends_one_winner_per_version,
+            concurrent_appends_lose_no_update, hostile_stream_ids_round_trip, metadata_round_trips,
+            snapshots_keep_the_latest, checkpoints_round_trip,
+        );
+        #[test]
+        fn conformance_model_check() {
+            $crate::testing::conformance::model_check(|| $make);
+        }
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::testing::conformance::$case($make);
+            }
+        )*
+    };
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}
+
+fn stream(name: &str) -> StreamId {
+    StreamId::new(name).expect("test stream ids are valid")
+}
+
+/// An event of aggregate `test` named `name`, payload `{"n":n}`.
+pub fn event(name: &str, n: u64) -> NewEvent {
+    NewEvent::new(
+        "test",
+        name.to_owned(),
+        1,
+        format!(r#"{{"n":{n}}}"#).into_bytes(),
+    )
+}
+
+fn events(count: u64) -> Vec<NewEvent> {
+    (0..count).map(|n| event("happened", n)).collect()
+}
+
+fn read(store: &impl EventStore, s: &StreamId, range: impl Into<ReadRange>) -> Vec<RecordedEvent> {
+    block(async {
+        let mut out = Vec::new();
+        let mut events = store.read_stream(s, range.into());
+        while let Some(e) = next(&mut events).await {
+            out.push(e.expect("reading a stream succeeds"));
+        }
+        out
+    })
+}
+
+fn read_all(store: &impl EventStore, from: u64) -> Vec<RecordedEvent> {
+    block(async {
+        let mut out = Vec::new();
+        let mut events = store.read_all(from);
+        while let Some(e) = next(&mut events).await {
+            out.push(e.expect("reading $all succeeds"));
+        }
+        out
+    })
+}
+
+fn append(
+    store: &impl EventStore,
+    s: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<AppendResult> {
+    block(store.append(s, expected, events))
+}
+
+fn version(store: &impl EventStore, s: &StreamId) -> u64 {
+    block(store.stream_version(s)).expect("stream_version succeeds")
+}
+
+fn last_position(store: &impl EventStore) -> u64 {
+    block(store.last_position()).expect("last_position succeeds")
+}
+
+#[track_caller]
+fn assert_conflict(
+    result: Result<AppendResult>,
+    s: &StreamId,
+    expected: ExpectedVersion,
+    actual: u64,
+) {
+    match result {
+        Err(Error::Conflict(c)) => assert_eq!(
+            c,
+            Conflict {
+                stream: s.clone(),
+                expected,
+                actual
+            }
+        ),
+        other => {
+            panic!("expected a conflict (expected {expected}, actual {actual}), got {other:?}")
+        }
+    }
+}
+
+/// Appended events read back with every field as written, versions from 1,
+/// positions from 1, recorded-at between the call's start and end.
+pub fn append_and_read_back<S: ConformanceStore>(store: S) {
+    let s = stream("order-1");
+    let written: Vec<NewEvent> = (0..3)
+        .map(|n| event("order-placed", n).with_metadata(Metadata::new().actor("ada")))
+        .collect();
+    let before = Timestamp::now();
+    let result =
+        append(&store, &s, ExpectedVersion::NoStream, written.clone()).expect("append succeeds");
+    let after = Timestamp::now();
+    assert_eq!(
+        result,
+        AppendResult {
+            stream_id: s.clone(),
+            version: 3,
+            first_position: Some(1),
+            last_position: Some(3),
+            repeated: false
+        }
+    );
+    let stored = read(&store, &s, ..);
+    assert_eq!(stored.len(), 3);
+    for (i, (got, want)) in stored.iter().zip(&written).enumerate() {
+        let n = i as u64 + 1;
+        assert_eq!(got.stream_id, s);
+        assert_eq!(&*got.aggregate_type, "test");
+        assert_eq!((got.version, got.position), (n, n));
+        assert_eq!(got.event_id, want.event_id);
+        assert_eq!(got.name, want.name);
+        assert_eq!(got.schema_version, want.schema_version);
+        assert_eq!(
+            got.payload, want.payload,
+            "payload bytes are stored exactly"
+        );
+        assert_eq!(got.metadata, want.metadata);
+        assert!(
+            before <= got.recorded_at && got.recorded_at <= after,
+            "recorded_at is the append's time"
+        );
+    }
+    assert_eq!(version(&store, &s), 3);
+    assert_eq!(last_position(&store), 3);
+}
+
+/// Every [`ExpectedVersion`] against a missing and an existing stream.
+pub fn expected_version_cases<S: ConformanceStore>(store: S) {
+    use ExpectedVersion::{Any, Exact, NoStream, StreamExists};
+    let s = stream("case-1");
+    assert_conflict(
+        append(&store, &s, StreamExists, events(1)),
+        &s,
+        StreamExists,
+        0,
+    );
+    assert_conflict(append(&store, &s, Exact(1), events(1)), &s, Exact(1), 0);
+    assert_eq!(
+        append(&store, &s, Exact(0), events(1))
+            .expect("Exact(0) creates")
+            .version,
+        1
+    );
+    assert_conflict(append(&store, &s, NoStream, events(1)), &s, NoStream, 1);
+    assert_conflict(append(&store, &s, Exact(0), events(1)), &s, Exact(0), 1);
+    assert_conflict(append(&store, &s, Exact(2), events(1)), &s, Exact(2), 1);
+    assert_eq!(
+        append(&store, &s, Exact(1), events(2))
+            .expect("Exact(1) appends")
+            .version,
+        3
+    );
+    assert_eq!(
+        append(&store, &s, StreamExists, events(1))
+            .expect("exists")
+            .version,
+        4
+    );
+    assert_eq!(append(&store, &s, Any, events(1)).expect("any").version, 5);
+    let fresh = stream("case-2");
+    assert_eq!(
+        append(&store, &fresh, Any, events(2))
+            .expect("any creates")
+            .version,
+        2
+    );
+    let new = stream("case-3");
+    assert_eq!(
+        append(&store, &new, NoStream, events(1))
+            .expect("no stream creates")
+            .version,
+        1
+    );
+}
+
+/// A conflicting append changes nothing: versions and positions stay.
+pub fn conflict_writes_nothing<S: ConformanceStore>(store: S) {
+    let s = stream("c-1");
+    append(&store, &s, ExpectedVersion::NoStream, events(2)).expect("append");
+    let before = (
+        version(&store, &s),
+        last_position(&store),
+        read_all(&store, 0),
+    );
+    assert!(append(&store, &s, ExpectedVersion::Exact(1), events(3)).is_err());
+    assert_eq!(
+        (
+            version(&store, &s),
+            last_position(&store),
+            read_all(&store, 0)
+        ),
+        before
+    );
+    // The next successful append takes the next position: no gap.
+    let ok = append(&store, &s, ExpectedVersion::Exact(2), events(1)).expect("append");
+    assert_eq!(ok.first_position, Some(3));
+}
+
+/// Interleaved appends to several streams: per-stream versions contiguous
+/// from 1, `$all` positions 1, 2, 3, ... in append order.
+pub fn positions_are_gapless_and_ordered<S: ConformanceStore>(store: S) {
+    let streams: Vec<StreamId> = (0..3).map(|i| stream(&format!("s-{i}"))).collect();
+    let mut expected_ids = Vec::new();
+    for round in 0..4u64 {
+        for s in &streams {
+            let batch = events(round % 3 + 1);
+            expected_ids.extend(batch.iter().map(|e| e.event_id));
+            append(&store, s, ExpectedVersion::Any, batch).expect("append");
+        }
+    }
+    let all = read_all(&store, 0);
+    assert_eq!(
+        all.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        expected_ids
+    );
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(
+            e.position,
+            i as u64 + 1,
+            "positions are gapless and ordered"
+        );
+    }
+    for s in &streams {
+        let versions: Vec<u64> = read(&store, s, ..).iter().map(|e| e.version).collect();
+        assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
+    }
+}
+
+/// `read_stream` honours every range form.
+pub fn read_stream_ranges<S: ConformanceStore>(store: S) {
+    let s = stream("r-1");
+    append(&store, &s, ExpectedVersion::NoStream, events(10)).expect("append");
+    let versions = |r: ReadRange| {
+        read(&store, &s, r)
+            .iter()
+            .map(|e| e.version)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(versions(ReadRange::all()), (1..=10).collect::<Vec<_>>());
+    assert_eq!(versions((3..).into()), (3..=10).collect::<Vec<_>>());
+    assert_eq!(versions((..=4).into()), (1..=4).collect::<Vec<_>>());
+    assert_eq!(versions((3..=5).into()), vec![3, 4, 5]);
+    assert_eq!(versions((0..).into()), (1..=10).collect::<Vec<_>>());
+    assert_eq!(versions((11..).into()), Vec::<u64>::new());
+    assert_eq!(
+        versions(ReadRange {
+            start: 5,
+            end: Some(4)
+        }),
+        Vec::<u64>::new()
+    );
+    assert_eq!(versions((10..=u64::MAX).into()), vec![10]);
+}
+
+/// `read_all(from)` starts at `from`, inclusive.
+pub fn read_all_from_position<S: ConformanceStore>(store: S) {
+    append(&store, &stream("a"), ExpectedVersion::Any, events(3)).expect("append");
+    append(&store, &stream("b"), ExpectedVersion::Any, events(3)).expect("append");
+    let positions = |from| {
+        read_all(&store, from)
+            .iter()
+            .map(|e| e.position)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(positions(0), (1..=6).collect::<Vec<_>>());
+    assert_eq!(positions(1), (1..=6).collect::<Vec<_>>());
+    assert_eq!(positions(4), vec![4, 5, 6]);
+    assert_eq!(positions(7), Vec::<u64>::new());
+    assert_eq!(positions(u64::MAX), Vec::<u64>::new());
+}
+
+/// A stream never written reads empty, at version 0.
+pub fn missing_stream_reads_empty<S: ConformanceStore>(store: S) {
+    let s = stream("nobody");
+    assert!(read(&store, &s, ..).is_empty());
+    assert_eq!(version(&store, &s), 0);
+    assert_eq!(last_position(&store), 0);
+    assert!(read_all(&store, 0).is_empty());
+}
+
+/// Sending the same append again returns the original result and writes
+/// nothing, for every expected-version kind.
+pub fn repeat_append_is_idempotent<S: ConformanceStore>(store: S) {
+    for (i, expected) in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(0),
+        ExpectedVersion::Any,
+        ExpectedVersion::StreamExists,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = stream(&format!("idem-{i}"));
+        if expected == ExpectedVersion::StreamExists {
+            append(&store, &s, ExpectedVersion::NoStream, events(1)).expect("create");
+        }
+        let batch = events(3);
+        let first = append(&store, &s, expected, batch.clone()).expect("first append");
+        let count = read_all(&store, 0).len();
+        let again = append(&store, &s, expected, batch.clone()).expect("repeat succeeds");
+        assert_eq!(
+            again,
+            AppendResult {
+                repeated: true,
+                ..first.clone()
+            },
+            "{expected:?}"
+        );
+        assert_eq!(
+            read_all(&store, 0).len(),
+            count,
+            "a repeat writes nothing ({expected:?})"
+        );
+        // A suffix of the original append repeats too.
+        let tail =
+            append(&store, &s, ExpectedVersion::Any, batch[1..].to_vec()).expect("suffix repeat");
+        assert!(tail.repeated);
+        assert_eq!(tail.version, first.version);
+    }
+}
+
+/// The outcome of one step of [`idempotency_matrix`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Written,
+    Repeated,
+    Conflict,
+    Duplicate,
+}
+
+/// RELIABILITY T16: KurrentDB's append sequences
+/// (`appending_to_implicitly_created_stream.cs`) with our documented outcomes.
+///
+/// Notation as in KurrentDB: `3e2` appends event 3 expecting revision 2
+/// (our `Exact(3)`, versions being 1-based), `em1` expects no stream, `any`
+/// expects any; `S..E` is one multi-event append. Where KurrentDB writes a
+/// second copy of an event id, we cannot (ids are unique in the store) and
+/// answer `DuplicateEvent`: those rows say so.
+pub fn idempotency_matrix<S: ConformanceStore>(store: S) {
+    type Step = (&'static [usize], ExpectedVersion, Outcome);
+    use ExpectedVersion::{Any, Exact, NoStream};
+    use Outcome::{Conflict as Wev, Duplicate, Repeated, Written};
+    let six = [
+        (0, NoStream),
+        (1, Exact(1)),
+        (2, Exact(2)),
+        (3, Exact(3)),
+        (4, Exact(4)),
+        (5, Exact(5)),
+    ];
+    let six_written: Vec<Step> = six
+        .iter()
+        .map(|&(i, e)| (&[0usize, 1, 2, 3, 4, 5][i..=i], e, Written))
+        .collect();
+    let with = |tail: Step| {
+        six_written
+            .iter()
+            .copied()
+            .chain([tail])
+            .collect::<Vec<Step>>()
+    };
+    let sequences: Vec<(&str, Vec<Step>)> = vec![
+        (
+            "0em1_1e0_2e1_3e2_4e3_5e4_0em1_idempotent",
+            with((&[0], NoStream, Repeated)),
+        ),
+        (
+            "0em1_1e0_2e1_3e2_4e3_4e4_0any_idempotent",
+            with((&[0], Any, Repeated)),
+        ),
+        // KurrentDB writes a second e0 here.
+        (
+            "0em1_1e0_2e1_3e2_4e3_5e4_0e5_non_idempotent",
+            with((&[0], Exact(6), Duplicate)),
+        ),
+        (
+            "0em1_1e0_2e1_3e2_4e3_5e4_0e6_wev",
+            with((&[0], Exact(7), Wev)),
+        ),
+        (
+            "0em1_1e0_2e1_3e2_4e3_5e4_0e4_wev",
+            with((&[0], Exact(5), Wev)),
+        ),
+        (
+            "0em1_1e0_2e1_3e2_4e3_5e4_5e4_idempotent",
+            with((&[5], Exact(5), Repeated)),
+        ),
+        (
+            "0em1_0e0_non_idempotent",
+            vec![(&[0], NoStream, Written), (&[0], Exact(1), Duplicate)],
+        ),
+        (
+            "0em1_0any_idempotent",
+            vec![(&[0], NoStream, Written), (&[0], Any, Repeated)],
+        ),
+        (
+            "0em1_0em1_idempotent",
+            vec![(&[0], NoStream, Written), (&[0], NoStream, Repeated)],
+        ),
+        (
+            "0em1_1e0_2e1_1any_1any_idempotent",
+            vec![
+                (&[0], NoStream, Written),
+                (&[1], Exact(1), Written),
+                (&[2], Exact(2), Written),
+                (&[1], Any, Repeated),
+                (&[1], Any, Repeated),
+            ],
+        ),
+        (
+            "S_0em1_1em1_E_S_0em1_E_idempotent",
+            vec![(&[0, 1], NoStream, Written), (&[0], NoStream, Repeated)],
+        ),
+        (
+            "S_0em1_1em1_E_S_0any_E_idempotent",
+            vec![(&[0, 1], NoStream, Written), (&[0], Any, Repeated)],
+        ),
+        (
+            "S_0em1_1em1_E_S_1e0_E_idempotent",
+            vec![(&[0, 1], NoStream, Written), (&[1], Exact(1), Repeated)],
+        ),
+        (
+            "S_0em1_1em1_E_S_1any_E_idempotent",
+            vec![(&[0, 1], NoStream, Written), (&[1], Any, Repeated)],
+        ),
+        (
+            "S_0em1_1em1_E_S_0em1_1em1_2em1_E_idempotancy_fail",
+            vec![
+                (&[0, 1], NoStream, Written),
+                (&[0, 1, 2], NoStream, Duplicate),
+            ],
+        ),
+        (
+            "S_0em1_1em1_E_S_1em1_0em1_E_out_of_order",
+            vec![(&[0, 1], NoStream, Written), (&[1, 0], NoStream, Wev)],
+        ),
+    ];
+    for (n, (name, steps)) in sequences.into_iter().enumerate() {
+        let s = stream(&format!("t16-{n}"));
+        let ids: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+        for (step, (which, expected, want)) in steps.into_iter().enumerate() {
+            let batch: Vec<NewEvent> = which
+                .iter()
+                .map(|&i| event("e", i as u64).with_id(ids[i]))
+                .collect();
+            let before = read_all(&store, 0).len();
+            let got = match append(&store, &s, expected, batch) {
+                Ok(r) if r.repeated => Repeated,
+                Ok(_) => Written,
+                Err(Error::Conflict(_)) => Wev,
+                Err(Error::DuplicateEvent { .. }) => Duplicate,
+                Err(e) => panic!("{name} step {step}: unexpected error {e}"),
+            };
+            assert_eq!(got, want, "T16 {name}, step {step}");
+            if want != Written {
+                assert_eq!(
+                    read_all(&store, 0).len(),
+                    before,
+                    "{name} step {step} wrote nothing"
+                );
+            }
+        }
+    }
+}
+
+/// An id stored in one stream cannot be appended to another.
+pub fn duplicate_event_id_elsewhere<S: ConformanceStore>(store: S) {
+    let e = event("x", 1);
+    append(
+        &store,
+        &stream("one"),
+        ExpectedVersion::Any,
+        vec![e.clone()],
+    )
+    .expect("append");
+    match append(
+        &store,
+        &stream("two"),
+        ExpectedVersion::Any,
+        vec![e.clone()],
+    ) {
+        Err(Error::DuplicateEvent {
+            event_id,
+            stream: s,
+            version,
+        }) => {
+            assert_eq!((event_id, s, version), (e.event_id, stream("one"), 1));
+        }
+        other => panic!("expected DuplicateEvent, got {other:?}"),
+    }
+    // Mixed: one new id plus one stored id.
+    let mixed = vec![event("x", 2), e];
+    assert!(matches!(
+        append(&store, &stream("one"), ExpectedVersion::Any, mixed),
+        Err(Error::DuplicateEvent { .. })
+    ));
+    assert_eq!(version(&store, &stream("two")), 0);
+    assert_eq!(version(&store, &stream("one")), 1);
+}
+
+/// One append holding one id twice is refused.
+pub fn duplicate_id_within_one_append<S: ConformanceStore>(store: S) {
+    let e = event("x", 1);
+    let result = append(
+        &store,
+        &stream("d"),
+        ExpectedVersion::Any,
+        vec![e.clone(), e],
+    );
+    assert!(
+        matches!(result, Err(Error::InvalidEvent { .. })),
+        "{result:?}"
+    );
+    assert_eq!(last_position(&store), 0);
+}
+
+/// An empty append checks the version and writes nothing.
+pub fn empty_append_checks_version<S: ConformanceStore>(store: S) {
+    let s = stream("empty");
+    let r =
+        append(&store, &s, ExpectedVersion::NoStream, vec![]).expect("empty append on no stream");
+    assert_eq!((r.version, r.first_position, r.repeated), (0, None, false));
+    assert_eq!(version(&store, &s), 0);
+    assert_conflict(
+        append(&store, &s, ExpectedVersion::Exact(5), vec![]),
+        &s,
+        ExpectedVersion::Exact(5),
+        0,
+    );
+    append(&store, &s, ExpectedVersion::NoStream, events(2)).expect("append");
+    let r = append(&store, &s, ExpectedVersion::Exact(2), vec![]).expect("empty append at version");
+    assert_eq!((r.version, r.last_position), (2, None));
+    assert_eq!(last_position(&store), 2);
+    let multi = block(store.append_to_streams(vec![])).expect("no writes at all");
+    assert!(multi.is_empty());
+}
+
+/// RELIABILITY S2: inputs at the default limits pass, one past fails with
+/// [`Error::Limit`], and nothing is written.
+pub fn limits_are_enforced<S: ConformanceStore>(store: S) {
+    let limits = Limits::default();
+    let s = stream("big");
+    let json_of_len = |len: usize| format!("\"{}\"", "x".repeat(len - 2)).into_bytes();
+    let at_limit = NewEvent::new("test", "big", 1, json_of_len(limits.max_payload_bytes));
+    append(&store, &s, ExpectedVersion::Any, vec![at_limit])
+        .expect("payload at the limit is accepted");
+    let over = NewEvent::new("test", "big", 1, json_of_len(limits.max_payload_bytes + 1));
+    assert!(matches!(
+        append(&store, &s, ExpectedVersion::Any, vec![over]),
+        Err(Error::Limit(_))
+    ));
+    let many = events(limits.max_events_per_append as u64 + 1);
+    assert!(matches!(
+        append(&store, &s, ExpectedVersion::Any, many),
+        Err(Error::Limit(_))
+    ));
+    append(
+        &store,
+        &s,
+        ExpectedVersion::Any,
+        events(limits.max_events_per_append as u64),
+    )
+    .expect("events at the limit are accepted");
+    let big_meta = Metadata::new().reason("r".repeat(limits.max_metadata_bytes));
+    let meta_over = event("m", 0).with_metadata(big_meta);
+    assert!(matches!(
+        append(&store, &s, ExpectedVersion::Any, vec![meta_over]),
+        Err(Error::Limit(_))
+    ));
+    let long_name = "n".repeat(limits.max_name_bytes + 1);
+    let named = NewEvent::new("test", long_name, 1, b"{}".to_vec());
+    assert!(matches!(
+        append(&store, &s, ExpectedVersion::Any, vec![named]),
+        Err(Error::InvalidEvent { .. })
+    ));
+    assert_eq!(version(&store, &s), 1 + limits.max_events_per_append as u64);
+}
+
+/// Malformed events are refused whole, with typed errors.
+pub fn invalid_events_are_refused<S: ConformanceStore>(store: S) {
+    let s = stream("bad");
+    let cases = vec![
+        vec![NewEvent::new("test", "", 1, b"{}".to_vec())],
+        vec![NewEvent::new("test", "a\0b", 1, b"{}".to_vec())],
+        vec![NewEvent::new("", "ok", 1, b"{}".to_vec())],
+        vec![NewEvent::new("test", "ok", 1, vec![0xff, 0xfe])],
+        vec![
+            event("ok", 1),
+            NewEvent::new("other", "ok", 1, b"{}".to_vec()),
+        ],
+    ];
+    for batch in cases {
+        let result = append(&store, &s, ExpectedVersion::Any, batch.clone());
+        assert!(
+            matches!(result, Err(Error::InvalidEvent { .. })),
+            "{batch:?} gave {result:?}"
+        );
+    }
+    assert_eq!(last_position(&store), 0);
+}
+
+/// A stream keeps the aggregate type it was created with.
+pub fn aggregate_type_mismatch<S: ConformanceStore>(store: S) {
+    let s = stream("typed");
+    append(&store, &s, ExpectedVersion::Any, events(1)).expect("append");
+    let other = NewEvent::new("other", "x", 1, b"{}".to_vec());
+    match append(&store, &s, ExpectedVersion::Any, vec![other]) {
+        Err(Error::AggregateMismatch {
+            requested, actual, ..
+        }) => {
+            assert_eq!((requested.as_str(), actual.as_str()), ("other", "test"));
+        }
+        result => panic!("expected AggregateMismatch, got {result:?}"),
+    }
+}
+
+/// Several streams in one append: all written, or none.
+pub fn multi_stream_append_is_atomic<S: ConformanceStore>(store: S) {
+    let (a, b) = (stream("multi-a"), stream("multi-b"));
+    let both = vec![
+        StreamWrite::new(a.clone(), ExpectedVersion::NoStream, events(2)),
+        StreamWrite::new(b.clone(), ExpectedVersion::NoStream, events(1)),
+    ];
+    let results = block(store.append_to_streams(both)).expect("both streams");
+    assert_eq!(results.len(), 2);
+    assert_eq!(
+        (
+            results[0].version,
+            results[0].first_position,
+            results[0].last_position
+        ),
+        (2, Some(1), Some(2))
+    );
+    assert_eq!(
+        (results[1].version, results[1].first_position),
+        (1, Some(3))
+    );
+    let one_stale = vec![
+        StreamWrite::new(a.clone(), ExpectedVersion::Exact(2), events(1)),
+        StreamWrite::new(b.clone(), ExpectedVersion::Exact(0), events(1)),
+    ];
+    match block(store.append_to_streams(one_stale)) {
+        Err(Error::Conflict(c)) => assert_eq!((c.stream, c.actual), (b.clone(), 1)),
+        other => panic!("expected a conflict on the second stream, got {other:?}"),
+    }
+    assert_eq!(
+        (
+            version(&store, &a),
+            version(&store, &b),
+            last_position(&store)
+        ),
+        (2, 1, 3)
+    );
+    let twice = vec![
+        StreamWrite::new(a.clone(), ExpectedVersion::Any, events(1)),
+        StreamWrite::new(a.clone(), ExpectedVersion::Any, events(1)),
+    ];
+    assert!(matches!(
+        block(store.append_to_streams(twice)),
+        Err(Error::InvalidEvent { .. })
+    ));
+    assert_eq!(last_position(&store), 3);
+}
+
+/// RELIABILITY T3b in process: writers released together at one expected
+/// version; exactly one wins each round, and losers consume no position.
+pub fn concurrent_appends_one_winner_per_version<S: ConformanceStore>(store: S) {
+    const WRITERS: usize = 8;
+    const ROUNDS: u64 = 25;
+    let s = stream("race");
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let wins: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|_| {
+                let (store, s, barrier) = (store.clone(), s.clone(), barrier.clone());
+                scope.spawn(move || {
+                    let mut won = Vec::new();
+                    for round in 0..ROUNDS {
+                        barrier.wait();
+                        match append(&store, &s, ExpectedVersion::Exact(round), events(1)) {
+                            Ok(r) => won.push(r.version),
+                            Err(Error::Conflict(c)) => assert_eq!(c.actual, round + 1),
+                            Err(e) => panic!("unexpected error in a race: {e}"),
+                        }
+                        barrier.wait();
+                    }
+                    won
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer thread"))
+            .collect()
+    });
+    let mut all_wins: Vec<u64> = wins.into_iter().flatten().collect();
+    all_wins.sort_unstable();
+    assert_eq!(
+        all_wins,
+        (1..=ROUNDS).collect::<Vec<_>>(),
+        "exactly one winner per round"
+    );
+    assert_eq!(last_position(&store), ROUNDS, "losers consumed no position");
+}
+
+/// RELIABILITY T3 in process: writers read the version and append, retrying
+/// on conflict; every increment lands exactly once.
+pub fn concurrent_appends_lose_no_update<S: ConformanceStore>(store: S) {
+    const WRITERS: usize = 8;
+    const EACH: usize = 20;
+    let s = stream("counter");
+    let written: Vec<Vec<Uuid>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|_| {
+                let (store, s) = (store.clone(), s.clone());
+                scope.spawn(move || {
+                    let mut ids = Vec::new();
+                    for n in 0..EACH {
+                        loop {
+                            let v = version(&store, &s);
+                            let e = event("inc", n as u64);
+                            match append(&store, &s, ExpectedVersion::Exact(v), vec![e.clone()]) {
+                                Ok(_) => {
+                                    ids.push(e.event_id);
+                                    break;
+                                }
+                                Err(Error::Conflict(_)) => {}
+                                Err(err) => panic!("unexpected error: {err}"),
+                            }
+                        }
+                    }
+                    ids
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer thread"))
+            .collect()
+    });
+    let stored = read(&store, &s, ..);
+    assert_eq!(stored.len(), WRITERS * EACH);
+    let mut stored_ids: Vec<Uuid> = stored.iter().map(|e| e.event_id).collect();
+    let mut acked: Vec<Uuid> = written.into_iter().flatten().collect();
+    stored_ids.sort_unstable();
+    acked.sort_unstable();
+    assert_eq!(stored_ids, acked, "every acknowledged event stored once");
+}
+
+/// RELIABILITY S1: stream ids with quotes, wildcards and SQL round-trip
+/// exactly, and never match each other.
+pub fn hostile_stream_ids_round_trip<S: ConformanceStore>(store: S) {
+    let ids = [
+        "'; DROP TABLE events; --",
+        "%",
+        "_",
+        "a%",
+        "a_",
+        "ab",
+        "*",
+        "[x]",
+        "\"quoted\"",
+        "\u{202e}rtl",
+        "emoji-\u{1f4a5}",
+        "A",
+        "a",
+    ];
+    for (i, id) in ids.iter().enumerate() {
+        append(
+            &store,
+            &stream(id),
+            ExpectedVersion::NoStream,
+            events(i as u64 + 1),
+        )
+        .expect("append");
+    }
+    let max = "m".repeat(crate::MAX_STREAM_ID_LEN);
+    append(&store, &stream(&max), ExpectedVersion::NoStream, events(1)).expect("longest id");
+    for (i, id) in ids.iter().enumerate() {
+        let stored = read(&store, &stream(id), ..);
+        assert_eq!(
+            stored.len(),
+            i + 1,
+            "stream {id:?} reads only its own events"
+        );
+        assert!(stored.iter().all(|e| e.stream_id.as_str() == *id));
+        assert_eq!(version(&store, &stream(id)), i as u64 + 1);
+    }
+    assert_eq!(read(&store, &stream(&max), ..).len(), 1);
+}
+
+/// Every metadata field round-trips.
+pub fn metadata_round_trips<S: ConformanceStore>(store: S) {
+    let meta = Metadata::new()
+        .actor("agent-7")
+        .command("escalate")
+        .reason("waited 3 days; \"urgent\"")
+        .command_id(Uuid::now_v7())
+        .correlation_id(Uuid::now_v7())
+        .causation_id(Uuid::now_v7())
+        .with("ip", "10.0.0.1")
+        .with("nested", serde_json::json!({"a": [1, 2, {"b": null}]}));
+    let s = stream("meta");
+    append(
+        &store,
+        &s,
+        ExpectedVersion::Any,
+        vec![event("m", 1).with_metadata(meta.clone()), event("m", 2)],
+    )
+    .expect("append");
+    let stored = read(&store, &s, ..);
+    assert_eq!(stored[0].metadata, meta);
+    assert_eq!(stored[1].metadata, Metadata::default());
+}
+
+/// The latest snapshot per stream is kept; older ones do not replace it.
+pub fn snapshots_keep_the_latest<S: ConformanceStore>(store: S) {
+    let s = stream("snap");
+    let snap = |version: u64, schema_version: u32| Snapshot {
+        stream_id: s.clone(),
+        aggregate_type: "test".into(),
+        version,
+        schema_version,
+        state: format!(r#"{{"v":{version}}}"#).into_bytes(),
+        taken_at: Timestamp::from_unix_micros(1_700_000_000_000_000),
+    };
+    assert_eq!(block(store.load_snapshot(&s)).expect("load"), None);
+    block(store.save_snapshot(snap(10, 1))).expect("save");
+    block(store.save_snapshot(snap(5, 1))).expect("an older save is accepted and ignored");
+    assert_eq!(
+        block(store.load_snapshot(&s)).expect("load"),
+        Some(snap(10, 1))
+    );
+    block(store.save_snapshot(snap(20, 2))).expect("save");
+    assert_eq!(
+        block(store.load_snapshot(&s)).expect("load"),
+        Some(snap(20, 2))
+    );
+    assert_eq!(
+        block(store.load_snapshot(&stream("other"))).expect("load"),
+        None
+    );
+}
+
+/// Checkpoints round-trip per projection name.
+pub fn checkpoints_round_trip<S: ConformanceStore>(store: S) {
+    assert_eq!(block(store.load_checkpoint("search")).expect("load"), None);
+    block(store.save_checkpoint("search", 42)).expect("save");
+    block(store.save_checkpoint("analysis", 7)).expect("save");
+    block(store.save_checkpoint("search", 43)).expect("save");
+    let got: BTreeMap<&str, Option<u64>> = ["search", "analysis", "'; DROP"]
+        .into_iter()
+        .map(|n| (n, block(store.load_checkpoint(n)).expect("load")))
+        .collect();
+    assert_eq!(
+        got,
+        BTreeMap::from([
+            ("search", Some(43)),
+            ("analysis", Some(7)),
+            ("'; DROP", None)
+        ])
+    );
+}

@@ -1,0 +1,74 @@
+//! `#[derive(Event)]`.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::DeriveInput;
+use syn::spanned::Spanned;
+
+use super::register;
+use crate::ast::EventInput;
+use crate::ctxt::Ctxt;
+
+pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
+    let cx = Ctxt::new();
+    let event = EventInput::from_syn(&cx, input);
+    cx.check()?;
+    Ok(expand(&event))
+}
+
+fn expand(event: &EventInput<'_>) -> TokenStream {
+    let EventInput {
+        ident,
+        name,
+        version,
+        krate,
+        ..
+    } = event;
+    let private = quote!(#krate::__private);
+    let (decode, versions, check) = match &event.upcast_from {
+        None => (
+            quote!(#private::decode_exact::<Self>(version, payload)),
+            quote!(),
+            quote!(),
+        ),
+        Some(prev) => {
+            // Spanned at the user's `upcast_from = X`, so a missing `From<X>`
+            // or a mismatched name or version is reported there.
+            let check = quote_spanned! {prev.span()=>
+                const _: () = #private::check_upcast::<#ident, #prev>();
+            };
+            let versions = quote! {
+                fn decodable_versions() -> #private::Vec<u32> {
+                    #private::upcast_versions::<Self, #prev>()
+                }
+            };
+            (
+                quote!(#private::decode_upcast::<Self, #prev>(version, payload)),
+                versions,
+                check,
+            )
+        }
+    };
+    let registration = register::event(krate, ident);
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
+        const _: () = {
+            #[automatically_derived]
+            impl #krate::Event for #ident {
+                const NAME: &'static str = #name;
+                const VERSION: u32 = #version;
+
+                fn decode(version: u32, payload: &[u8]) -> #private::Result<Self, #krate::DecodeError> {
+                    #decode
+                }
+
+                #versions
+            }
+
+            #check
+
+            #registration
+        };
+    }
+}

@@ -1,0 +1,27 @@
+//! The only place that emits registry submissions.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::{Ident, Path};
+
+/// Registers event type `ident` in the process-wide registry.
+pub(crate) fn event(krate: &Path, ident: &Ident) -> TokenStream {
+    quote! {
+        #krate::__private::submit! {
+            #krate::__private::EventRegistration::of::<#ident>()
+        }
+    }
+}
+
+/// Registers aggregate `ident` with its event enum `enum_ident`.
+pub(crate) fn aggregate(krate: &Path, ident: &Ident, enum_ident: &Ident) -> TokenStream {
+    quote! {
+        #krate::__private::submit! {
+            #krate::__private::AggregateRegistration {
+                name: <#ident as #krate::Aggregate>::NAME,
+                type_name: #krate::__private::type_name::<#ident>,
+                events: <#enum_ident as #krate::EventSet>::EVENTS,
+            }
+        }
+    }
+}

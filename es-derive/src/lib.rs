@@ -1,0 +1,46 @@
+//! Derive macros for [`es-core`](https://docs.rs/es-core):
+//! `#[derive(Event)]` and `#[derive(Aggregate)]`.
+//!
+//! Use them through `es_core` (`use es_core::prelude::*;`), which re-exports
+//! them; the generated code names everything through `::es_core` (or the path
+//! given with `crate = "..."`). See `es_core::Event` and `es_core::Aggregate`
+//! for the attributes.
+//!
+//! Each derive parses its input into a model (`attr`, `ast`), checks every
+//! rule (`validate`) collecting all errors before reporting them together,
+//! then expands (`expand`). Runtime logic lives in es-core; the generated
+//! code only wires the user's types to it.
+
+mod ast;
+mod attr;
+mod case;
+mod ctxt;
+mod expand;
+mod symbol;
+mod validate;
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+/// Derives `es_core::Event`: `#[event(name = "...", version = N, upcast_from = Previous, crate = "...")]`.
+#[proc_macro_derive(Event, attributes(event))]
+pub fn derive_event(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::event::derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Derives `es_core::Aggregate` and generates its event enum:
+/// `#[aggregate(name = "...", events(A, B, ...), snapshot(every = N, version = V), crate = "...")]`.
+#[proc_macro_derive(Aggregate, attributes(aggregate))]
+pub fn derive_aggregate(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::aggregate::derive(&input)
+        .unwrap_or_else(|errors| {
+            let mut tokens = expand::aggregate::fallback(&input);
+            tokens.extend(errors.into_compile_error());
+            tokens
+        })
+        .into()
+}
