@@ -42,6 +42,11 @@ use serde::de::DeserializeOwned;
 /// assert_eq!(TicketEscalated::NAME, "ticket-escalated");
 /// # Ok::<(), es_core::DecodeError>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event",
+    label = "not an event",
+    note = "add `#[derive(Event)]` (with `Serialize` and `Deserialize`) to `{Self}`"
+)]
 pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The stable name recorded in the store.
     const NAME: &'static str;

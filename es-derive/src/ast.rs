@@ -27,6 +27,8 @@ pub(crate) struct AggregateInput<'a> {
     /// The generated enum's name: `<Type>Event`.
     pub(crate) enum_ident: Ident,
     pub(crate) events: Vec<EventRef>,
+    /// The `events` key, where checks over the whole list are reported.
+    pub(crate) events_span: Span,
     pub(crate) snapshot: Option<Snapshot>,
     pub(crate) krate: Path,
 }
@@ -95,6 +97,8 @@ impl<'a> AggregateInput<'a> {
                 .iter()
                 .filter_map(|path| event_ref(cx, path))
                 .collect()
+        } else if attrs.events_written {
+            Vec::new()
         } else {
             let span = attrs.first_attr.unwrap_or_else(|| input.ident.span());
             cx.syn_error(syn::Error::new(
@@ -142,6 +146,10 @@ impl<'a> AggregateInput<'a> {
             vis: &input.vis,
             enum_ident: Ident::new(&format!("{}Event", input.ident), Span::call_site()),
             name,
+            events_span: attrs
+                .events
+                .spanned()
+                .map_or_else(|| input.ident.span(), |(span, _)| span),
             events,
             snapshot,
             krate: attrs.krate.get().cloned().unwrap_or_else(default_krate),

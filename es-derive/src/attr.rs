@@ -6,6 +6,7 @@
 
 use proc_macro2::Span;
 use syn::meta::ParseNestedMeta;
+use syn::punctuated::Punctuated;
 use syn::{Attribute, LitInt, LitStr, Path, Token};
 
 use crate::ctxt::Ctxt;
@@ -64,6 +65,8 @@ pub(crate) struct AggregateAttrs {
     pub(crate) krate: Attr<Path>,
     /// The first `#[aggregate]` attribute, for errors about missing keys.
     pub(crate) first_attr: Option<Span>,
+    /// Whether an `events` key was written at all (even a malformed one).
+    pub(crate) events_written: bool,
 }
 
 pub(crate) struct SnapshotAttrs {
@@ -121,6 +124,7 @@ impl AggregateAttrs {
             snapshot: Attr::new("aggregate", SNAPSHOT),
             krate: Attr::new("aggregate", CRATE),
             first_attr: None,
+            events_written: false,
         };
         for attr in attrs.iter().filter(|a| a.path() == AGGREGATE) {
             out.first_attr.get_or_insert_with(|| attr.pound_token.span);
@@ -131,6 +135,7 @@ impl AggregateAttrs {
                         out.name.set(cx, name.span(), name.value());
                     }
                 } else if meta.path == EVENTS {
+                    out.events_written = true;
                     let events = event_list(&meta)?;
                     out.events.set(cx, span, events);
                 } else if meta.path == SNAPSHOT {
@@ -167,17 +172,15 @@ fn event_list(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<Path>> {
             meta.error("expected a list of event types: `events(TicketOpened, TicketClosed)`")
         );
     }
-    let mut events = Vec::new();
-    meta.parse_nested_meta(|inner| {
-        if inner.input.peek(Token![=]) || inner.input.peek(syn::token::Paren) {
-            return Err(
-                inner.error("expected an event type, like `events(TicketOpened, TicketClosed)`")
-            );
-        }
-        events.push(inner.path);
-        Ok(())
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected event types, like `events(TicketOpened, TicketClosed)`",
+        )
     })?;
-    Ok(events)
+    Ok(paths.into_iter().collect())
 }
 
 /// `snapshot(every = N, version = V)`.

@@ -7,7 +7,7 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident};
 
-use super::register;
+use super::{register, respan};
 use crate::ast::AggregateInput;
 use crate::ctxt::Ctxt;
 
@@ -80,6 +80,13 @@ fn expand(aggregate: &AggregateInput<'_>) -> TokenStream {
         }
     });
     let registration = register::aggregate(krate, ident, enum_ident);
+    let encodes = paths
+        .iter()
+        .map(|p| respan(quote!(#private::encode(event)), p.span()));
+    let distinct = respan(
+        quote!(const _: () = #private::check_distinct_names(<#enum_ident as #krate::EventSet>::EVENTS);),
+        aggregate.events_span,
+    );
 
     quote! {
         #event_enum
@@ -131,7 +138,7 @@ fn expand(aggregate: &AggregateInput<'_>) -> TokenStream {
 
                 fn encode(&self) -> #private::Result<#private::Vec<u8>, #krate::EncodeError> {
                     match self {
-                        #( #enum_ident::#variants(event) => #private::encode(event), )*
+                        #( #enum_ident::#variants(event) => #encodes, )*
                     }
                 }
 
@@ -148,7 +155,7 @@ fn expand(aggregate: &AggregateInput<'_>) -> TokenStream {
                 }
             }
 
-            const _: () = #private::check_distinct_names(<#enum_ident as #krate::EventSet>::EVENTS);
+            #distinct
 
             #[automatically_derived]
             impl #krate::Apply<#enum_ident> for #ident {

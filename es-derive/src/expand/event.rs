@@ -1,11 +1,11 @@
 //! `#[derive(Event)]`.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::quote;
 use syn::DeriveInput;
 use syn::spanned::Spanned;
 
-use super::register;
+use super::{register, respan};
 use crate::ast::EventInput;
 use crate::ctxt::Ctxt;
 
@@ -34,19 +34,18 @@ fn expand(event: &EventInput<'_>) -> TokenStream {
         Some(prev) => {
             // Spanned at the user's `upcast_from = X`, so a missing `From<X>`
             // or a mismatched name or version is reported there.
-            let check = quote_spanned! {prev.span()=>
-                const _: () = #private::check_upcast::<#ident, #prev>();
-            };
+            let span = prev.span();
+            let check = respan(
+                quote!(const _: () = #private::check_upcast::<#ident, #prev>();),
+                span,
+            );
             let versions = quote! {
                 fn decodable_versions() -> #private::Vec<u32> {
                     #private::upcast_versions::<Self, #prev>()
                 }
             };
-            (
-                quote!(#private::decode_upcast::<Self, #prev>(version, payload)),
-                versions,
-                check,
-            )
+            let decode = respan(quote!(#private::decode_upcast::<#ident, #prev>), span);
+            (quote!(#decode(version, payload)), versions, check)
         }
     };
     let registration = register::event(krate, ident);

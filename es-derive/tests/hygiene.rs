@@ -1,0 +1,107 @@
+//! The generated code names everything by absolute path: it still compiles
+//! when the user's module shadows prelude items and common crate names.
+
+#![allow(
+    dead_code,
+    non_camel_case_types,
+    missing_docs,
+    unreachable_pub,
+    clippy::all
+)]
+
+struct Result;
+struct Ok;
+struct Err;
+struct Option;
+struct Some;
+struct None;
+struct Box;
+struct Vec;
+struct String;
+struct From;
+struct Into;
+struct Default;
+struct Debug;
+struct Clone;
+struct PartialEq;
+mod core {}
+mod std {}
+mod serde_json {}
+mod inventory {}
+
+mod domain {
+    // Only what a user writes: the derives, serde, and the traits.
+    use es_core::{Aggregate, Apply, Event};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    #[event(name = "shadow-opened", version = 1)]
+    pub struct Opened {
+        pub title: ::std::string::String,
+    }
+
+    #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    #[event(name = "shadow-closed", version = 2, upcast_from = ClosedV1)]
+    pub struct Closed;
+
+    #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    #[event(name = "shadow-closed", version = 1)]
+    pub struct ClosedV1;
+
+    impl ::core::convert::From<ClosedV1> for Closed {
+        fn from(_: ClosedV1) -> Self {
+            Closed
+        }
+    }
+
+    #[derive(Aggregate, Default, Debug, Serialize, Deserialize)]
+    #[aggregate(name = "shadow", events(Opened, Closed), snapshot(every = 5))]
+    pub struct Shadow {
+        pub open: bool,
+    }
+
+    impl Apply<Opened> for Shadow {
+        fn apply(&mut self, _: &Opened) {
+            self.open = true;
+        }
+    }
+
+    impl Apply<Closed> for Shadow {
+        fn apply(&mut self, _: &Closed) {
+            self.open = false;
+        }
+    }
+}
+
+// The shadowing types above are in scope here, and the derives run here too.
+#[derive(
+    es_core::Event,
+    serde::Serialize,
+    serde::Deserialize,
+    ::core::fmt::Debug,
+    ::core::clone::Clone,
+    ::core::cmp::PartialEq,
+)]
+pub struct Noted;
+
+#[derive(es_core::Aggregate, ::core::default::Default)]
+#[aggregate(events(Noted))]
+pub struct Notes;
+
+impl es_core::Apply<Noted> for Notes {
+    fn apply(&mut self, _: &Noted) {}
+}
+
+#[test]
+fn derives_compile_and_work_with_shadowed_names() {
+    use es_core::{Apply as _, EventSet as _};
+    let mut shadow = domain::Shadow::default();
+    shadow.apply(&domain::ShadowEvent::from(domain::Opened {
+        title: "t".into(),
+    }));
+    assert!(shadow.open);
+    let closed = domain::ShadowEvent::decode("shadow-closed", 1, b"null").expect("upcasts");
+    shadow.apply(&closed);
+    assert!(!shadow.open);
+    assert_eq!(NotesEvent::EVENTS.len(), 1);
+}

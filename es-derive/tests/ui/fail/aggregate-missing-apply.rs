@@ -1,0 +1,18 @@
+use es_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TicketOpened;
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TicketClosed;
+
+#[derive(Aggregate, Default)]
+#[aggregate(events(TicketOpened, TicketClosed))]
+pub struct Ticket;
+
+impl Apply<TicketOpened> for Ticket {
+    fn apply(&mut self, _: &TicketOpened) {}
+}
+
+fn main() {}

@@ -1,0 +1,22 @@
+use es_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TicketOpened;
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TicketClosed;
+
+#[derive(Aggregate, Default, Serialize, Deserialize)]
+#[aggregate(events(TicketOpened, TicketClosed), snapshot(every = 0))]
+pub struct Ticket;
+
+impl Apply<TicketOpened> for Ticket {
+    fn apply(&mut self, _: &TicketOpened) {}
+}
+
+impl Apply<TicketClosed> for Ticket {
+    fn apply(&mut self, _: &TicketClosed) {}
+}
+
+fn main() {}

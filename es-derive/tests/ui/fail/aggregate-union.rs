@@ -1,0 +1,16 @@
+use es_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TicketOpened;
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct TicketClosed;
+
+#[derive(Aggregate)]
+#[aggregate(events(TicketOpened))]
+pub union Ticket {
+    open: u8,
+}
+
+fn main() {}

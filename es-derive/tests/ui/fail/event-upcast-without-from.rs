@@ -1,0 +1,17 @@
+use es_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "ticket-escalated", version = 1)]
+pub struct TicketEscalatedV1 {
+    pub reason: String,
+}
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "ticket-escalated", version = 2, upcast_from = TicketEscalatedV1)]
+pub struct TicketEscalated {
+    pub reason: String,
+    pub by: String,
+}
+
+fn main() {}
