@@ -1,0 +1,238 @@
+//! Events, state and commands of a support ticket.
+
+use std::fmt;
+
+use es_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// An agent's id, e.g. `agent-42`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AgentId(pub String);
+
+impl fmt::Display for AgentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a ticket was escalated, in the agent's words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Reason(pub String);
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A customer opened the ticket.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(name = "ticket-opened")]
+pub struct TicketOpened {
+    /// What it is about.
+    pub title: String,
+    /// Where to reach the customer: personal data, forgettable.
+    pub customer_email: Personal<String>,
+}
+
+/// A message was added, by the customer or by an agent.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(name = "message-added")]
+pub struct MessageAdded {
+    /// The text.
+    pub body: String,
+    /// `customer`, or an agent's id.
+    pub by: String,
+}
+
+/// The first version of the escalation event: a reason, no agent.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(name = "ticket-escalated", version = 1)]
+pub struct TicketEscalatedV1 {
+    /// Why.
+    pub reason: String,
+}
+
+/// An agent escalated the ticket.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(name = "ticket-escalated", version = 2, upcast_from = TicketEscalatedV1)]
+pub struct TicketEscalated {
+    /// Why.
+    pub reason: Reason,
+    /// Who.
+    pub by: AgentId,
+}
+
+impl From<TicketEscalatedV1> for TicketEscalated {
+    /// Version 1 did not record the agent: those escalations were all made
+    /// by the automatic response-time rule.
+    fn from(old: TicketEscalatedV1) -> Self {
+        TicketEscalated {
+            reason: Reason(old.reason),
+            by: AgentId("system".into()),
+        }
+    }
+}
+
+/// The ticket was closed.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(name = "ticket-closed")]
+pub struct TicketClosed {
+    /// How it ended.
+    pub resolution: String,
+}
+
+/// Where a ticket is in its life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Not opened yet.
+    #[default]
+    New,
+    /// Open.
+    Open,
+    /// Closed.
+    Closed,
+}
+
+/// A support ticket: only what decisions need.
+#[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[aggregate(
+    name = "ticket",
+    events(TicketOpened, MessageAdded, TicketEscalated, TicketClosed),
+    snapshot(every = 100)
+)]
+pub struct Ticket {
+    /// Its status.
+    pub status: Status,
+    /// What it is about.
+    pub title: String,
+    /// Whether an agent escalated it.
+    pub escalated: bool,
+    /// How many messages it holds.
+    pub messages: u32,
+    /// Whether the last message came from the customer (they wait for us).
+    pub customer_waiting: bool,
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketError {
+    /// The ticket was already opened.
+    AlreadyOpened,
+    /// The ticket has not been opened.
+    NotOpened,
+    /// The ticket is closed.
+    Closed,
+    /// The ticket is already escalated.
+    AlreadyEscalated,
+    /// Escalation needs a customer waiting for an answer.
+    CustomerNotWaiting,
+    /// A required text is empty.
+    Empty(&'static str),
+}
+
+impl fmt::Display for TicketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TicketError::AlreadyOpened => f.write_str("the ticket is already open"),
+            TicketError::NotOpened => f.write_str("the ticket has not been opened"),
+            TicketError::Closed => f.write_str("the ticket is closed"),
+            TicketError::AlreadyEscalated => f.write_str("the ticket is already escalated"),
+            TicketError::CustomerNotWaiting => {
+                f.write_str("only a ticket whose customer waits for an answer can be escalated")
+            }
+            TicketError::Empty(what) => write!(f, "the {what} is empty"),
+        }
+    }
+}
+
+impl std::error::Error for TicketError {}
+
+impl Apply<TicketOpened> for Ticket {
+    fn apply(&mut self, event: &TicketOpened) {
+        self.status = Status::Open;
+        self.title.clone_from(&event.title);
+    }
+}
+
+impl Apply<MessageAdded> for Ticket {
+    fn apply(&mut self, event: &MessageAdded) {
+        self.messages += 1;
+        self.customer_waiting = event.by == "customer";
+    }
+}
+
+impl Apply<TicketEscalated> for Ticket {
+    fn apply(&mut self, _: &TicketEscalated) {
+        self.escalated = true;
+    }
+}
+
+impl Apply<TicketClosed> for Ticket {
+    fn apply(&mut self, _: &TicketClosed) {
+        self.status = Status::Closed;
+        self.customer_waiting = false;
+    }
+}
+
+impl Ticket {
+    /// Opens the ticket.
+    pub fn open(&self, title: &str, customer_email: &str) -> Result<TicketOpened, TicketError> {
+        if self.status != Status::New {
+            return Err(TicketError::AlreadyOpened);
+        }
+        if title.trim().is_empty() {
+            return Err(TicketError::Empty("title"));
+        }
+        Ok(TicketOpened {
+            title: title.to_owned(),
+            customer_email: Personal::known(customer_email.to_owned()),
+        })
+    }
+
+    /// Adds a message by `by` (`customer` or an agent id).
+    pub fn add_message(&self, body: &str, by: &str) -> Result<MessageAdded, TicketError> {
+        self.require_open()?;
+        if body.trim().is_empty() {
+            return Err(TicketError::Empty("message"));
+        }
+        Ok(MessageAdded {
+            body: body.to_owned(),
+            by: by.to_owned(),
+        })
+    }
+
+    /// Escalates the ticket: only an open, not yet escalated ticket whose
+    /// customer waits for an answer, with a reason.
+    pub fn escalate(&self, reason: Reason, by: AgentId) -> Result<TicketEscalated, TicketError> {
+        self.require_open()?;
+        if self.escalated {
+            return Err(TicketError::AlreadyEscalated);
+        }
+        if !self.customer_waiting {
+            return Err(TicketError::CustomerNotWaiting);
+        }
+        if reason.0.trim().is_empty() {
+            return Err(TicketError::Empty("reason"));
+        }
+        Ok(TicketEscalated { reason, by })
+    }
+
+    /// Closes the ticket.
+    pub fn close(&self, resolution: &str) -> Result<TicketClosed, TicketError> {
+        self.require_open()?;
+        Ok(TicketClosed {
+            resolution: resolution.to_owned(),
+        })
+    }
+
+    fn require_open(&self) -> Result<(), TicketError> {
+        match self.status {
+            Status::New => Err(TicketError::NotOpened),
+            Status::Open => Ok(()),
+            Status::Closed => Err(TicketError::Closed),
+        }
+    }
+}

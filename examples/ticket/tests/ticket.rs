@@ -1,0 +1,191 @@
+//! The Ticket rules, given/when/then, and the ticket through a repository.
+
+use es_core::prelude::*;
+use es_core::testing::given;
+use ticket::{
+    AgentId, MessageAdded, Reason, Status, Ticket, TicketClosed, TicketError, TicketEscalated,
+    TicketEvent, TicketOpened,
+};
+
+fn opened() -> TicketEvent {
+    TicketOpened {
+        title: "printer".into(),
+        customer_email: Personal::known("ada@example.com".into()),
+    }
+    .into()
+}
+
+fn message(by: &str) -> TicketEvent {
+    MessageAdded {
+        body: "hello".into(),
+        by: by.into(),
+    }
+    .into()
+}
+
+fn escalation() -> TicketEscalated {
+    TicketEscalated {
+        reason: Reason("waited".into()),
+        by: AgentId("agent-7".into()),
+    }
+}
+
+#[test]
+fn opening_a_new_ticket() {
+    let state = given::<Ticket>([])
+        .when(|t| t.open("printer", "ada@example.com"))
+        .then([opened()]);
+    assert_eq!(state.status, Status::Open);
+}
+
+#[test]
+fn a_ticket_opens_once() {
+    given::<Ticket>([opened()])
+        .when(|t| t.open("again", "x@example.com"))
+        .then_error(TicketError::AlreadyOpened);
+}
+
+#[test]
+fn escalating_when_the_customer_waits() {
+    given::<Ticket>([opened(), message("customer")])
+        .when(|t| t.escalate(Reason("waited".into()), AgentId("agent-7".into())))
+        .then([escalation().into()]);
+}
+
+#[test]
+fn escalation_is_refused_when_an_agent_answered_last() {
+    given::<Ticket>([opened(), message("customer"), message("agent-7")])
+        .when(|t| t.escalate(Reason("waited".into()), AgentId("agent-7".into())))
+        .then_error(TicketError::CustomerNotWaiting);
+}
+
+#[test]
+fn escalation_happens_once() {
+    given::<Ticket>([opened(), message("customer"), escalation().into()])
+        .when(|t| t.escalate(Reason("again".into()), AgentId("agent-9".into())))
+        .then_error(TicketError::AlreadyEscalated);
+}
+
+#[test]
+fn escalation_needs_a_reason() {
+    given::<Ticket>([opened(), message("customer")])
+        .when(|t| t.escalate(Reason("  ".into()), AgentId("agent-7".into())))
+        .then_error(TicketError::Empty("reason"));
+}
+
+#[test]
+fn a_closed_ticket_refuses_everything() {
+    let closed: TicketEvent = TicketClosed {
+        resolution: "done".into(),
+    }
+    .into();
+    given::<Ticket>([opened(), closed.clone()])
+        .when(|t| t.add_message("hi", "customer"))
+        .then_error(TicketError::Closed);
+    given::<Ticket>([opened(), closed.clone()])
+        .when(|t| t.close("again"))
+        .then_error(TicketError::Closed);
+    given::<Ticket>([opened(), message("customer"), closed])
+        .when(|t| t.escalate(Reason("late".into()), AgentId("a".into())))
+        .then_error(TicketError::Closed);
+    given::<Ticket>([])
+        .when(|t| t.close("never opened"))
+        .then_error(TicketError::NotOpened);
+}
+
+#[test]
+fn a_version_1_escalation_upcasts() {
+    let stored = TicketEvent::decode(
+        "ticket-escalated",
+        1,
+        br#"{"reason":"response time exceeded"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        stored,
+        TicketEvent::TicketEscalated(TicketEscalated {
+            reason: Reason("response time exceeded".into()),
+            by: AgentId("system".into())
+        })
+    );
+}
+
+#[tokio::test]
+async fn ticket_life_through_the_repository() {
+    let tickets = Repository::<Ticket, _>::new(InMemoryStore::new());
+    let meta = Metadata::new().actor("customer").command("open");
+    tickets
+        .execute_with("t-1", meta, |t| t.open("printer", "ada@example.com"))
+        .await
+        .unwrap();
+    tickets
+        .execute("t-1", |t| t.add_message("help", "customer"))
+        .await
+        .unwrap();
+    let done = tickets
+        .execute_with(
+            "t-1",
+            Metadata::new().actor("agent-7").reason("waited"),
+            |t| t.escalate(Reason("waited".into()), AgentId("agent-7".into())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.version, 3);
+    assert!(done.state.escalated);
+
+    let refused = tickets
+        .execute("t-1", |t| {
+            t.escalate(Reason("again".into()), AgentId("b".into()))
+        })
+        .await;
+    assert!(matches!(
+        refused,
+        Err(ExecuteError::Rejected(TicketError::AlreadyEscalated))
+    ));
+
+    let history = tickets.history("t-1").await.unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[0].stream_id.as_str(), "ticket-t-1");
+    assert_eq!(history[0].metadata.actor.as_deref(), Some("customer"));
+    assert_eq!(history[2].metadata.reason.as_deref(), Some("waited"));
+    assert_eq!(history[2].name, "ticket-escalated");
+    assert_eq!(history[2].schema_version, 2);
+
+    let then = tickets.load_at("t-1", 1).await.unwrap();
+    assert_eq!((then.version, then.messages, then.escalated), (1, 0, false));
+    let as_of = tickets
+        .load_as_of("t-1", history[1].recorded_at)
+        .await
+        .unwrap();
+    assert_eq!(as_of.version, 2);
+}
+
+/// RELIABILITY T3 through the repository: 16 tasks add messages to one
+/// ticket concurrently; every command lands exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t3_concurrent_commands_on_one_ticket_lose_nothing() {
+    let tickets = Repository::<Ticket, _>::new(InMemoryStore::new()).with_retries(1_000);
+    tickets
+        .execute("busy", |t| t.open("busy", "a@example.com"))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let tickets = tickets.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let body = format!("task {n} message {i}");
+                    tickets
+                        .execute("busy", |t| t.add_message(&body, "customer"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let now = tickets.load("busy").await.unwrap();
+    assert_eq!((now.version, now.messages), (1 + 16 * 25, 16 * 25));
+}
