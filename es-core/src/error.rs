@@ -86,6 +86,9 @@ pub enum Error {
         /// What was found.
         detail: String,
     },
+    /// The store cannot be written (a read-only file or medium).
+    #[error("the store is read-only")]
+    ReadOnly,
     /// The store was closed.
     #[error("the store is closed")]
     Closed,

@@ -17,6 +17,7 @@ use crate::id::StreamId;
 use crate::version::{ExpectedVersion, ReadRange};
 
 pub mod memory;
+pub mod watch;
 
 /// A stream of stored events, in version order (one stream) or position order
 /// (`$all`). Items are produced as they are read: folding a stream of a
@@ -162,6 +163,10 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The position of the last stored event, 0 for an empty store.
     fn last_position(&self) -> impl Future<Output = Result<u64>> + Send;
+
+    /// A [`Watch`](watch::Watch) that wakes when events are committed, by
+    /// this process, after it was made.
+    fn watch(&self) -> watch::Watch;
 }
 
 /// Where an event id of an append is already stored.

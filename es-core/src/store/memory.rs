@@ -14,6 +14,7 @@ use crate::envelope::RecordedEvent;
 use crate::error::{Error, Result};
 use crate::id::StreamId;
 use crate::snapshot::{Snapshot, SnapshotStore};
+use crate::store::watch::{Notifier, Watch};
 use crate::store::{
     AppendDecision, AppendResult, EventStore, EventStream, Limits, StoredAt, StreamWrite,
     decide_append,
@@ -53,6 +54,7 @@ struct Shared {
     snapshots: Mutex<HashMap<StreamId, Snapshot>>,
     checkpoints: Mutex<HashMap<String, u64>>,
     limits: Limits,
+    notifier: Notifier,
 }
 
 #[derive(Default)]
@@ -124,6 +126,7 @@ impl InMemoryStore {
         }
         let now = Timestamp::now();
         let mut results = Vec::with_capacity(writes.len());
+        let before = log.all.len();
         for (write, (decision, current)) in writes.into_iter().zip(decisions) {
             let result = match decision {
                 AppendDecision::Repeat {
@@ -148,6 +151,11 @@ impl InMemoryStore {
                 AppendDecision::Write => log.write(write, current, now),
             };
             results.push(result);
+        }
+        let after = log.all.len();
+        drop(log);
+        if after > before {
+            self.shared.notifier.notify(after as u64);
         }
         Ok(results)
     }
@@ -268,6 +276,10 @@ impl EventStore for InMemoryStore {
 
     fn last_position(&self) -> impl Future<Output = Result<u64>> + Send {
         ready(Ok(lock(&self.shared.log).all.len() as u64))
+    }
+
+    fn watch(&self) -> Watch {
+        self.shared.notifier.watch()
     }
 }
 

@@ -47,7 +47,7 @@ macro_rules! store_conformance_tests {
             limits_are_enforced, invalid_events_are_refused, aggregate_type_mismatch,
             multi_stream_append_is_atomic, concurrent_appends_one_winner_per_version,
             concurrent_appends_lose_no_update, hostile_stream_ids_round_trip, metadata_round_trips,
-            snapshots_keep_the_latest, checkpoints_round_trip,
+            snapshots_keep_the_latest, checkpoints_round_trip, watch_wakes_on_commit,
         );
         #[test]
         fn conformance_model_check() {
@@ -928,4 +928,30 @@ pub fn checkpoints_round_trip<S: ConformanceStore>(store: S) {
             ("'; DROP", None)
         ])
     );
+}
+
+/// A [`Watch`](crate::store::watch::Watch) wakes when another thread commits,
+/// with the position of the last committed event.
+pub fn watch_wakes_on_commit<S: ConformanceStore>(store: S) {
+    append(&store, &stream("before"), ExpectedVersion::Any, events(1)).expect("append");
+    let mut watch = store.watch();
+    assert_eq!(watch.last_position(), 1);
+    let writer = store.clone();
+    let handle = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // A refused append commits nothing and wakes nobody.
+        assert!(
+            append(
+                &writer,
+                &stream("before"),
+                ExpectedVersion::NoStream,
+                events(1)
+            )
+            .is_err()
+        );
+        append(&writer, &stream("w"), ExpectedVersion::Any, events(2)).expect("append");
+    });
+    assert_eq!(block(watch.changed()), 3);
+    handle.join().expect("writer thread");
+    assert_eq!(watch.last_position(), 3);
 }
