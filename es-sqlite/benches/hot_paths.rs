@@ -1,0 +1,2 @@
+//! Criterion benchmarks of the hot paths (placeholder until written).
+fn main() {}

@@ -1,0 +1,129 @@
+//! Errors of opening a database, and how SQLite's errors become
+//! [`es_core::Error`]s.
+
+use std::path::PathBuf;
+
+use es_core::Error;
+use rusqlite::ErrorCode;
+
+/// Why [`SqliteStore::open`](crate::SqliteStore::open) failed. Nothing was
+/// written to the file when opening fails.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The file could not be created, read or inspected.
+    #[error("cannot open `{}`", path.display())]
+    Io {
+        /// The database path.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is writable by every user: anyone could change the events.
+    #[error("`{}` is writable by every user; refusing to open it (run `chmod o-w` on it)", path.display())]
+    InsecurePermissions {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The file is not an SQLite database (or its header is damaged).
+    #[error("`{}` is not an SQLite database, or its header is damaged", path.display())]
+    NotADatabase {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The file is an SQLite database of another application.
+    #[error("`{}` is an SQLite database of another application, not an es event store", path.display())]
+    ForeignDatabase {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The database was written by a newer version of es-sqlite; it is left untouched.
+    #[error(
+        "`{}` has schema version {found}, newer than the {supported} this program knows; it was left untouched: upgrade the program",
+        path.display()
+    )]
+    SchemaTooNew {
+        /// The database path.
+        path: PathBuf,
+        /// The schema version found.
+        found: i64,
+        /// The newest schema version this program knows.
+        supported: i64,
+    },
+    /// The file needs its schema created or upgraded but cannot be written.
+    #[error("`{}` is read-only and needs its schema created or upgraded", path.display())]
+    ReadOnly {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// Another process held the database past the busy timeout.
+    #[error("`{}` stayed locked by another process past the busy timeout", path.display())]
+    Busy {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// The database is damaged.
+    #[error("`{}` is damaged: {detail}", path.display())]
+    Corrupt {
+        /// The database path.
+        path: PathBuf,
+        /// What SQLite reported.
+        detail: String,
+    },
+    /// Any other SQLite failure.
+    #[error("cannot open `{}`", path.display())]
+    Sqlite {
+        /// The database path.
+        path: PathBuf,
+        /// What SQLite reported.
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl OpenError {
+    pub(crate) fn sqlite(path: &std::path::Path, e: rusqlite::Error) -> Self {
+        let path = path.to_path_buf();
+        match e.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => OpenError::NotADatabase { path },
+            Some(ErrorCode::DatabaseCorrupt) => OpenError::Corrupt {
+                path,
+                detail: e.to_string(),
+            },
+            Some(ErrorCode::ReadOnly) => OpenError::ReadOnly { path },
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => OpenError::Busy { path },
+            _ => OpenError::Sqlite { path, source: e },
+        }
+    }
+}
+
+/// Maps an SQLite failure by its error code, never by message text.
+pub(crate) fn store_error(e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Busy,
+        Some(ErrorCode::DiskFull) => Error::StorageFull,
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Error::Corrupt {
+            detail: e.to_string(),
+        },
+        Some(ErrorCode::ReadOnly) => Error::ReadOnly,
+        _ => Error::backend(e),
+    }
+}
+
+/// Whether `e` is a UNIQUE or PRIMARY KEY violation (extended codes 2067 and
+/// 1555): another writer's row, or one of our event ids, is already there.
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_extended_error_code(),
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+    )
+}
+
+/// A value read from the database that does not have the shape the schema
+/// promises: the file was damaged or written by something else.
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> Error {
+    Error::Corrupt {
+        detail: what.to_string(),
+    }
+}

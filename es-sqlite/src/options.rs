@@ -1,0 +1,148 @@
+//! How to open a store: durability, timeouts, threads, limits.
+
+use std::path::Path;
+use std::time::Duration;
+
+use es_core::Limits;
+
+use crate::error::OpenError;
+use crate::store::SqliteStore;
+
+/// When an acknowledged append is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `PRAGMA synchronous = FULL` (the default): the write-ahead log is
+    /// flushed to disk at every commit, so every acknowledged append survives
+    /// a process crash, an operating-system crash and a power loss (when the
+    /// disk honours flushes). Group commit shares one flush among all appends
+    /// waiting at that moment.
+    #[default]
+    Full,
+    /// `PRAGMA synchronous = NORMAL`: the log is flushed only at checkpoints.
+    /// Acknowledged appends survive a process crash, and the database is never
+    /// corrupted, but an operating-system crash or power loss may roll back
+    /// the most recent commits. Faster; choose it only when losing the last
+    /// moments of appends on power loss is acceptable.
+    Normal,
+}
+
+/// Options for [`SqliteStore`]; start with [`SqliteStore::options`].
+///
+/// ```
+/// use std::time::Duration;
+/// use es_sqlite::{Durability, SqliteStore};
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = SqliteStore::options()
+///     .durability(Durability::Full)
+///     .busy_timeout(Duration::from_secs(10))
+///     .readers(2)
+///     .open(dir.path().join("events.db"))?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub(crate) durability: Durability,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) readers: usize,
+    pub(crate) limits: Limits,
+    pub(crate) max_page_count: Option<u64>,
+    pub(crate) trace: Option<fn(&str)>,
+    pub(crate) max_batch: usize,
+    pub(crate) page_size: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            durability: Durability::Full,
+            busy_timeout: Duration::from_secs(5),
+            readers: 4,
+            limits: Limits::default(),
+            max_page_count: None,
+            trace: None,
+            max_batch: 512,
+            page_size: 512,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// The defaults: [`Durability::Full`], a 5 s busy timeout, 4 readers,
+    /// default [`Limits`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the [`Durability`].
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long to wait for another process's lock before failing with
+    /// `Error::Busy` (default 5 s).
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// How many reader threads (each with its own connection) serve reads
+    /// (default 4, at least 1).
+    #[must_use]
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = readers.max(1);
+        self
+    }
+
+    /// The input [`Limits`].
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Caps the database at this many pages (`PRAGMA max_page_count`); an
+    /// append past it fails with `Error::StorageFull` and writes nothing.
+    #[must_use]
+    pub fn max_page_count(mut self, pages: u64) -> Self {
+        self.max_page_count = Some(pages);
+        self
+    }
+
+    /// Calls `trace` with every SQL statement the store runs, on every
+    /// connection (for debugging and tests).
+    #[must_use]
+    pub fn trace(mut self, trace: fn(&str)) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The most queued requests committed in one transaction (default 512).
+    #[must_use]
+    pub fn max_batch(mut self, requests: usize) -> Self {
+        self.max_batch = requests.max(1);
+        self
+    }
+
+    /// Opens (creating or migrating) the database at `path`.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
+        SqliteStore::open_with(path.as_ref(), &self, None)
+    }
+
+    /// Opens a new database in a temporary directory, deleted when the last
+    /// handle to the store is dropped. For tests and examples.
+    pub fn open_temporary(self) -> Result<SqliteStore, OpenError> {
+        let dir = tempfile::Builder::new()
+            .prefix("es-sqlite-")
+            .tempdir()
+            .map_err(|source| OpenError::Io {
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let path = dir.path().join("events.db");
+        SqliteStore::open_with(&path, &self, Some(dir))
+    }
+}

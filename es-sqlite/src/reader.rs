@@ -1,0 +1,273 @@
+//! Reader threads: each owns a connection and answers read requests, one
+//! short read transaction per request, so a slow consumer never holds a
+//! snapshot of the write-ahead log open.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use es_core::{Metadata, RecordedEvent, Result, Snapshot, StreamId, Timestamp, Uuid};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use crate::error::{corrupt, store_error};
+
+/// A read request, with where to send its answer.
+pub(crate) enum ReadJob {
+    /// Up to `limit` events of `stream` with versions in `from..=to`.
+    StreamPage {
+        stream: StreamId,
+        from: u64,
+        to: u64,
+        limit: usize,
+        reply: flume::Sender<Result<Vec<RecordedEvent>>>,
+    },
+    /// Up to `limit` events from position `from`.
+    AllPage {
+        from: u64,
+        limit: usize,
+        reply: flume::Sender<Result<Vec<RecordedEvent>>>,
+    },
+    StreamVersion {
+        stream: StreamId,
+        reply: flume::Sender<Result<u64>>,
+    },
+    LastPosition {
+        reply: flume::Sender<Result<u64>>,
+    },
+    Snapshot {
+        stream: StreamId,
+        reply: flume::Sender<Result<Option<Snapshot>>>,
+    },
+    Checkpoint {
+        name: String,
+        reply: flume::Sender<Result<Option<u64>>>,
+    },
+}
+
+/// Runs until every sender is dropped.
+pub(crate) fn run(conn: &Connection, jobs: &flume::Receiver<ReadJob>) {
+    while let Ok(job) = jobs.recv() {
+        answer(conn, job);
+    }
+}
+
+/// Answers one request; an answer nobody waits for any more is dropped.
+fn answer(conn: &Connection, job: ReadJob) {
+    match job {
+        ReadJob::StreamPage {
+            stream,
+            from,
+            to,
+            limit,
+            reply,
+        } => {
+            drop(reply.send(stream_page(conn, &stream, from, to, limit)));
+        }
+        ReadJob::AllPage { from, limit, reply } => {
+            drop(reply.send(all_page(conn, from, limit)));
+        }
+        ReadJob::StreamVersion { stream, reply } => {
+            drop(reply.send(stream_version(conn, &stream)));
+        }
+        ReadJob::LastPosition { reply } => drop(reply.send(last_position(conn))),
+        ReadJob::Snapshot { stream, reply } => drop(reply.send(snapshot(conn, &stream))),
+        ReadJob::Checkpoint { name, reply } => drop(reply.send(checkpoint(conn, &name))),
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+const EVENT_COLUMNS: &str = "e.version, e.position, e.event_id, e.recorded_at, e.name, e.schema_version, e.payload, e.metadata";
+
+fn stream_page(
+    conn: &Connection,
+    stream: &StreamId,
+    from: u64,
+    to: u64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, s.aggregate_type FROM streams s JOIN events e ON e.stream_pk = s.stream_pk \
+         WHERE s.stream_id = ?1 AND e.version >= ?2 AND e.version <= ?3 ORDER BY e.version LIMIT ?4"
+    );
+    let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
+    let mut rows = query
+        .query(rusqlite::params![
+            stream.as_str(),
+            to_i64(from),
+            to_i64(to),
+            to_i64(limit as u64)
+        ])
+        .map_err(store_error)?;
+    let mut page = Vec::with_capacity(limit.min(1024));
+    let mut aggregate_type: Option<Arc<str>> = None;
+    while let Some(row) = rows.next().map_err(store_error)? {
+        let aggregate = match &aggregate_type {
+            Some(a) => a.clone(),
+            None => aggregate_type
+                .insert(Arc::from(text(row, 8, "aggregate_type")?))
+                .clone(),
+        };
+        page.push(event(row, stream.clone(), aggregate)?);
+    }
+    Ok(page)
+}
+
+fn all_page(conn: &Connection, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id, s.stream_pk FROM events e \
+         JOIN streams s ON s.stream_pk = e.stream_pk WHERE e.position >= ?1 ORDER BY e.position LIMIT ?2"
+    );
+    let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
+    let mut rows = query
+        .query(rusqlite::params![to_i64(from), to_i64(limit as u64)])
+        .map_err(store_error)?;
+    let mut page = Vec::with_capacity(limit.min(1024));
+    let mut streams: HashMap<i64, (StreamId, Arc<str>)> = HashMap::new();
+    while let Some(row) = rows.next().map_err(store_error)? {
+        let pk = integer(row, 10, "stream_pk")?;
+        let (stream, aggregate) = if let Some(known) = streams.get(&pk) {
+            known.clone()
+        } else {
+            let id = text(row, 9, "stream_id")?;
+            let stream =
+                StreamId::new(id).map_err(|e| corrupt(format!("stored stream id {id:?}: {e}")))?;
+            let entry = (stream, Arc::from(text(row, 8, "aggregate_type")?));
+            streams.insert(pk, entry.clone());
+            entry
+        };
+        page.push(event(row, stream, aggregate)?);
+    }
+    Ok(page)
+}
+
+/// One stored event, every column checked: a damaged or foreign row is an
+/// `Error::Corrupt` naming the stream and version, never a panic.
+fn event(row: &Row<'_>, stream_id: StreamId, aggregate_type: Arc<str>) -> Result<RecordedEvent> {
+    let version = integer(row, 0, "version")?;
+    let at = |what: &str| {
+        corrupt(format!(
+            "{what} of the event at version {version} of stream `{stream_id}`"
+        ))
+    };
+    let version = u64::try_from(version).map_err(|_| at("negative version"))?;
+    let position =
+        u64::try_from(integer(row, 1, "position")?).map_err(|_| at("negative position"))?;
+    let event_id = match row.get_ref(2).map_err(store_error)? {
+        ValueRef::Blob(bytes) => Uuid::from_slice(bytes).map_err(|_| at("malformed event id"))?,
+        _ => return Err(at("non-blob event id")),
+    };
+    let recorded_at = Timestamp::from_unix_micros(integer(row, 3, "recorded_at")?);
+    let name = text(row, 4, "name")?.to_owned();
+    let schema_version = u32::try_from(integer(row, 5, "schema_version")?)
+        .map_err(|_| at("schema version out of range"))?;
+    let payload = match row.get_ref(6).map_err(store_error)? {
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes.to_vec(),
+        _ => return Err(at("non-text payload")),
+    };
+    let metadata = match row.get_ref(7).map_err(store_error)? {
+        ValueRef::Null => Metadata::default(),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+            Metadata::from_json(bytes).map_err(|_| at("malformed metadata"))?
+        }
+        _ => return Err(at("non-text metadata")),
+    };
+    Ok(RecordedEvent {
+        stream_id,
+        aggregate_type,
+        version,
+        position,
+        event_id,
+        recorded_at,
+        name,
+        schema_version,
+        payload,
+        metadata,
+    })
+}
+
+fn integer(row: &Row<'_>, index: usize, column: &str) -> Result<i64> {
+    match row.get_ref(index).map_err(store_error)? {
+        ValueRef::Integer(n) => Ok(n),
+        other => Err(corrupt(format!(
+            "column `{column}` holds {:?}, not an integer",
+            other.data_type()
+        ))),
+    }
+}
+
+fn text<'r>(row: &'r Row<'_>, index: usize, column: &str) -> Result<&'r str> {
+    match row.get_ref(index).map_err(store_error)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map_err(|_| corrupt(format!("column `{column}` holds invalid UTF-8"))),
+        other => Err(corrupt(format!(
+            "column `{column}` holds {:?}, not text",
+            other.data_type()
+        ))),
+    }
+}
+
+fn stream_version(conn: &Connection, stream: &StreamId) -> Result<u64> {
+    let version: Option<i64> = conn
+        .prepare_cached("SELECT version FROM streams WHERE stream_id = ?1")
+        .and_then(|mut q| q.query_row([stream.as_str()], |r| r.get(0)).optional())
+        .map_err(store_error)?;
+    u64::try_from(version.unwrap_or(0))
+        .map_err(|_| corrupt(format!("negative version of stream `{stream}`")))
+}
+
+fn last_position(conn: &Connection) -> Result<u64> {
+    let position: Option<i64> = conn
+        .prepare_cached("SELECT max(position) FROM events")
+        .and_then(|mut q| q.query_row([], |r| r.get(0)))
+        .map_err(store_error)?;
+    u64::try_from(position.unwrap_or(0)).map_err(|_| corrupt("negative position"))
+}
+
+fn snapshot(conn: &Connection, stream: &StreamId) -> Result<Option<Snapshot>> {
+    let row = conn
+        .prepare_cached("SELECT aggregate_type, version, schema_version, state, taken_at FROM snapshots WHERE stream_id = ?1")
+        .and_then(|mut q| {
+            q.query_row([stream.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, Vec<u8>>(3)?, r.get::<_, i64>(4)?))
+            })
+            .optional()
+        });
+    // A damaged snapshot row is not an error: snapshots are only an
+    // optimisation, and the caller falls back to the events.
+    let row = match row {
+        Ok(row) => row,
+        Err(
+            e @ (rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)),
+        ) => {
+            tracing::warn!(%stream, error = %e, "ignoring a malformed snapshot row");
+            return Ok(None);
+        }
+        Err(e) => return Err(store_error(e)),
+    };
+    Ok(row.and_then(
+        |(aggregate_type, version, schema_version, state, taken_at)| {
+            Some(Snapshot {
+                stream_id: stream.clone(),
+                aggregate_type,
+                version: u64::try_from(version).ok()?,
+                schema_version: u32::try_from(schema_version).ok()?,
+                state,
+                taken_at: Timestamp::from_unix_micros(taken_at),
+            })
+        },
+    ))
+}
+
+fn checkpoint(conn: &Connection, name: &str) -> Result<Option<u64>> {
+    let position: Option<i64> = conn
+        .prepare_cached("SELECT position FROM checkpoints WHERE name = ?1")
+        .and_then(|mut q| q.query_row([name], |r| r.get(0)).optional())
+        .map_err(store_error)?;
+    position
+        .map(|p| u64::try_from(p).map_err(|_| corrupt(format!("negative checkpoint of `{name}`"))))
+        .transpose()
+}

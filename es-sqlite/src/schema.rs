@@ -1,0 +1,170 @@
+//! Opening connections and creating or migrating the schema.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, config::DbConfig};
+
+use crate::error::OpenError;
+use crate::options::{Durability, SqliteOptions};
+
+/// `PRAGMA application_id` of an es event store: "esSQ".
+pub(crate) const APPLICATION_ID: i64 = 0x6573_5351;
+
+/// The schema version this code writes and reads (`PRAGMA user_version`).
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[include_str!("sql/0001_init.sql")];
+
+/// What a connection is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Writer,
+    Reader,
+}
+
+/// Creates the file readable and writable by its owner only (RELIABILITY S4)
+/// unless it exists; refuses an existing file that everyone may write.
+fn prepare_file(path: &Path) -> Result<(), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+                if mode & 0o002 != 0 {
+                    return Err(OpenError::InsecurePermissions {
+                        path: path.to_path_buf(),
+                    });
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Opens one connection with every per-connection setting applied: these
+/// are not stored in the file, so each connection sets them (RELIABILITY S5).
+pub(crate) fn connect(
+    path: &Path,
+    options: &SqliteOptions,
+    role: Role,
+) -> Result<Connection, OpenError> {
+    let sqlite = |e| OpenError::sqlite(path, e);
+    if role == Role::Writer {
+        prepare_file(path)?;
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
+    // Refuse writes that could corrupt the file (writable_schema, ...), and
+    // never run SQL functions named in the schema.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+        .map_err(sqlite)?;
+    conn.pragma_update(None, "trusted_schema", false)
+        .map_err(sqlite)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(sqlite)?;
+    let synchronous = match options.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(sqlite)?;
+    if role == Role::Reader {
+        conn.pragma_update(None, "query_only", true)
+            .map_err(sqlite)?;
+    }
+    if let (Role::Writer, Some(pages)) = (role, options.max_page_count) {
+        let pages = i64::try_from(pages).unwrap_or(i64::MAX);
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(sqlite)?;
+    }
+    conn.set_prepared_statement_cache_capacity(32);
+    if let Some(trace) = options.trace {
+        conn.trace_v2(
+            rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
+            Some(move |event: rusqlite::trace::TraceEvent<'_>| {
+                if let rusqlite::trace::TraceEvent::Stmt(_, sql) = event {
+                    trace(sql);
+                }
+            }),
+        )
+        .map_err(sqlite)?;
+    }
+    Ok(conn)
+}
+
+/// Puts the file in WAL mode and brings its schema to [`SCHEMA_VERSION`].
+/// A database of a newer schema or of another application is refused and
+/// left untouched.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
+    let sqlite = |e| OpenError::sqlite(path, e);
+    let (app, version) = identity(conn).map_err(sqlite)?;
+    check_identity(conn, path, app, version)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), %mode, "cannot switch to WAL mode");
+    }
+    if app == APPLICATION_ID && version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    // Another process may be migrating too: decide again under the write lock.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sqlite)?;
+    let (app, version) = identity(&tx).map_err(sqlite)?;
+    check_identity(&tx, path, app, version)?;
+    let from = usize::try_from(version).unwrap_or(usize::MAX);
+    for migration in MIGRATIONS.iter().skip(from) {
+        tx.execute_batch(migration).map_err(sqlite)?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(sqlite)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(sqlite)?;
+    tx.commit().map_err(sqlite)
+}
+
+fn identity(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    let app = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok((app, version))
+}
+
+fn check_identity(conn: &Connection, path: &Path, app: i64, version: i64) -> Result<(), OpenError> {
+    let path_buf = || path.to_path_buf();
+    if app == APPLICATION_ID {
+        return match version {
+            v if v > SCHEMA_VERSION => Err(OpenError::SchemaTooNew {
+                path: path_buf(),
+                found: v,
+                supported: SCHEMA_VERSION,
+            }),
+            v if v < 0 => Err(OpenError::Corrupt {
+                path: path_buf(),
+                detail: format!("schema version {v}"),
+            }),
+            _ => Ok(()),
+        };
+    }
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+        .map_err(|e| OpenError::sqlite(path, e))?;
+    if app != 0 || version != 0 || tables != 0 {
+        return Err(OpenError::ForeignDatabase { path: path_buf() });
+    }
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! [`SqliteStore`]: the handle applications hold.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use es_core::store::watch::{Notifier, Watch};
+use es_core::{
+    AppendResult, CheckpointStore, Error, EventStore, EventStream, Limits, ReadRange, Result,
+    Snapshot, SnapshotStore, StreamId, StreamWrite,
+};
+
+use crate::error::OpenError;
+use crate::options::SqliteOptions;
+use crate::reader::{self, ReadJob};
+use crate::schema::{self, Role};
+use crate::stream::{PagedStream, Source};
+use crate::writer::{self, WriteJob};
+
+/// The embedded SQLite event store: one file, no server.
+///
+/// Cloning is cheap; clones share the threads and connections. The store
+/// owns one writer thread (group commit) and a few reader threads; its
+/// futures complete on any executor, or on none through
+/// [`es_core::blocking`].
+///
+/// ```
+/// use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
+/// use es_sqlite::SqliteStore;
+///
+/// let store = SqliteStore::open_temporary()?;
+/// let stream = StreamId::new("ticket-1")?;
+/// let opened = NewEvent::new("ticket", "ticket-opened", 1, br#"{"title":"printer"}"#.to_vec());
+/// let done = es_core::blocking::block_on(store.append(&stream, ExpectedVersion::NoStream, vec![opened]))?;
+/// assert_eq!(done.version, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Option<flume::Sender<WriteJob>>,
+    readers: Option<flume::Sender<ReadJob>>,
+    writer_thread: Mutex<Option<JoinHandle<()>>>,
+    notifier: Notifier,
+    limits: Limits,
+    page_size: usize,
+    path: PathBuf,
+    /// Keeps a temporary database's directory until the store is dropped.
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queues ends the threads; wait for the writer so that
+        // every accepted request is committed before the store is gone.
+        self.writer = None;
+        self.readers = None;
+        let handle = self
+            .writer_thread
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("the writer thread panicked");
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database at `path` with the default options, creating it
+    /// (readable by its owner only) or migrating its schema as needed.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
+        SqliteOptions::default().open(path)
+    }
+
+    /// Opens a new database in a temporary directory, deleted with the store.
+    pub fn open_temporary() -> Result<Self, OpenError> {
+        SqliteOptions::default().open_temporary()
+    }
+
+    /// Options to open a store with.
+    pub fn options() -> SqliteOptions {
+        SqliteOptions::default()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub(crate) fn open_with(
+        path: &Path,
+        options: &SqliteOptions,
+        temporary: Option<tempfile::TempDir>,
+    ) -> Result<Self, OpenError> {
+        let mut writer_conn = schema::connect(path, options, Role::Writer)?;
+        schema::migrate(&mut writer_conn, path)?;
+        let last: i64 = writer_conn
+            .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| OpenError::sqlite(path, e))?;
+        let notifier = Notifier::new(u64::try_from(last).unwrap_or(0));
+
+        let (read_tx, read_rx) = flume::unbounded();
+        for n in 0..options.readers {
+            let conn = schema::connect(path, options, Role::Reader)?;
+            let jobs = read_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("es-sqlite-reader-{n}"))
+                .spawn(move || reader::run(&conn, &jobs))
+                .map_err(|source| OpenError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
+        let (write_tx, write_rx) = flume::bounded(1024);
+        let thread_notifier = notifier.clone();
+        let max_batch = options.max_batch;
+        let writer_thread = std::thread::Builder::new()
+            .name("es-sqlite-writer".into())
+            .spawn(move || writer::run(writer_conn, &write_rx, thread_notifier, max_batch))
+            .map_err(|source| OpenError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer: Some(write_tx),
+                readers: Some(read_tx),
+                writer_thread: Mutex::new(Some(writer_thread)),
+                notifier,
+                limits: options.limits,
+                page_size: options.page_size,
+                path: path.to_path_buf(),
+                _temporary: temporary,
+            }),
+        })
+    }
+
+    fn write<T>(
+        &self,
+        job: impl FnOnce(flume::Sender<Result<T>>) -> WriteJob + Send + 'static,
+    ) -> impl Future<Output = Result<T>> + Send + 'static
+    where
+        T: Send + 'static,
+    {
+        let writer = self.inner.writer.clone();
+        async move {
+            let writer = writer.ok_or(Error::Closed)?;
+            let (reply, answer) = flume::bounded(1);
+            writer
+                .send_async(job(reply))
+                .await
+                .map_err(|_| Error::Closed)?;
+            answer.recv_async().await.map_err(|_| Error::Closed)?
+        }
+    }
+
+    fn read<T>(
+        &self,
+        job: impl FnOnce(flume::Sender<Result<T>>) -> ReadJob,
+    ) -> impl Future<Output = Result<T>> + Send + 'static
+    where
+        T: Send + 'static,
+    {
+        let (reply, answer) = flume::bounded(1);
+        let sent = match &self.inner.readers {
+            Some(readers) => readers.send(job(reply)).map_err(|_| Error::Closed),
+            None => Err(Error::Closed),
+        };
+        async move {
+            sent?;
+            answer.recv_async().await.map_err(|_| Error::Closed)?
+        }
+    }
+
+    fn paged(&self, source: Source, start: u64) -> EventStream {
+        match &self.inner.readers {
+            Some(readers) => Box::pin(PagedStream::new(
+                readers.clone(),
+                source,
+                start,
+                self.inner.page_size,
+            )),
+            None => es_core::store::stream_of(Some(Error::Closed)),
+        }
+    }
+}
+
+impl EventStore for SqliteStore {
+    fn append_to_streams(
+        &self,
+        writes: Vec<StreamWrite>,
+    ) -> impl Future<Output = Result<Vec<AppendResult>>> + Send {
+        let checked = self.inner.limits.check(&writes);
+        let empty = writes.is_empty();
+        let append = self.write(move |reply| WriteJob::Append { writes, reply });
+        async move {
+            checked?;
+            if empty {
+                return Ok(Vec::new());
+            }
+            append.await
+        }
+    }
+
+    fn read_stream(&self, stream: &StreamId, range: ReadRange) -> EventStream {
+        let source = Source::Stream {
+            id: stream.clone(),
+            end: range.end.unwrap_or(u64::MAX),
+        };
+        self.paged(source, range.first())
+    }
+
+    fn read_all(&self, from: u64) -> EventStream {
+        self.paged(Source::All, from.max(1))
+    }
+
+    fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<u64>> + Send {
+        let stream = stream.clone();
+        self.read(move |reply| ReadJob::StreamVersion { stream, reply })
+    }
+
+    fn last_position(&self) -> impl Future<Output = Result<u64>> + Send {
+        self.read(|reply| ReadJob::LastPosition { reply })
+    }
+
+    fn watch(&self) -> Watch {
+        self.inner.notifier.watch()
+    }
+}
+
+impl SnapshotStore for SqliteStore {
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Option<Snapshot>>> + Send {
+        let stream = stream.clone();
+        self.read(move |reply| ReadJob::Snapshot { stream, reply })
+    }
+
+    fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send {
+        self.write(move |reply| WriteJob::Snapshot { snapshot, reply })
+    }
+}
+
+impl CheckpointStore for SqliteStore {
+    fn load_checkpoint(&self, name: &str) -> impl Future<Output = Result<Option<u64>>> + Send {
+        let name = name.to_owned();
+        self.read(move |reply| ReadJob::Checkpoint { name, reply })
+    }
+
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        position: u64,
+    ) -> impl Future<Output = Result<()>> + Send {
+        let name = name.to_owned();
+        self.write(move |reply| WriteJob::Checkpoint {
+            name,
+            position,
+            reply,
+        })
+    }
+}
