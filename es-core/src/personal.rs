@@ -14,6 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// subject, and destroying the key turns them into `Forgotten`. The type and
 /// the code using it stay the same.
 ///
+/// The stored marker of a forgotten value is the object
+/// `{"$forgotten": true}`, so a `T` that serializes as a map with a
+/// `$forgotten` key cannot be wrapped.
+///
 /// ```
 /// use es_core::Personal;
 ///

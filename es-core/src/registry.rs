@@ -238,8 +238,12 @@ impl RegistryBuilder {
             .aggregates
             .iter()
             .flat_map(|a| a.events.iter().copied());
+        // Sorted first, so the errors do not depend on registration order
+        // (inventory's is arbitrary).
+        let mut keys: Vec<EventKey> = self.events.iter().map(|r| r.key).chain(listed).collect();
+        keys.sort_by_key(|k| (k.name, k.version, k.type_name()));
         let mut by_key: BTreeMap<(&'static str, u32), EventKey> = BTreeMap::new();
-        for key in self.events.iter().map(|r| r.key).chain(listed) {
+        for key in keys {
             match by_key.get(&(key.name, key.version)) {
                 Some(existing) if existing.type_id() != key.type_id() => {
                     let (first, second) = ordered(existing.type_name(), key.type_name());

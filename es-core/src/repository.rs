@@ -71,7 +71,9 @@ pub struct Executed<A: Aggregate> {
     pub events: Vec<A::Event>,
     /// The global position of the last appended event.
     pub position: Option<u64>,
-    /// How many times the decision ran (1 without conflicts).
+    /// How many appends were attempted (1 without conflicts). Under
+    /// [`ConflictPolicy::CheckConflicts`] an attempt may reuse the events
+    /// of the previous one without running the decision again.
     pub attempts: u32,
 }
 
@@ -287,7 +289,9 @@ where
         let mut events = self.store.read_stream(&stream, ReadRange::all());
         let mut trail = Vec::new();
         while let Some(recorded) = next(&mut events).await {
-            trail.push(recorded?.into_envelope()?);
+            let recorded = recorded?;
+            check_aggregate::<A>(&recorded)?;
+            trail.push(recorded.into_envelope()?);
         }
         Ok(trail)
     }
@@ -403,6 +407,7 @@ where
         while let Some(recorded) = next(&mut events).await {
             let recorded = recorded?;
             check_contiguous(&recorded.stream_id, *version, recorded.version)?;
+            check_aggregate::<A>(&recorded)?;
             let event = recorded.decode::<A::Event>()?;
             state.apply(&event);
             *version = recorded.version;
@@ -421,36 +426,62 @@ where
         up_to: Option<u64>,
         as_of: Option<Timestamp>,
     ) -> Result<Folded<A>> {
-        let mut folded = Folded {
-            state: A::default(),
-            version: 0,
-            snapshot_version: None,
-        };
         if as_of.is_none()
-            && let Some((state, version)) = self.usable_snapshot(stream, up_to).await
+            && let Some(start) = self.usable_snapshot(stream, up_to).await
         {
-            folded = Folded {
-                state,
-                version,
-                snapshot_version: Some(version),
-            };
+            let version = start.1;
+            if let Some(folded) = self.fold_from(stream, Some(start), up_to, None).await? {
+                return Ok(folded);
+            }
+            tracing::warn!(%stream, version, "snapshot is past the end of the stream; replaying events");
         }
+        let folded = self.fold_from(stream, None, up_to, as_of).await?;
+        folded.ok_or_else(|| Error::Corrupt {
+            detail: format!("stream `{stream}` cannot be folded"),
+        })
+    }
+
+    /// Folds from `start` (a snapshot's state and version) or from the
+    /// beginning. The snapshot's own event is read back first: a snapshot
+    /// whose event the stream does not hold is not trusted (`Ok(None)`).
+    async fn fold_from(
+        &self,
+        stream: &StreamId,
+        start: Option<(A, u64)>,
+        up_to: Option<u64>,
+        as_of: Option<Timestamp>,
+    ) -> Result<Option<Folded<A>>> {
+        let snapshot_version = start.as_ref().map(|(_, v)| *v);
+        let (state, version) = start.unwrap_or_default();
+        let mut folded = Folded {
+            state,
+            version,
+            snapshot_version,
+        };
         let range = ReadRange {
-            start: folded.version + 1,
+            start: snapshot_version.unwrap_or(1),
             end: up_to,
         };
         let mut events = self.store.read_stream(stream, range);
+        if let Some(v) = snapshot_version {
+            match next(&mut events).await {
+                Some(Ok(own)) if own.version == v => {}
+                Some(Err(e)) => return Err(e),
+                _ => return Ok(None),
+            }
+        }
         while let Some(recorded) = next(&mut events).await {
             let recorded = recorded?;
             check_contiguous(stream, folded.version, recorded.version)?;
             if as_of.is_some_and(|at| recorded.recorded_at > at) {
                 break;
             }
+            check_aggregate::<A>(&recorded)?;
             let event = recorded.decode::<A::Event>()?;
             folded.state.apply(&event);
             folded.version = recorded.version;
         }
-        Ok(folded)
+        Ok(Some(folded))
     }
 
     /// The stored snapshot when it is of this aggregate, of the current state
@@ -513,6 +544,20 @@ where
 /// The last multiple of the snapshot interval at or below `version`.
 fn snapshot_floor<A: Aggregate>(version: u64) -> u64 {
     A::SNAPSHOT.map_or(0, |p| version - version % p.every.max(1))
+}
+
+/// A stream whose events belong to another aggregate type (two names that
+/// collide as `a-b` + `c` and `a` + `b-c`) is never folded as this one.
+fn check_aggregate<A: Aggregate>(recorded: &crate::RecordedEvent) -> Result<()> {
+    if &*recorded.aggregate_type == A::NAME {
+        Ok(())
+    } else {
+        Err(Error::AggregateMismatch {
+            stream: recorded.stream_id.clone(),
+            requested: A::NAME.to_owned(),
+            actual: recorded.aggregate_type.to_string(),
+        })
+    }
 }
 
 fn check_contiguous(stream: &StreamId, previous: u64, version: u64) -> Result<()> {

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// A point in time in UTC, with microsecond precision: when a store recorded
 /// an event or took a snapshot.
 ///
-/// Displayed and parsed as RFC 3339 (`2026-11-23T18:10:06.123456Z`).
+/// Displayed and parsed as RFC 3339 (`2026-11-23T18:10:06.123456Z`); times
+/// outside 1970..=9999 as `@<microseconds>us`.
 ///
 /// ```
 /// use es_core::Timestamp;
@@ -62,12 +63,16 @@ impl From<SystemTime> for Timestamp {
     }
 }
 
+/// The last microsecond RFC 3339 can show: 9999-12-31T23:59:59.999999Z.
+const LAST_RFC3339: i64 = 253_402_300_799_999_999;
+
 impl fmt::Display for Timestamp {
+    /// RFC 3339 for times from 1970 to 9999; other times (only a damaged
+    /// store holds them) as `@<microseconds>us`, which parses back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 >= 0 {
+        if (0..=LAST_RFC3339).contains(&self.0) {
             fmt::Display::fmt(&humantime::format_rfc3339_micros(self.to_system_time()), f)
         } else {
-            // humantime formats only times after the epoch.
             write!(f, "@{}us", self.0)
         }
     }
@@ -82,6 +87,12 @@ impl fmt::Debug for Timestamp {
 impl FromStr for Timestamp {
     type Err = TimestampError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(micros) = s.strip_prefix('@').and_then(|m| m.strip_suffix("us")) {
+            return micros
+                .parse()
+                .map(Timestamp)
+                .map_err(|_| TimestampError(s.to_owned()));
+        }
         humantime::parse_rfc3339_weak(s)
             .map(Timestamp::from)
             .map_err(|_| TimestampError(s.to_owned()))

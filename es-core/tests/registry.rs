@@ -459,10 +459,6 @@ fn errors_of_the_same_input_are_the_same() {
 }
 
 #[test]
-#[ignore = "bug: the errors depend on registration order (es-core/src/registry.rs, \
-            `RegistryBuilder::build` reports duplicates in input order, paired with the first \
-            type seen), although `RegistryErrors` promises a stable order and inventory's order \
-            is arbitrary"]
 fn errors_do_not_depend_on_registration_order() {
     let forward = Registry::builder()
         .event::<DupA>()
