@@ -1,18 +1,28 @@
 //! `ticket`: the Ticket example as a command line.
 //!
 //! `cargo run -p ticket` runs a scripted scenario and prints the ticket's
-//! state and history; the subcommands work on one ticket at a time.
+//! state and history; the subcommands work on one ticket at a time. Events
+//! are kept in `tickets.db` (SQLite; `--db` to choose the file), so tickets
+//! survive restarts; `--memory` keeps them in memory instead.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use es_core::blocking::Repository;
 use es_core::prelude::*;
+use es_sqlite::SqliteStore;
 use ticket::{AgentId, Reason, Ticket, TicketError, TicketEvent};
 
 #[derive(Parser)]
 #[command(about = "Support tickets, event sourced with es", version)]
 struct Cli {
+    /// The SQLite file holding the events (created when missing).
+    #[arg(long, default_value = "tickets.db", global = true)]
+    db: PathBuf,
+    /// Keep the events in memory instead: nothing survives the process.
+    #[arg(long, global = true, conflicts_with = "db")]
+    memory: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -86,11 +96,23 @@ type Failure = Box<dyn std::error::Error>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let tickets = Repository::<Ticket, _>::new(InMemoryStore::new());
-    match run(&tickets, cli.command.unwrap_or(Command::Demo)) {
+    let command = cli.command.unwrap_or(Command::Demo);
+    let outcome = if cli.memory {
+        run(&Repository::<Ticket, _>::new(InMemoryStore::new()), command)
+    } else {
+        SqliteStore::open(&cli.db)
+            .map_err(Failure::from)
+            .and_then(|store| run(&Repository::<Ticket, _>::new(store), command))
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                eprintln!("  because: {cause}");
+                source = cause.source();
+            }
             ExitCode::FAILURE
         }
     }

@@ -189,3 +189,87 @@ async fn t3_concurrent_commands_on_one_ticket_lose_nothing() {
     let now = tickets.load("busy").await.unwrap();
     assert_eq!((now.version, now.messages), (1 + 16 * 25, 16 * 25));
 }
+
+/// The ticket survives closing and reopening its SQLite file.
+#[tokio::test]
+async fn ticket_state_survives_a_restart_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tickets.db");
+    {
+        let store = es_sqlite::SqliteStore::open(&path).unwrap();
+        let tickets = Repository::<Ticket, _>::new(store);
+        tickets
+            .execute("t-9", |t| t.open("printer", "ada@example.com"))
+            .await
+            .unwrap();
+        tickets
+            .execute("t-9", |t| t.add_message("still broken", "customer"))
+            .await
+            .unwrap();
+    }
+    let store = es_sqlite::SqliteStore::open(&path).unwrap();
+    let tickets = Repository::<Ticket, _>::new(store);
+    let now = tickets.load("t-9").await.unwrap();
+    assert_eq!(
+        (now.version, now.messages, now.status),
+        (2, 1, Status::Open)
+    );
+    assert!(now.customer_waiting);
+}
+
+/// The command line keeps tickets across runs (one process per command).
+#[test]
+fn the_command_line_keeps_tickets_across_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket"))
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .output()
+            .expect("the ticket binary runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run(&[
+        "open",
+        "t-1",
+        "--title",
+        "Printer on fire",
+        "--email",
+        "ada@example.com",
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["message", "t-1", "It smokes"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["escalate", "t-1", "--reason", "smoke", "--by", "agent-7"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["escalate", "t-1", "--reason", "again", "--by", "agent-9"]);
+    assert!(!ok, "a second escalation is refused");
+    assert!(
+        err.contains("refused: the ticket is already escalated"),
+        "{err}"
+    );
+    let (ok, out, err) = run(&["show", "t-1"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("at version 3") && out.contains("escalated: true"),
+        "{out}"
+    );
+    let (ok, out, _) = run(&["show", "t-1", "--at-version", "1"]);
+    assert!(ok && out.contains("escalated: false"), "{out}");
+    let (ok, out, _) = run(&["history", "t-1"]);
+    assert!(
+        ok && out.contains("ticket-escalated@v2") && out.contains("agent-7"),
+        "{out}"
+    );
+    let (ok, out, _) = run(&[]);
+    assert!(
+        ok && out.contains("second escalation refused"),
+        "the demo runs: {out}"
+    );
+}
