@@ -74,6 +74,14 @@ where
         }
     }
 
+    /// Whether to use snapshots; see [`crate::Repository::with_snapshots`].
+    #[must_use]
+    pub fn with_snapshots(self, snapshots: bool) -> Self {
+        Repository {
+            inner: self.inner.with_snapshots(snapshots),
+        }
+    }
+
     /// The async repository underneath.
     pub fn as_async(&self) -> &crate::Repository<A, S> {
         &self.inner

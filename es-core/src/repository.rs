@@ -159,6 +159,7 @@ pub struct Repository<A, S> {
     store: S,
     retries: u32,
     policy: ConflictPolicy,
+    snapshots: bool,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -168,6 +169,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             store: self.store.clone(),
             retries: self.retries,
             policy: self.policy,
+            snapshots: self.snapshots,
             aggregate: PhantomData,
         }
     }
@@ -180,6 +182,7 @@ impl<A, S: fmt::Debug> fmt::Debug for Repository<A, S> {
             .field("store", &self.store)
             .field("retries", &self.retries)
             .field("policy", &self.policy)
+            .field("snapshots", &self.snapshots)
             .finish()
     }
 }
@@ -205,6 +208,7 @@ where
             store,
             retries: Self::DEFAULT_RETRIES,
             policy: ConflictPolicy::Rerun,
+            snapshots: true,
             aggregate: PhantomData,
         }
     }
@@ -221,6 +225,15 @@ where
     #[must_use]
     pub fn with_conflict_policy(mut self, policy: ConflictPolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Whether to read and take snapshots when the aggregate declares them
+    /// (default `true`). Without, every load replays the whole stream: the
+    /// answers are the same.
+    #[must_use]
+    pub fn with_snapshots(mut self, snapshots: bool) -> Self {
+        self.snapshots = snapshots;
         self
     }
 
@@ -488,7 +501,7 @@ where
     /// schema version, not past `up_to`, and decodes. Anything else is
     /// ignored: snapshots never decide an answer.
     async fn usable_snapshot(&self, stream: &StreamId, up_to: Option<u64>) -> Option<(A, u64)> {
-        let policy = A::SNAPSHOT?;
+        let policy = A::SNAPSHOT.filter(|_| self.snapshots)?;
         let snapshot = match self.store.load_snapshot(stream).await {
             Ok(snapshot) => snapshot?,
             Err(error) => {
@@ -515,7 +528,9 @@ where
     /// least `every` past the last one. Failures are logged, never returned:
     /// the events are already safe.
     async fn maybe_snapshot(&self, stream: &StreamId, state: &A, version: u64, base: Option<u64>) {
-        let Some(policy) = A::SNAPSHOT else { return };
+        let Some(policy) = A::SNAPSHOT.filter(|_| self.snapshots) else {
+            return;
+        };
         if version < base.unwrap_or(0) + policy.every.max(1) {
             return;
         }

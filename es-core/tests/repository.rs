@@ -1318,3 +1318,28 @@ fn blocking_round_trip() {
         loaded
     );
 }
+
+#[tokio::test]
+async fn t11_without_snapshots_none_is_read_or_taken() {
+    let probe = Probe::default();
+    let with = Repository::<Snappy, _>::new(probe.clone());
+    seven_commands(&with).await;
+    let truth = with.load("s").await.unwrap();
+    let stream = with.stream_id("s").unwrap();
+    assert!(probe.inner.load_snapshot(&stream).await.unwrap().is_some());
+
+    let fresh = Probe::default();
+    let without = Repository::<Snappy, _>::new(fresh.clone()).with_snapshots(false);
+    seven_commands(&without).await;
+    assert_eq!(
+        fresh.inner.load_snapshot(&stream).await.unwrap(),
+        None,
+        "no snapshot taken"
+    );
+
+    // Reading ignores the stored snapshot and replays every event.
+    let reader = Repository::<Snappy, _>::new(probe.clone()).with_snapshots(false);
+    probe.forget_reads();
+    assert_eq!(reader.load("s").await.unwrap(), truth);
+    assert_eq!(probe.events_read(), 7);
+}
