@@ -50,6 +50,7 @@
 
 mod error;
 mod options;
+mod pool;
 mod reader;
 mod schema;
 mod store;

@@ -57,7 +57,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             durability: Durability::Full,
             busy_timeout: Duration::from_secs(5),
-            readers: 4,
+            readers: 2,
             limits: Limits::default(),
             max_page_count: None,
             trace: None,
@@ -68,7 +68,7 @@ impl Default for SqliteOptions {
 }
 
 impl SqliteOptions {
-    /// The defaults: [`Durability::Full`], a 5 s busy timeout, 4 readers,
+    /// The defaults: [`Durability::Full`], a 5 s busy timeout, 2 readers,
     /// default [`Limits`].
     pub fn new() -> Self {
         Self::default()

@@ -11,67 +11,41 @@ use rusqlite::{Connection, OptionalExtension, Row};
 
 use crate::error::{corrupt, store_error};
 
-/// A read request, with where to send its answer.
-pub(crate) enum ReadJob {
-    /// Up to `limit` events of `stream` with versions in `from..=to`.
-    StreamPage {
+/// A page of events to read.
+#[derive(Clone)]
+pub(crate) enum Page {
+    /// Events of `stream` with versions in `from..=to`.
+    Stream {
         stream: StreamId,
         from: u64,
         to: u64,
-        limit: usize,
-        reply: flume::Sender<Result<Vec<RecordedEvent>>>,
     },
-    /// Up to `limit` events from position `from`.
-    AllPage {
-        from: u64,
-        limit: usize,
-        reply: flume::Sender<Result<Vec<RecordedEvent>>>,
-    },
-    StreamVersion {
-        stream: StreamId,
-        reply: flume::Sender<Result<u64>>,
-    },
-    LastPosition {
-        reply: flume::Sender<Result<u64>>,
-    },
-    Snapshot {
-        stream: StreamId,
-        reply: flume::Sender<Result<Option<Snapshot>>>,
-    },
-    Checkpoint {
-        name: String,
-        reply: flume::Sender<Result<Option<u64>>>,
-    },
+    /// Events from position `from`.
+    All { from: u64 },
 }
 
-/// Runs until every sender is dropped.
-pub(crate) fn run(conn: &Connection, jobs: &flume::Receiver<ReadJob>) {
-    while let Ok(job) = jobs.recv() {
-        answer(conn, job);
+impl Page {
+    /// Reads up to `limit` events of the page, in one read transaction.
+    pub(crate) fn read(&self, conn: &Connection, limit: usize) -> Result<Vec<RecordedEvent>> {
+        match self {
+            Page::Stream { stream, from, to } => stream_page(conn, stream, *from, *to, limit),
+            Page::All { from } => all_page(conn, *from, limit),
+        }
     }
 }
 
-/// Answers one request; an answer nobody waits for any more is dropped.
-fn answer(conn: &Connection, job: ReadJob) {
-    match job {
-        ReadJob::StreamPage {
-            stream,
-            from,
-            to,
-            limit,
-            reply,
-        } => {
-            drop(reply.send(stream_page(conn, &stream, from, to, limit)));
-        }
-        ReadJob::AllPage { from, limit, reply } => {
-            drop(reply.send(all_page(conn, from, limit)));
-        }
-        ReadJob::StreamVersion { stream, reply } => {
-            drop(reply.send(stream_version(conn, &stream)));
-        }
-        ReadJob::LastPosition { reply } => drop(reply.send(last_position(conn))),
-        ReadJob::Snapshot { stream, reply } => drop(reply.send(snapshot(conn, &stream))),
-        ReadJob::Checkpoint { name, reply } => drop(reply.send(checkpoint(conn, &name))),
+/// A page to read on a reader thread, and where to send it.
+pub(crate) struct ReadJob {
+    pub(crate) page: Page,
+    pub(crate) limit: usize,
+    pub(crate) reply: flume::Sender<Result<Vec<RecordedEvent>>>,
+}
+
+/// Runs until every sender is dropped. A page nobody waits for any more is
+/// dropped.
+pub(crate) fn run(conn: &Connection, jobs: &flume::Receiver<ReadJob>) {
+    while let Ok(job) = jobs.recv() {
+        drop(job.reply.send(job.page.read(conn, job.limit)));
     }
 }
 
@@ -101,7 +75,7 @@ fn stream_page(
             to_i64(limit as u64)
         ])
         .map_err(store_error)?;
-    let mut page = Vec::with_capacity(limit.min(1024));
+    let mut page = Vec::with_capacity(limit.min(64));
     let mut aggregate_type: Option<Arc<str>> = None;
     while let Some(row) = rows.next().map_err(store_error)? {
         let aggregate = match &aggregate_type {
@@ -124,7 +98,7 @@ fn all_page(conn: &Connection, from: u64, limit: usize) -> Result<Vec<RecordedEv
     let mut rows = query
         .query(rusqlite::params![to_i64(from), to_i64(limit as u64)])
         .map_err(store_error)?;
-    let mut page = Vec::with_capacity(limit.min(1024));
+    let mut page = Vec::with_capacity(limit.min(64));
     let mut streams: HashMap<i64, (StreamId, Arc<str>)> = HashMap::new();
     while let Some(row) = rows.next().map_err(store_error)? {
         let pk = integer(row, 10, "stream_pk")?;
@@ -209,7 +183,7 @@ fn text<'r>(row: &'r Row<'_>, index: usize, column: &str) -> Result<&'r str> {
     }
 }
 
-fn stream_version(conn: &Connection, stream: &StreamId) -> Result<u64> {
+pub(crate) fn stream_version(conn: &Connection, stream: &StreamId) -> Result<u64> {
     let version: Option<i64> = conn
         .prepare_cached("SELECT version FROM streams WHERE stream_id = ?1")
         .and_then(|mut q| q.query_row([stream.as_str()], |r| r.get(0)).optional())
@@ -218,7 +192,7 @@ fn stream_version(conn: &Connection, stream: &StreamId) -> Result<u64> {
         .map_err(|_| corrupt(format!("negative version of stream `{stream}`")))
 }
 
-fn last_position(conn: &Connection) -> Result<u64> {
+pub(crate) fn last_position(conn: &Connection) -> Result<u64> {
     let position: Option<i64> = conn
         .prepare_cached("SELECT max(position) FROM events")
         .and_then(|mut q| q.query_row([], |r| r.get(0)))
@@ -226,7 +200,7 @@ fn last_position(conn: &Connection) -> Result<u64> {
     u64::try_from(position.unwrap_or(0)).map_err(|_| corrupt("negative position"))
 }
 
-fn snapshot(conn: &Connection, stream: &StreamId) -> Result<Option<Snapshot>> {
+pub(crate) fn snapshot(conn: &Connection, stream: &StreamId) -> Result<Option<Snapshot>> {
     let row = conn
         .prepare_cached("SELECT aggregate_type, version, schema_version, state, taken_at FROM snapshots WHERE stream_id = ?1")
         .and_then(|mut q| {
@@ -262,7 +236,7 @@ fn snapshot(conn: &Connection, stream: &StreamId) -> Result<Option<Snapshot>> {
     ))
 }
 
-fn checkpoint(conn: &Connection, name: &str) -> Result<Option<u64>> {
+pub(crate) fn checkpoint(conn: &Connection, name: &str) -> Result<Option<u64>> {
     let position: Option<i64> = conn
         .prepare_cached("SELECT position FROM checkpoints WHERE name = ?1")
         .and_then(|mut q| q.query_row([name], |r| r.get(0)).optional())

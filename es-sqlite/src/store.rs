@@ -13,6 +13,7 @@ use es_core::{
 
 use crate::error::OpenError;
 use crate::options::SqliteOptions;
+use crate::pool::Pool;
 use crate::reader::{self, ReadJob};
 use crate::schema::{self, Role};
 use crate::stream::{PagedStream, Source};
@@ -44,6 +45,7 @@ pub struct SqliteStore {
 struct Inner {
     writer: Option<flume::Sender<WriteJob>>,
     readers: Option<flume::Sender<ReadJob>>,
+    pool: Arc<Pool>,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
     notifier: Notifier,
     limits: Limits,
@@ -116,6 +118,7 @@ impl SqliteStore {
             .map_err(|e| OpenError::sqlite(path, e))?;
         let notifier = Notifier::new(u64::try_from(last).unwrap_or(0));
 
+        let pool_conn = schema::connect(path, options, Role::Reader)?;
         let (read_tx, read_rx) = flume::unbounded();
         for n in 0..options.readers {
             let conn = schema::connect(path, options, Role::Reader)?;
@@ -142,6 +145,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 writer: Some(write_tx),
                 readers: Some(read_tx),
+                pool: Arc::new(Pool::new(path.to_path_buf(), options.clone(), pool_conn)),
                 writer_thread: Mutex::new(Some(writer_thread)),
                 notifier,
                 limits: options.limits,
@@ -171,28 +175,19 @@ impl SqliteStore {
         }
     }
 
-    fn read<T>(
+    /// A short read on the calling thread.
+    fn read_now<T>(
         &self,
-        job: impl FnOnce(flume::Sender<Result<T>>) -> ReadJob,
-    ) -> impl Future<Output = Result<T>> + Send + 'static
-    where
-        T: Send + 'static,
-    {
-        let (reply, answer) = flume::bounded(1);
-        let sent = match &self.inner.readers {
-            Some(readers) => readers.send(job(reply)).map_err(|_| Error::Closed),
-            None => Err(Error::Closed),
-        };
-        async move {
-            sent?;
-            answer.recv_async().await.map_err(|_| Error::Closed)?
-        }
+        read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+    ) -> std::future::Ready<Result<T>> {
+        std::future::ready(self.inner.pool.with(read))
     }
 
     fn paged(&self, source: Source, start: u64) -> EventStream {
         match &self.inner.readers {
             Some(readers) => Box::pin(PagedStream::new(
                 readers.clone(),
+                self.inner.pool.clone(),
                 source,
                 start,
                 self.inner.page_size,
@@ -232,12 +227,11 @@ impl EventStore for SqliteStore {
     }
 
     fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<u64>> + Send {
-        let stream = stream.clone();
-        self.read(move |reply| ReadJob::StreamVersion { stream, reply })
+        self.read_now(|conn| reader::stream_version(conn, stream))
     }
 
     fn last_position(&self) -> impl Future<Output = Result<u64>> + Send {
-        self.read(|reply| ReadJob::LastPosition { reply })
+        self.read_now(reader::last_position)
     }
 
     fn watch(&self) -> Watch {
@@ -250,8 +244,7 @@ impl SnapshotStore for SqliteStore {
         &self,
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Snapshot>>> + Send {
-        let stream = stream.clone();
-        self.read(move |reply| ReadJob::Snapshot { stream, reply })
+        self.read_now(|conn| reader::snapshot(conn, stream))
     }
 
     fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send {
@@ -261,8 +254,7 @@ impl SnapshotStore for SqliteStore {
 
 impl CheckpointStore for SqliteStore {
     fn load_checkpoint(&self, name: &str) -> impl Future<Output = Result<Option<u64>>> + Send {
-        let name = name.to_owned();
-        self.read(move |reply| ReadJob::Checkpoint { name, reply })
+        self.read_now(|conn| reader::checkpoint(conn, name))
     }
 
     fn save_checkpoint(

@@ -1,14 +1,22 @@
-//! [`EventStream`](es_core::EventStream)s over the reader threads, one page
-//! at a time, with the next page read while the current one is consumed.
+//! [`EventStream`](es_core::EventStream)s in pages: the first, small page
+//! is read on the calling thread (most streams fit in it); each further page
+//! on a reader thread, asked for as soon as the previous one arrives, so
+//! reading and decoding overlap. Every page is its own short read
+//! transaction.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use es_core::{Error, RecordedEvent, Result, StreamId};
 use futures_core::Stream;
 
-use crate::reader::ReadJob;
+use crate::pool::Pool;
+use crate::reader::{Page, ReadJob};
+
+/// Events read on the calling thread before handing over to a reader thread.
+const FIRST_PAGE: usize = 64;
 
 /// What is being read.
 pub(crate) enum Source {
@@ -20,19 +28,22 @@ type PageFuture = flume::r#async::RecvFut<'static, Result<Vec<RecordedEvent>>>;
 
 pub(crate) struct PagedStream {
     readers: flume::Sender<ReadJob>,
+    pool: Arc<Pool>,
     source: Source,
-    /// The first version (or position) not yet requested.
+    /// The first version (or position) not yet read.
     next: u64,
     page_size: usize,
+    started: bool,
     buffer: std::vec::IntoIter<RecordedEvent>,
     pending: Option<PageFuture>,
-    /// No page after the pending one (or the buffer) is needed.
+    /// Nothing after the buffer (and the pending page) is left to read.
     exhausted: bool,
 }
 
 impl PagedStream {
     pub(crate) fn new(
         readers: flume::Sender<ReadJob>,
+        pool: Arc<Pool>,
         source: Source,
         start: u64,
         page_size: usize,
@@ -40,58 +51,64 @@ impl PagedStream {
         let exhausted = matches!(&source, Source::Stream { end, .. } if start > *end);
         PagedStream {
             readers,
+            pool,
             source,
             next: start,
             page_size,
+            started: false,
             buffer: Vec::new().into_iter(),
             pending: None,
             exhausted,
         }
     }
 
-    fn request(&mut self) -> Result<PageFuture> {
-        let (reply, answer) = flume::bounded(1);
-        let job = match &self.source {
-            Source::Stream { id, end } => ReadJob::StreamPage {
+    fn page(&self) -> Page {
+        match &self.source {
+            Source::Stream { id, end } => Page::Stream {
                 stream: id.clone(),
                 from: self.next,
                 to: *end,
-                limit: self.page_size,
-                reply,
             },
-            Source::All => ReadJob::AllPage {
-                from: self.next,
-                limit: self.page_size,
-                reply,
-            },
+            Source::All => Page::All { from: self.next },
+        }
+    }
+
+    fn request(&self) -> Result<PageFuture> {
+        let (reply, answer) = flume::bounded(1);
+        let job = ReadJob {
+            page: self.page(),
+            limit: self.page_size,
+            reply,
         };
         self.readers.send(job).map_err(|_| Error::Closed)?;
         Ok(answer.into_recv_async())
     }
 
-    /// Takes a page in, and asks for the next one at once when it was full.
-    fn accept(&mut self, page: Vec<RecordedEvent>) {
-        let full = page.len() >= self.page_size;
+    /// Takes a page of up to `limit` events in, and asks for the next one at
+    /// once when it was full.
+    fn accept(&mut self, page: Vec<RecordedEvent>, limit: usize) {
         if let Some(last) = page.last() {
             self.next = match self.source {
                 Source::Stream { .. } => last.version + 1,
                 Source::All => last.position + 1,
             };
         }
-        if let Source::Stream { end, .. } = self.source
-            && self.next > end
-        {
-            self.exhausted = true;
-        }
-        if !full {
+        let past_end = matches!(self.source, Source::Stream { end, .. } if self.next > end);
+        if page.len() < limit || past_end {
             self.exhausted = true;
         }
         self.buffer = page.into_iter();
         if !self.exhausted {
-            // A failed request is retried, and reported, once the buffer
-            // is consumed: no event of this page is lost to it.
+            // A failed request is retried, and reported, once the buffer is
+            // consumed: no event of this page is lost to it.
             self.pending = self.request().ok();
         }
+    }
+
+    fn fail(&mut self, error: Error) -> Poll<Option<Result<RecordedEvent>>> {
+        self.exhausted = true;
+        self.pending = None;
+        Poll::Ready(Some(Err(error)))
     }
 }
 
@@ -104,15 +121,24 @@ impl Stream for PagedStream {
             if let Some(event) = this.buffer.next() {
                 return Poll::Ready(Some(Ok(event)));
             }
+            if !this.started {
+                this.started = true;
+                if this.exhausted {
+                    return Poll::Ready(None);
+                }
+                let page = this.page();
+                match this.pool.with(|conn| page.read(conn, FIRST_PAGE)) {
+                    Ok(events) => this.accept(events, FIRST_PAGE),
+                    Err(e) => return this.fail(e),
+                }
+                continue;
+            }
             let pending = match this.pending.as_mut() {
                 Some(pending) => pending,
                 None if this.exhausted => return Poll::Ready(None),
                 None => match this.request() {
                     Ok(future) => this.pending.insert(future),
-                    Err(e) => {
-                        this.exhausted = true;
-                        return Poll::Ready(Some(Err(e)));
-                    }
+                    Err(e) => return this.fail(e),
                 },
             };
             let answer = match Pin::new(pending).poll(cx) {
@@ -121,15 +147,12 @@ impl Stream for PagedStream {
             };
             this.pending = None;
             match answer {
-                Ok(Ok(page)) => this.accept(page),
-                Ok(Err(e)) => {
-                    this.exhausted = true;
-                    return Poll::Ready(Some(Err(e)));
+                Ok(Ok(events)) => {
+                    let limit = this.page_size;
+                    this.accept(events, limit);
                 }
-                Err(_) => {
-                    this.exhausted = true;
-                    return Poll::Ready(Some(Err(Error::Closed)));
-                }
+                Ok(Err(e)) => return this.fail(e),
+                Err(_) => return this.fail(Error::Closed),
             }
         }
     }

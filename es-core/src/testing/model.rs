@@ -209,8 +209,15 @@ fn run_ops<S: EventStore>(store: &S, ops: &[Op]) -> Result<(), TestCaseError> {
                     "repeat of append {}",
                     earlier
                 );
-                if !matches!(want, Answer::Ok { repeated: true, .. }) {
-                    sent.push((stream, expected, batch, want));
+                // When the repeat wrote the events (the first attempt had
+                // not), its answer is now the one a later repeat returns.
+                if let Answer::Ok {
+                    first: Some(_),
+                    repeated: false,
+                    ..
+                } = want
+                {
+                    sent[*earlier].3 = want;
                 }
             }
             Op::ReadStream { stream, start, len } => {

@@ -1,0 +1,50 @@
+//! Reader connections used on the calling thread, for reads short enough
+//! that handing them to a reader thread would cost more than running them:
+//! a version, a snapshot, a checkpoint, the first page of a stream.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+
+use es_core::{Error, Result};
+use rusqlite::Connection;
+
+use crate::options::SqliteOptions;
+use crate::schema::{self, Role};
+
+pub(crate) struct Pool {
+    path: PathBuf,
+    options: SqliteOptions,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Pool {
+    pub(crate) fn new(path: PathBuf, options: SqliteOptions, first: Connection) -> Self {
+        Pool {
+            path,
+            options,
+            idle: Mutex::new(vec![first]),
+        }
+    }
+
+    /// Runs `read` on an idle connection, opening one when all are busy.
+    /// At most `readers` idle connections are kept.
+    pub(crate) fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => {
+                schema::connect(&self.path, &self.options, Role::Reader).map_err(Error::backend)?
+            }
+        };
+        let result = read(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.options.readers {
+            idle.push(conn);
+        }
+        result
+    }
+}

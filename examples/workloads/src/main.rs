@@ -1,0 +1,585 @@
+//! The benchmark workloads of `WORKLOADS.md`, on the Ticket aggregate of the
+//! example app, against the embedded SQLite store; each with a `raw_` twin
+//! that runs the same SQL with bare `rusqlite` and no framework, so the
+//! framework's cost shows as a ratio measured in one run.
+//!
+//! ```sh
+//! cargo run --release -p es-workloads -- append_1x1 [--sync full|normal] [--dir DIR]
+//! ```
+//!
+//! Prints one JSON line per run; a run that fails its own check prints
+//! `"ok":false` and exits non-zero.
+
+// Counts are reported as floating-point rates, and task counts index ranges.
+#![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+
+mod raw;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use es_core::prelude::*;
+use es_core::{NewEvent, ReadRange, Uuid};
+use es_sqlite::{Durability, SqliteStore};
+use serde_json::{Value, json};
+use ticket::{MessageAdded, Ticket, TicketEvent, TicketOpened};
+
+#[derive(Parser, Clone)]
+#[command(about = "The es benchmark workloads (WORKLOADS.md)")]
+struct Args {
+    /// The workload to run.
+    workload: Workload,
+    /// `full`: every acknowledged append is on disk; `normal`: flushed at checkpoints.
+    #[arg(long, default_value = "full")]
+    sync: Sync,
+    /// Where to create the database (default: a temporary directory, removed after).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Concurrent tasks (append_concurrent; contention uses 8 unless given).
+    #[arg(long)]
+    tasks: Option<usize>,
+    /// Commands to run (append workloads; default 20,000).
+    #[arg(long)]
+    commands: Option<u64>,
+    /// Tickets the commands are spread over (default 1,000).
+    #[arg(long)]
+    tickets: Option<u64>,
+    /// Events in the loaded stream (load workloads; default 10,000 and 1,000,000).
+    #[arg(long)]
+    events: Option<u64>,
+    /// How many loads (default 20 and 1,000).
+    #[arg(long)]
+    loads: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    #[value(name = "append_1x1")]
+    Append1x1,
+    #[value(name = "raw_append_1x1")]
+    RawAppend1x1,
+    #[value(name = "append_concurrent")]
+    AppendConcurrent,
+    #[value(name = "raw_append_concurrent")]
+    RawAppendConcurrent,
+    #[value(name = "load_stream")]
+    LoadStream,
+    #[value(name = "raw_load_stream")]
+    RawLoadStream,
+    #[value(name = "load_snapshot")]
+    LoadSnapshot,
+    #[value(name = "raw_load_snapshot")]
+    RawLoadSnapshot,
+    #[value(name = "contention")]
+    Contention,
+    #[value(name = "raw_contention")]
+    RawContention,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Sync {
+    Full,
+    Normal,
+}
+
+type Failure = Box<dyn std::error::Error + Send + std::marker::Sync>;
+
+/// What a run reports.
+struct Report {
+    name: &'static str,
+    params: Value,
+    events: u64,
+    seconds: f64,
+    ok: bool,
+    extra: Value,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let temporary = match &args.dir {
+        Some(_) => None,
+        None => match tempfile::tempdir() {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                eprintln!("error: cannot create a temporary directory: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let dir = args
+        .dir
+        .clone()
+        .or_else(|| temporary.as_ref().map(|t| t.path().to_path_buf()))
+        .unwrap_or_default();
+    let db = dir.join(format!("workload-{}.db", Uuid::now_v7().simple()));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // On a worker thread, as a server's request handlers run: a future
+    // driven by `block_on` on the main thread wakes up far slower.
+    let outcome = runtime.block_on(async {
+        let (args, db) = (args.clone(), db.clone());
+        tokio::spawn(async move { run(&args, &db).await }).await
+    });
+    let outcome = outcome.unwrap_or_else(|e| Err(format!("the workload panicked: {e}").into()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    match outcome {
+        Ok(report) => {
+            let mut line = json!({
+                "name": report.name,
+                "params": report.params,
+                "events": report.events,
+                "seconds": round(report.seconds, 4),
+                "events_per_sec": round(report.events as f64 / report.seconds.max(1e-9), 1),
+                "ok": report.ok,
+            });
+            if let (Some(line), Some(extra)) = (line.as_object_mut(), report.extra.as_object()) {
+                line.extend(extra.clone());
+            }
+            println!("{line}");
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (x * scale).round() / scale
+}
+
+fn sync_name(sync: Sync) -> &'static str {
+    match sync {
+        Sync::Full => "full",
+        Sync::Normal => "normal",
+    }
+}
+
+fn open(db: &Path, sync: Sync) -> Result<SqliteStore, Failure> {
+    let durability = match sync {
+        Sync::Full => Durability::Full,
+        Sync::Normal => Durability::Normal,
+    };
+    Ok(SqliteStore::options().durability(durability).open(db)?)
+}
+
+/// A message body of about 150 characters: the payload is about 200 bytes.
+fn body(n: u64) -> String {
+    let text = format!(
+        "Message {n}: the printer on floor three jams on every A4 job since the update; \
+         reseating the tray and cleaning the rollers did not help at all, please advise."
+    );
+    text.chars().take(150).collect()
+}
+
+fn ticket_id(n: u64) -> String {
+    format!("t{n}")
+}
+
+/// The peak resident set of this process, in KiB (Linux).
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
+    let sync = args.sync;
+    let commands = args.commands.unwrap_or(20_000);
+    let tickets = args.tickets.unwrap_or(1_000);
+    match args.workload {
+        Workload::Append1x1 => append(db, sync, commands, tickets, 1, false).await,
+        Workload::RawAppend1x1 => append(db, sync, commands, tickets, 1, true).await,
+        Workload::AppendConcurrent => {
+            append(db, sync, commands, tickets, args.tasks.unwrap_or(4), false).await
+        }
+        Workload::RawAppendConcurrent => {
+            append(db, sync, commands, tickets, args.tasks.unwrap_or(4), true).await
+        }
+        Workload::LoadStream => {
+            load_stream(
+                db,
+                sync,
+                args.events.unwrap_or(10_000),
+                args.loads.unwrap_or(20),
+                false,
+            )
+            .await
+        }
+        Workload::RawLoadStream => {
+            load_stream(
+                db,
+                sync,
+                args.events.unwrap_or(10_000),
+                args.loads.unwrap_or(20),
+                true,
+            )
+            .await
+        }
+        Workload::LoadSnapshot => {
+            load_snapshot(
+                db,
+                sync,
+                args.events.unwrap_or(1_000_000),
+                args.loads.unwrap_or(1_000),
+                false,
+            )
+            .await
+        }
+        Workload::RawLoadSnapshot => {
+            load_snapshot(
+                db,
+                sync,
+                args.events.unwrap_or(1_000_000),
+                args.loads.unwrap_or(1_000),
+                true,
+            )
+            .await
+        }
+        Workload::Contention => {
+            contention(
+                db,
+                sync,
+                args.tasks.unwrap_or(8),
+                args.commands.unwrap_or(1_000),
+                false,
+            )
+            .await
+        }
+        Workload::RawContention => {
+            contention(
+                db,
+                sync,
+                args.tasks.unwrap_or(8),
+                args.commands.unwrap_or(1_000),
+                true,
+            )
+            .await
+        }
+    }
+}
+
+/// `append_1x1` (one task) and `append_concurrent` (`tasks` tasks, each on
+/// its own tickets): `commands` commands, each adding one message to a ticket
+/// round-robin; the tickets are opened first, not counted.
+async fn append(
+    db: &Path,
+    sync: Sync,
+    commands: u64,
+    tickets: u64,
+    tasks: usize,
+    raw: bool,
+) -> Result<Report, Failure> {
+    let store = open(db, sync)?;
+    let repository = Repository::<Ticket, _>::new(store.clone());
+    for t in 0..tickets {
+        repository
+            .execute(&ticket_id(t), |ticket| {
+                ticket.open("Printer jams", "customer@example.com")
+            })
+            .await?;
+    }
+    let tasks = tasks.max(1) as u64;
+    let started = Instant::now();
+    if raw {
+        drop((repository, store));
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let db = db.to_path_buf();
+                std::thread::spawn(move || -> Result<(), Failure> {
+                    let mut conn = raw::connect(&db, sync)?;
+                    for i in (task..commands).step_by(tasks as usize) {
+                        let t = i / tasks % (tickets / tasks).max(1) * tasks + task;
+                        raw::execute_message(
+                            &mut conn,
+                            &format!("ticket-{}", ticket_id(t)),
+                            &body(i),
+                            false,
+                        )?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().map_err(|_| "a task panicked")??;
+        }
+    } else {
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let repository = repository.clone();
+                tokio::spawn(async move {
+                    for i in (task..commands).step_by(tasks as usize) {
+                        let t = i / tasks % (tickets / tasks).max(1) * tasks + task;
+                        let text = body(i);
+                        repository
+                            .execute(&ticket_id(t), |ticket| {
+                                ticket.add_message(&text, "agent-42")
+                            })
+                            .await?;
+                    }
+                    Ok::<(), Failure>(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await??;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // Check: every command landed.
+    let store = open(db, sync)?;
+    let stored = store.last_position().await?;
+    let ok = stored == tickets + commands;
+    let name = match (tasks, raw) {
+        (1, false) => "append_1x1",
+        (1, true) => "raw_append_1x1",
+        (_, false) => "append_concurrent",
+        (_, true) => "raw_append_concurrent",
+    };
+    Ok(Report {
+        name,
+        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets, "tasks": tasks}),
+        events: commands,
+        seconds,
+        ok,
+        extra: json!({}),
+    })
+}
+
+/// Appends `messages` messages to one ticket, 1,000 per append.
+async fn populate(store: &SqliteStore, id: &str, messages: u64) -> Result<StreamId, Failure> {
+    let stream = StreamId::new(format!("ticket-{id}"))?;
+    let opened = TicketEvent::from(TicketOpened {
+        title: "Long".into(),
+        customer_email: Personal::known("c@example.com".into()),
+    });
+    store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![NewEvent::encode(
+                Ticket::NAME,
+                &opened,
+                Metadata::default(),
+            )?],
+        )
+        .await?;
+    let mut written = 0;
+    while written < messages {
+        let n = (messages - written).min(1_000);
+        let batch = (written..written + n)
+            .map(|i| {
+                let e = TicketEvent::from(MessageAdded {
+                    body: body(i),
+                    by: "agent-42".into(),
+                });
+                NewEvent::encode(Ticket::NAME, &e, Metadata::default())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        store
+            .append(&stream, ExpectedVersion::Exact(written + 1), batch)
+            .await?;
+        written += n;
+    }
+    Ok(stream)
+}
+
+/// `load_stream`: one ticket with `messages` messages, loaded `loads` times
+/// without snapshots.
+async fn load_stream(
+    db: &Path,
+    sync: Sync,
+    messages: u64,
+    loads: u64,
+    raw: bool,
+) -> Result<Report, Failure> {
+    let store = open(db, sync)?;
+    let stream = populate(&store, "long", messages).await?;
+    let mut ok = true;
+    let started = Instant::now();
+    if raw {
+        let mut conn = raw::connect(db, sync)?;
+        for _ in 0..loads {
+            let (ticket, version) = raw::load(&mut conn, stream.as_str(), false)?;
+            ok &= version == messages + 1 && u64::from(ticket.messages) == messages;
+        }
+    } else {
+        let tickets = Repository::<Ticket, _>::new(store.clone()).with_snapshots(false);
+        for _ in 0..loads {
+            let loaded = tickets.load("long").await?;
+            ok &= loaded.version == messages + 1 && u64::from(loaded.messages) == messages;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Report {
+        name: if raw {
+            "raw_load_stream"
+        } else {
+            "load_stream"
+        },
+        params: json!({"sync": sync_name(sync), "events": messages + 1, "loads": loads}),
+        events: (messages + 1) * loads,
+        seconds,
+        ok,
+        extra: json!({"peak_rss_kb": peak_rss_kb()}),
+    })
+}
+
+/// `load_snapshot`: one ticket with `messages` messages and a snapshot
+/// (taken by a first, untimed load), loaded `loads` times.
+async fn load_snapshot(
+    db: &Path,
+    sync: Sync,
+    messages: u64,
+    loads: u64,
+    raw: bool,
+) -> Result<Report, Failure> {
+    let store = open(db, sync)?;
+    let stream = populate(&store, "huge", messages).await?;
+    let tickets = Repository::<Ticket, _>::new(store.clone());
+    let first = tickets.load("huge").await?;
+    let snapshot = store.load_snapshot(&stream).await?;
+    let mut ok =
+        first.version == messages + 1 && snapshot.is_some_and(|s| s.version == first.version);
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    if raw {
+        let mut conn = raw::connect(db, sync)?;
+        for _ in 0..loads {
+            let one = Instant::now();
+            let (ticket, version) = raw::load(&mut conn, stream.as_str(), true)?;
+            slowest = slowest.max(one.elapsed());
+            ok &= version == messages + 1 && u64::from(ticket.messages) == messages;
+        }
+    } else {
+        for _ in 0..loads {
+            let one = Instant::now();
+            let loaded = tickets.load("huge").await?;
+            slowest = slowest.max(one.elapsed());
+            ok &= loaded.version == messages + 1 && u64::from(loaded.messages) == messages;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Report {
+        name: if raw {
+            "raw_load_snapshot"
+        } else {
+            "load_snapshot"
+        },
+        params: json!({"sync": sync_name(sync), "events": messages + 1, "loads": loads, "snapshot_every": 100}),
+        events: loads,
+        seconds,
+        ok,
+        extra: json!({
+            "mean_ms": round(seconds * 1000.0 / loads.max(1) as f64, 4),
+            "max_ms": round(slowest.as_secs_f64() * 1000.0, 4),
+        }),
+    })
+}
+
+/// `contention`: `tasks` tasks on one ticket, `each` commands each, retrying
+/// on conflict; the final version must be exactly `tasks * each + 1`.
+async fn contention(
+    db: &Path,
+    sync: Sync,
+    tasks: usize,
+    each: u64,
+    raw: bool,
+) -> Result<Report, Failure> {
+    let store = open(db, sync)?;
+    let repository = Repository::<Ticket, _>::new(store.clone()).with_retries(u32::MAX);
+    repository
+        .execute("hot", |t| t.open("Everyone at once", "c@example.com"))
+        .await?;
+    let started = Instant::now();
+    let mut conflicts = 0u64;
+    if raw {
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let db = db.to_path_buf();
+                std::thread::spawn(move || -> Result<u64, Failure> {
+                    let mut conn = raw::connect(&db, sync)?;
+                    let mut conflicts = 0;
+                    for i in 0..each {
+                        conflicts += raw::execute_message(
+                            &mut conn,
+                            "ticket-hot",
+                            &body(task as u64 * each + i),
+                            true,
+                        )?;
+                    }
+                    Ok(conflicts)
+                })
+            })
+            .collect();
+        for handle in handles {
+            conflicts += handle.join().map_err(|_| "a task panicked")??;
+        }
+    } else {
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let repository = repository.clone();
+                tokio::spawn(async move {
+                    let mut conflicts = 0u64;
+                    for i in 0..each {
+                        let text = body(task as u64 * each + i);
+                        let done = repository
+                            .execute("hot", |t| t.add_message(&text, "agent-42"))
+                            .await?;
+                        conflicts += u64::from(done.attempts - 1);
+                    }
+                    Ok::<u64, Failure>(conflicts)
+                })
+            })
+            .collect();
+        for handle in handles {
+            conflicts += handle.await??;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let expected = tasks as u64 * each + 1;
+    let version = open(db, sync)?
+        .stream_version(&StreamId::new("ticket-hot")?)
+        .await?;
+    let events = read_count(&store, "ticket-hot").await?;
+    Ok(Report {
+        name: if raw { "raw_contention" } else { "contention" },
+        params: json!({"sync": sync_name(sync), "tasks": tasks, "commands_per_task": each}),
+        events: tasks as u64 * each,
+        seconds,
+        ok: version == expected && events == expected,
+        extra: json!({"conflicts": conflicts, "final_version": version}),
+    })
+}
+
+async fn read_count(store: &SqliteStore, stream: &str) -> Result<u64, Failure> {
+    let mut events = store.read_stream(&StreamId::new(stream)?, ReadRange::all());
+    let mut n = 0;
+    while let Some(e) = es_core::store::next(&mut events).await {
+        e?;
+        n += 1;
+    }
+    Ok(n)
+}

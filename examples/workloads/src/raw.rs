@@ -1,0 +1,121 @@
+//! The `raw_` twins: the same SQL as the store runs, on one bare `rusqlite`
+//! connection per task, with no framework between the domain and SQLite:
+//! no threads, no queues, no envelopes. The domain code (the Ticket's
+//! decisions and `apply`) is the same.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use es_core::{Apply, Uuid};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use ticket::{MessageAdded, Ticket, TicketClosed, TicketEscalated, TicketOpened};
+
+use crate::{Failure, Sync};
+
+/// A connection with the store's settings: WAL, the same `synchronous`,
+/// a busy timeout.
+pub(crate) fn connect(db: &Path, sync: Sync) -> Result<Connection, Failure> {
+    let conn = Connection::open(db)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if sync == Sync::Full { "FULL" } else { "NORMAL" },
+    )?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Folds a ticket: from its snapshot when `snapshots`, then the events after it.
+pub(crate) fn load(
+    conn: &mut Connection,
+    stream: &str,
+    snapshots: bool,
+) -> Result<(Ticket, u64), Failure> {
+    let mut state = Ticket::default();
+    let mut version = 0u64;
+    if snapshots {
+        let snapshot = conn
+            .prepare_cached(
+                "SELECT version, schema_version, state FROM snapshots WHERE stream_id = ?1",
+            )?
+            .query_row([stream], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .optional()?;
+        if let Some((v, 1, bytes)) = snapshot {
+            state = serde_json::from_slice(&bytes)?;
+            version = u64::try_from(v)?;
+        }
+    }
+    let mut query = conn.prepare_cached(
+        "SELECT e.version, e.name, e.payload FROM streams s JOIN events e ON e.stream_pk = s.stream_pk \
+         WHERE s.stream_id = ?1 AND e.version > ?2 ORDER BY e.version",
+    )?;
+    let mut rows = query.query(params![stream, i64::try_from(version)?])?;
+    while let Some(row) = rows.next()? {
+        let payload = row.get_ref(2)?.as_bytes()?;
+        match row.get_ref(1)?.as_str()? {
+            "ticket-opened" => state.apply(&serde_json::from_slice::<TicketOpened>(payload)?),
+            "message-added" => state.apply(&serde_json::from_slice::<MessageAdded>(payload)?),
+            "ticket-escalated" => state.apply(&serde_json::from_slice::<TicketEscalated>(payload)?),
+            "ticket-closed" => state.apply(&serde_json::from_slice::<TicketClosed>(payload)?),
+            other => return Err(format!("unknown event {other}").into()),
+        }
+        version = u64::try_from(row.get::<_, i64>(0)?)?;
+    }
+    Ok((state, version))
+}
+
+/// Load, decide, append with the version checked inside a `BEGIN IMMEDIATE`
+/// transaction; on a conflict, start again. Returns the conflicts met.
+pub(crate) fn execute_message(
+    conn: &mut Connection,
+    stream: &str,
+    body: &str,
+    snapshots: bool,
+) -> Result<u64, Failure> {
+    let mut conflicts = 0;
+    loop {
+        let (ticket, version) = load(conn, stream, snapshots)?;
+        let event = ticket.add_message(body, "agent-42")?;
+        let payload = serde_json::to_string(&event)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (pk, current): (i64, i64) = tx
+            .prepare_cached("SELECT stream_pk, version FROM streams WHERE stream_id = ?1")?
+            .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if u64::try_from(current)? != version {
+            drop(tx);
+            conflicts += 1;
+            continue;
+        }
+        let micros = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros())?;
+        tx.prepare_cached(
+            "INSERT INTO events (stream_pk, version, event_id, recorded_at, name, schema_version, payload, metadata) \
+             VALUES (?1, ?2, ?3, ?4, 'message-added', 1, ?5, NULL)",
+        )?
+        .execute(params![pk, current + 1, Uuid::now_v7().as_bytes().as_slice(), micros, payload])?;
+        tx.prepare_cached("UPDATE streams SET version = ?1 WHERE stream_pk = ?2")?
+            .execute(params![current + 1, pk])?;
+        tx.commit()?;
+        let new_version = version + 1;
+        if snapshots && new_version % 100 == 0 {
+            let mut state = ticket;
+            state.apply(&event);
+            conn.prepare_cached(
+                "INSERT INTO snapshots (stream_id, aggregate_type, version, schema_version, state, taken_at) \
+                 VALUES (?1, 'ticket', ?2, 1, ?3, ?4) ON CONFLICT (stream_id) DO UPDATE SET \
+                 version = excluded.version, state = excluded.state, taken_at = excluded.taken_at \
+                 WHERE excluded.version >= snapshots.version",
+            )?
+            .execute(params![stream, i64::try_from(new_version)?, serde_json::to_vec(&state)?, micros])?;
+        }
+        return Ok(conflicts);
+    }
+}
