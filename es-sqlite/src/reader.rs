@@ -62,18 +62,19 @@ fn stream_page(
     to: u64,
     limit: usize,
 ) -> Result<Vec<RecordedEvent>> {
+    // Written so that SQLite plans it once: it re-plans a statement
+    // whenever a bound value it planned with changes (a LIMIT, or, under
+    // STAT4, a value compared with an index in a join), so the limit is
+    // part of the text (an integer of ours) and the stream is found by a
+    // subquery rather than a join.
     let sql = format!(
-        "SELECT {EVENT_COLUMNS}, s.aggregate_type FROM streams s JOIN events e ON e.stream_pk = s.stream_pk \
-         WHERE s.stream_id = ?1 AND e.version >= ?2 AND e.version <= ?3 ORDER BY e.version LIMIT ?4"
+        "SELECT {EVENT_COLUMNS}, (SELECT aggregate_type FROM streams WHERE stream_id = ?1) FROM events e \
+         WHERE e.stream_pk = (SELECT stream_pk FROM streams WHERE stream_id = ?1) \
+         AND e.version >= ?2 AND e.version <= ?3 ORDER BY e.version LIMIT {limit}"
     );
     let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
     let mut rows = query
-        .query(rusqlite::params![
-            stream.as_str(),
-            to_i64(from),
-            to_i64(to),
-            to_i64(limit as u64)
-        ])
+        .query(rusqlite::params![stream.as_str(), to_i64(from), to_i64(to)])
         .map_err(store_error)?;
     let mut page = Vec::with_capacity(limit.min(64));
     let mut aggregate_type: Option<Arc<str>> = None;
@@ -92,12 +93,10 @@ fn stream_page(
 fn all_page(conn: &Connection, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id, s.stream_pk FROM events e \
-         JOIN streams s ON s.stream_pk = e.stream_pk WHERE e.position >= ?1 ORDER BY e.position LIMIT ?2"
+         JOIN streams s ON s.stream_pk = e.stream_pk WHERE e.position >= ?1 ORDER BY e.position LIMIT {limit}"
     );
     let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
-    let mut rows = query
-        .query(rusqlite::params![to_i64(from), to_i64(limit as u64)])
-        .map_err(store_error)?;
+    let mut rows = query.query([to_i64(from)]).map_err(store_error)?;
     let mut page = Vec::with_capacity(limit.min(64));
     let mut streams: HashMap<i64, (StreamId, Arc<str>)> = HashMap::new();
     while let Some(row) = rows.next().map_err(store_error)? {
