@@ -1,0 +1,380 @@
+//! RELIABILITY T8: single-byte corruption of the database file and of its
+//! write-ahead log. A populated store (several streams, a few hundred
+//! events, snapshots; part checkpointed into the database file, the rest in
+//! the `-wal`) is copied while open; each iteration flips one random byte of
+//! one copy, opens it, and reads everything back: `read_all`, every stream
+//! through the repository, `stream_version`, `last_position` and snapshots.
+//! Every outcome must be `Ok` or a typed error; no thread may panic, and no
+//! reader or writer thread may die (which would show as `Error::Closed`).
+//! How many flips were refused, detected, silent or harmless is printed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use es_core::prelude::*;
+use es_core::store::next;
+use es_core::{Error, RecordedEvent, Snapshot};
+use es_sqlite::SqliteStore;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(name = "deposited")]
+struct Deposited {
+    amount: u64,
+    memo: String,
+}
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(name = "withdrawn")]
+struct Withdrawn {
+    amount: u64,
+}
+
+#[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[aggregate(name = "account", events(Deposited, Withdrawn), snapshot(every = 10))]
+struct Account {
+    balance: i64,
+    memos: Vec<String>,
+}
+
+impl Apply<Deposited> for Account {
+    fn apply(&mut self, e: &Deposited) {
+        self.balance += i64::try_from(e.amount).unwrap_or(i64::MAX);
+        self.memos.push(e.memo.clone());
+    }
+}
+
+impl Apply<Withdrawn> for Account {
+    fn apply(&mut self, e: &Withdrawn) {
+        self.balance -= i64::try_from(e.amount).unwrap_or(i64::MAX);
+    }
+}
+
+const ACCOUNTS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+
+/// A small seeded generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Every panic on one of the store's threads (named `es-sqlite-*`); a
+/// panic on a test's own thread fails that test by itself.
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+fn count_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        if thread.name().is_some_and(|n| n.starts_with("es-sqlite")) {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+        }
+        default(info);
+    }));
+}
+
+/// An account's balance, memos and version.
+type State = (i64, Vec<String>, u64);
+
+/// Everything a reader can see of a store; errors as text.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    all: Result<Vec<RecordedEvent>, String>,
+    accounts: Vec<Result<State, String>>,
+    loaded: Vec<Result<State, String>>,
+    versions: Vec<Result<u64, String>>,
+    snapshots: Vec<Result<Option<Snapshot>, String>>,
+    last_position: Result<u64, String>,
+}
+
+impl Observed {
+    fn has_error(&self) -> bool {
+        self.all.is_err()
+            || self.last_position.is_err()
+            || self.accounts.iter().any(Result::is_err)
+            || self.loaded.iter().any(Result::is_err)
+            || self.versions.iter().any(Result::is_err)
+            || self.snapshots.iter().any(Result::is_err)
+    }
+}
+
+/// Fails the test on an error that is not typed as a store error: a dead
+/// thread shows as `Error::Closed`.
+fn typed(error: &Error) -> String {
+    assert!(
+        !matches!(error, Error::Closed),
+        "a store thread died: {error:?}"
+    );
+    error.to_string()
+}
+
+async fn observe(store: &SqliteStore) -> Observed {
+    let mut all = Ok(Vec::new());
+    let mut events = store.read_all(0);
+    while let Some(event) = next(&mut events).await {
+        match (event, &mut all) {
+            (Ok(e), Ok(list)) => list.push(e),
+            (Err(e), _) => {
+                all = Err(typed(&e));
+                break;
+            }
+            (Ok(_), Err(_)) => unreachable!(),
+        }
+    }
+    let accounts_repo = Repository::<Account, _>::new(store.clone());
+    let mut accounts = Vec::new();
+    let mut loaded = Vec::new();
+    let mut versions = Vec::new();
+    let mut snapshots = Vec::new();
+    let end_of_time = Timestamp::from_unix_micros(i64::MAX);
+    for id in ACCOUNTS {
+        let stream = accounts_repo.stream_id(id).unwrap();
+        // Every event replayed (reading as of a time skips snapshots), and
+        // the usual load from the latest snapshot.
+        accounts.push(
+            accounts_repo
+                .load_as_of(id, end_of_time)
+                .await
+                .map(|a| (a.balance, a.memos.clone(), a.version))
+                .map_err(|e| typed(&e)),
+        );
+        loaded.push(
+            accounts_repo
+                .load(id)
+                .await
+                .map(|a| (a.balance, a.memos.clone(), a.version))
+                .map_err(|e| typed(&e)),
+        );
+        versions.push(store.stream_version(&stream).await.map_err(|e| typed(&e)));
+        snapshots.push(store.load_snapshot(&stream).await.map_err(|e| typed(&e)));
+    }
+    Observed {
+        all,
+        accounts,
+        loaded,
+        versions,
+        snapshots,
+        last_position: store.last_position().await.map_err(|e| typed(&e)),
+    }
+}
+
+/// Populates a store: half the events checkpointed into the database file,
+/// the other half left in the `-wal`. Returns the copies of both files
+/// taken while the store is open.
+async fn populated_copy(work: &Path, pristine: &Path) -> (PathBuf, PathBuf) {
+    let db = work.join("events.db");
+    let store = SqliteStore::options().readers(1).open(&db).unwrap();
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let mut rng = Rng::new(7);
+    for round in 0..300 {
+        let id = ACCOUNTS[usize::try_from(rng.below(6)).unwrap()];
+        let amount = rng.below(1_000);
+        if rng.below(4) == 0 {
+            accounts
+                .execute(id, |_| Withdrawn { amount })
+                .await
+                .unwrap();
+        } else {
+            let memo = format!("deposit {round} of {amount} \u{e9}\u{1f4b0}");
+            accounts
+                .execute(id, |_| Deposited {
+                    amount,
+                    memo: memo.clone(),
+                })
+                .await
+                .unwrap();
+        }
+        if round == 150 {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            let busy: i64 = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(busy, 0, "the checkpoint ran");
+        }
+    }
+    let wal = work.join("events.db-wal");
+    let wal_len = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        wal_len > 50_000,
+        "the log holds the second half ({wal_len} bytes)"
+    );
+    let copy_db = pristine.join("events.db");
+    let copy_wal = pristine.join("events.db-wal");
+    std::fs::copy(&db, &copy_db).unwrap();
+    std::fs::copy(&wal, &copy_wal).unwrap();
+    drop((accounts, store));
+    (copy_db, copy_wal)
+}
+
+#[derive(Default, Debug)]
+struct Counts {
+    refused_at_open: usize,
+    detected: usize,
+    silent: usize,
+    harmless: usize,
+    silent_but_integrity_check_fails: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t8_single_byte_flips_in_db_and_wal_never_panic() {
+    count_panics();
+    let work = tempfile::tempdir().unwrap();
+    let pristine = tempfile::tempdir().unwrap();
+    let (db, wal) = populated_copy(work.path(), pristine.path()).await;
+    let db_bytes = std::fs::read(&db).unwrap();
+    let wal_bytes = std::fs::read(&wal).unwrap();
+
+    let open = |dir: &Path| {
+        SqliteStore::options()
+            .readers(1)
+            .open(dir.join("events.db"))
+    };
+
+    // The copy as it is: the baseline every flip is compared with.
+    let baseline = {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("events.db"), &db_bytes).unwrap();
+        std::fs::write(dir.path().join("events.db-wal"), &wal_bytes).unwrap();
+        let store = open(dir.path()).unwrap();
+        observe(&store).await
+    };
+    assert!(!baseline.has_error(), "{baseline:?}");
+    assert_eq!(baseline.all.as_ref().unwrap().len(), 300);
+    assert!(
+        baseline
+            .snapshots
+            .iter()
+            .all(|s| s.as_ref().unwrap().is_some())
+    );
+
+    let mut rng = Rng::new(0x7_8_0_8);
+    let mut counts = [Counts::default(), Counts::default()];
+    for iteration in 0..200 {
+        let in_wal = rng.below(2) == 1;
+        let mut db = db_bytes.clone();
+        let mut wal = wal_bytes.clone();
+        let target = if in_wal { &mut wal } else { &mut db };
+        let at = usize::try_from(rng.below(target.len() as u64)).unwrap();
+        let flip = u8::try_from(1 + rng.below(255)).unwrap();
+        target[at] ^= flip;
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("events.db"), &db).unwrap();
+        std::fs::write(dir.path().join("events.db-wal"), &wal).unwrap();
+        let count = &mut counts[usize::from(in_wal)];
+        // A refusal is a typed `OpenError`: the signature says so.
+        let Ok(store) = open(dir.path()) else {
+            count.refused_at_open += 1;
+            continue;
+        };
+        let seen = observe(&store).await;
+        drop(store);
+        if seen.has_error() {
+            count.detected += 1;
+        } else if seen == baseline {
+            count.harmless += 1;
+        } else {
+            count.silent += 1;
+            let conn = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+            let check: Result<String, _> =
+                conn.query_row("PRAGMA integrity_check", [], |r| r.get(0));
+            if check.as_deref() != Ok("ok") {
+                count.silent_but_integrity_check_fails += 1;
+            }
+        }
+        assert_eq!(
+            PANICS.load(Ordering::SeqCst),
+            0,
+            "iteration {iteration}: a flip at byte {at} of the {} made a store thread panic",
+            if in_wal { "-wal" } else { "database" }
+        );
+    }
+    eprintln!("T8 flips in the database file: {:?}", counts[0]);
+    eprintln!("T8 flips in the -wal file: {:?}", counts[1]);
+    let detected: usize = counts.iter().map(|c| c.refused_at_open + c.detected).sum();
+    eprintln!("T8: {detected} of 200 flips detected as errors");
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0);
+}
+
+/// Flips one letter of a stored payload (the JSON stays valid) in the
+/// database file, or in the `-wal`, and reads the event back.
+async fn flip_inside_a_payload(in_wal: bool) -> Result<Vec<RecordedEvent>, Error> {
+    const MARKER: &[u8] = b"payload-marker-QWERTYUIOP";
+    let work = tempfile::tempdir().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let db = work.path().join("events.db");
+    let store = SqliteStore::options().readers(1).open(&db).unwrap();
+    let stream = StreamId::new("marked").unwrap();
+    let payload = format!(r#"{{"memo":"{}"}}"#, std::str::from_utf8(MARKER).unwrap());
+    store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![es_core::NewEvent::new("m", "marked", 1, payload)],
+        )
+        .await
+        .unwrap();
+    if !in_wal {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let busy: i64 = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(busy, 0);
+    }
+    for name in ["events.db", "events.db-wal"] {
+        std::fs::copy(work.path().join(name), copy.path().join(name)).unwrap();
+    }
+    drop(store);
+
+    let target = copy
+        .path()
+        .join(if in_wal { "events.db-wal" } else { "events.db" });
+    let mut bytes = std::fs::read(&target).unwrap();
+    let at = bytes
+        .windows(MARKER.len())
+        .position(|w| w == MARKER)
+        .expect("the payload is in this file");
+    bytes[at + MARKER.len() - 1] ^= 0x01; // 'P' becomes 'Q'
+    std::fs::write(&target, bytes).unwrap();
+
+    let store = SqliteStore::options()
+        .readers(1)
+        .open(copy.path().join("events.db"))
+        .unwrap();
+    let mut events = store.read_stream(&stream, es_core::ReadRange::all());
+    let mut out = Vec::new();
+    while let Some(e) = next(&mut events).await {
+        out.push(e?);
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+#[ignore = "gap, RELIABILITY T8 target (100% of flips inside event payload bytes detected): es-sqlite stores no per-event digest (es-sqlite/src/sql/0001_init.sql `events`, checked nowhere in es-sqlite/src/reader.rs `event()`), so a flipped letter of a payload in the database file reads back as a different valid event, and a flip anywhere in a committed -wal frame makes SQLite's recovery drop that frame and every later one: acknowledged events vanish without an error"]
+async fn t8_flips_inside_event_payload_bytes_are_detected() {
+    for in_wal in [false, true] {
+        let file = if in_wal { "-wal" } else { "database" };
+        match flip_inside_a_payload(in_wal).await {
+            Err(e) => drop(typed(&e)),
+            Ok(events) => {
+                panic!("a flip inside a payload in the {file} file went unnoticed: {events:?}")
+            }
+        }
+    }
+}
