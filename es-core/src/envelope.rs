@@ -139,6 +139,55 @@ impl RecordedEvent {
     }
 }
 
+/// A stored event as a fold sees it: borrowed from the store's buffers, so
+/// folding a stream allocates nothing per event (see
+/// [`EventStore::fold_stream`](crate::EventStore::fold_stream)).
+#[derive(Debug, Clone, Copy)]
+pub struct EventRef<'a> {
+    /// The stream it belongs to.
+    pub stream_id: &'a StreamId,
+    /// The aggregate type of the stream.
+    pub aggregate_type: &'a str,
+    /// Its version in the stream.
+    pub version: u64,
+    /// When the store recorded it.
+    pub recorded_at: Timestamp,
+    /// The event's stable name.
+    pub name: &'a str,
+    /// The payload's schema version.
+    pub schema_version: u32,
+    /// The payload (JSON).
+    pub payload: &'a [u8],
+}
+
+impl EventRef<'_> {
+    /// Decodes the payload as an event of the set `E`; the error names the
+    /// stream and version.
+    pub fn decode<E: EventSet>(&self) -> Result<E, crate::Error> {
+        E::decode(self.name, self.schema_version, self.payload).map_err(|source| {
+            crate::Error::Decode {
+                stream: self.stream_id.clone(),
+                version: self.version,
+                source,
+            }
+        })
+    }
+}
+
+impl<'a> From<&'a RecordedEvent> for EventRef<'a> {
+    fn from(e: &'a RecordedEvent) -> Self {
+        EventRef {
+            stream_id: &e.stream_id,
+            aggregate_type: &e.aggregate_type,
+            version: e.version,
+            recorded_at: e.recorded_at,
+            name: &e.name,
+            schema_version: e.schema_version,
+            payload: &e.payload,
+        }
+    }
+}
+
 /// A stored event with its payload decoded: one line of the audit trail.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope<E> {

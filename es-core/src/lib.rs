@@ -75,7 +75,7 @@ pub mod __private;
 
 pub use aggregate::{Aggregate, Apply, SnapshotPolicy};
 pub use checkpoint::CheckpointStore;
-pub use envelope::{Envelope, NewEvent, RecordedEvent};
+pub use envelope::{Envelope, EventRef, NewEvent, RecordedEvent};
 pub use error::{BoxError, Conflict, Error, LimitError, Result};
 pub use event::{DecodeError, EncodeError, Event, EventKey, EventSet, IntoEvents};
 pub use id::{MAX_STREAM_ID_LEN, StreamId, StreamIdError};

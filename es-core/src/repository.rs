@@ -2,10 +2,10 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
+use std::ops::{ControlFlow, Deref, DerefMut};
 
 use crate::aggregate::Aggregate;
-use crate::envelope::{Envelope, NewEvent};
+use crate::envelope::{Envelope, EventRef, NewEvent};
 use crate::error::{Conflict, Error, Result};
 use crate::event::IntoEvents;
 use crate::id::StreamId;
@@ -303,7 +303,7 @@ where
         let mut trail = Vec::new();
         while let Some(recorded) = next(&mut events).await {
             let recorded = recorded?;
-            check_aggregate::<A>(&recorded)?;
+            check_aggregate::<A>(&EventRef::from(&recorded))?;
             trail.push(recorded.into_envelope()?);
         }
         Ok(trail)
@@ -413,21 +413,22 @@ where
         state: &mut A,
         version: &mut u64,
     ) -> Result<Vec<A::Event>> {
-        let mut events = self
-            .store
-            .read_stream(stream, ReadRange::starting_at(*version + 1));
+        let keep = self.policy == ConflictPolicy::CheckConflicts;
         let mut theirs = Vec::new();
-        while let Some(recorded) = next(&mut events).await {
-            let recorded = recorded?;
-            check_contiguous(&recorded.stream_id, *version, recorded.version)?;
-            check_aggregate::<A>(&recorded)?;
-            let event = recorded.decode::<A::Event>()?;
-            state.apply(&event);
-            *version = recorded.version;
-            if self.policy == ConflictPolicy::CheckConflicts {
-                theirs.push(event);
-            }
-        }
+        let range = ReadRange::starting_at(*version + 1);
+        self.store
+            .fold_stream(stream, range, |e| {
+                check_contiguous(e.stream_id, *version, e.version)?;
+                check_aggregate::<A>(&e)?;
+                let event = e.decode::<A::Event>()?;
+                state.apply(&event);
+                *version = e.version;
+                if keep {
+                    theirs.push(event);
+                }
+                Ok(ControlFlow::Continue(()))
+            })
+            .await?;
         Ok(theirs)
     }
 
@@ -475,24 +476,31 @@ where
             start: snapshot_version.unwrap_or(1),
             end: up_to,
         };
-        let mut events = self.store.read_stream(stream, range);
-        if let Some(v) = snapshot_version {
-            match next(&mut events).await {
-                Some(Ok(own)) if own.version == v => {}
-                Some(Err(e)) => return Err(e),
-                _ => return Ok(None),
-            }
-        }
-        while let Some(recorded) = next(&mut events).await {
-            let recorded = recorded?;
-            check_contiguous(stream, folded.version, recorded.version)?;
-            if as_of.is_some_and(|at| recorded.recorded_at > at) {
-                break;
-            }
-            check_aggregate::<A>(&recorded)?;
-            let event = recorded.decode::<A::Event>()?;
-            folded.state.apply(&event);
-            folded.version = recorded.version;
+        // With a snapshot, its own event is read first: when the stream
+        // does not hold it, the snapshot is not trusted.
+        let mut own_event_missing = snapshot_version.is_some();
+        self.store
+            .fold_stream(stream, range, |e| {
+                if own_event_missing {
+                    if Some(e.version) != snapshot_version {
+                        return Ok(ControlFlow::Break(()));
+                    }
+                    own_event_missing = false;
+                    return Ok(ControlFlow::Continue(()));
+                }
+                check_contiguous(stream, folded.version, e.version)?;
+                if as_of.is_some_and(|at| e.recorded_at > at) {
+                    return Ok(ControlFlow::Break(()));
+                }
+                check_aggregate::<A>(&e)?;
+                let event = e.decode::<A::Event>()?;
+                folded.state.apply(&event);
+                folded.version = e.version;
+                Ok(ControlFlow::Continue(()))
+            })
+            .await?;
+        if own_event_missing {
+            return Ok(None);
         }
         Ok(Some(folded))
     }
@@ -563,14 +571,14 @@ fn snapshot_floor<A: Aggregate>(version: u64) -> u64 {
 
 /// A stream whose events belong to another aggregate type (two names that
 /// collide as `a-b` + `c` and `a` + `b-c`) is never folded as this one.
-fn check_aggregate<A: Aggregate>(recorded: &crate::RecordedEvent) -> Result<()> {
-    if &*recorded.aggregate_type == A::NAME {
+fn check_aggregate<A: Aggregate>(event: &EventRef<'_>) -> Result<()> {
+    if event.aggregate_type == A::NAME {
         Ok(())
     } else {
         Err(Error::AggregateMismatch {
-            stream: recorded.stream_id.clone(),
+            stream: event.stream_id.clone(),
             requested: A::NAME.to_owned(),
-            actual: recorded.aggregate_type.to_string(),
+            actual: event.aggregate_type.to_owned(),
         })
     }
 }

@@ -5,13 +5,14 @@
 //! [`Repository`](crate::Repository) is what applications use.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::Poll;
 
 use futures_core::Stream;
 use uuid::Uuid;
 
-use crate::envelope::{NewEvent, RecordedEvent};
+use crate::envelope::{EventRef, NewEvent, RecordedEvent};
 use crate::error::{Conflict, Error, LimitError, Result};
 use crate::id::StreamId;
 use crate::version::{ExpectedVersion, ReadRange};
@@ -153,6 +154,34 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Reads the events of `stream` whose versions are in `range`, in version order.
     fn read_stream(&self, stream: &StreamId, range: ReadRange) -> EventStream;
+
+    /// Calls `fold` with each event of `stream` whose version is in `range`,
+    /// in version order, until it returns `ControlFlow::Break` or an error
+    /// (which is returned).
+    ///
+    /// This is how the repository rebuilds state. The default reads through
+    /// [`read_stream`](EventStore::read_stream); a store can serve it
+    /// without allocating per event, as `es-sqlite` does by decoding straight
+    /// from its row buffers.
+    fn fold_stream<F>(
+        &self,
+        stream: &StreamId,
+        range: ReadRange,
+        mut fold: F,
+    ) -> impl Future<Output = Result<()>> + Send
+    where
+        F: FnMut(EventRef<'_>) -> Result<ControlFlow<()>> + Send,
+    {
+        let mut events = self.read_stream(stream, range);
+        async move {
+            while let Some(event) = next(&mut events).await {
+                if fold(EventRef::from(&event?))?.is_break() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
 
     /// Reads every event of the store from global position `from` (inclusive;
     /// 0 or 1 both mean the beginning), in position order.

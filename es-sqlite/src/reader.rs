@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use es_core::{Metadata, RecordedEvent, Result, Snapshot, StreamId, Timestamp, Uuid};
+use std::ops::ControlFlow;
+
+use es_core::{EventRef, Metadata, RecordedEvent, Result, Snapshot, StreamId, Timestamp, Uuid};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row};
 
@@ -114,6 +116,67 @@ fn all_page(conn: &Connection, from: u64, limit: usize) -> Result<Vec<RecordedEv
         page.push(event(row, stream, aggregate)?);
     }
     Ok(page)
+}
+
+/// Calls `fold` with up to `limit` events of `stream` from version `from`
+/// (at most `to`), borrowed from the row buffers: nothing is allocated per
+/// event. Returns how many events were read, and whether `fold` stopped.
+pub(crate) fn fold_page<F>(
+    conn: &Connection,
+    stream: &StreamId,
+    from: u64,
+    to: u64,
+    limit: usize,
+    fold: &mut F,
+) -> Result<(usize, bool)>
+where
+    F: FnMut(EventRef<'_>) -> Result<ControlFlow<()>>,
+{
+    // Planned once, like `stream_page`.
+    let sql = format!(
+        "SELECT e.version, e.recorded_at, e.name, e.schema_version, e.payload, \
+         (SELECT aggregate_type FROM streams WHERE stream_id = ?1) FROM events e \
+         WHERE e.stream_pk = (SELECT stream_pk FROM streams WHERE stream_id = ?1) \
+         AND e.version >= ?2 AND e.version <= ?3 ORDER BY e.version LIMIT {limit}"
+    );
+    let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
+    let mut rows = query
+        .query(rusqlite::params![stream.as_str(), to_i64(from), to_i64(to)])
+        .map_err(store_error)?;
+    let mut aggregate_type: Option<String> = None;
+    let mut read = 0;
+    while let Some(row) = rows.next().map_err(store_error)? {
+        read += 1;
+        let version = integer(row, 0, "version")?;
+        let at = |what: &str| {
+            corrupt(format!(
+                "{what} of the event at version {version} of stream `{stream}`"
+            ))
+        };
+        let aggregate = match &aggregate_type {
+            Some(a) => a.as_str(),
+            None => aggregate_type
+                .insert(text(row, 5, "aggregate_type")?.to_owned())
+                .as_str(),
+        };
+        let event = EventRef {
+            stream_id: stream,
+            aggregate_type: aggregate,
+            version: u64::try_from(version).map_err(|_| at("negative version"))?,
+            recorded_at: Timestamp::from_unix_micros(integer(row, 1, "recorded_at")?),
+            name: text(row, 2, "name").map_err(|_| at("malformed name"))?,
+            schema_version: u32::try_from(integer(row, 3, "schema_version")?)
+                .map_err(|_| at("schema version out of range"))?,
+            payload: match row.get_ref(4).map_err(store_error)? {
+                ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes,
+                _ => return Err(at("non-text payload")),
+            },
+        };
+        if fold(event)?.is_break() {
+            return Ok((read, true));
+        }
+    }
+    Ok((read, false))
 }
 
 /// One stored event, every column checked: a damaged or foreign row is an

@@ -1,14 +1,17 @@
 //! [`SqliteStore`]: the handle applications hold.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use es_core::store::watch::{Notifier, Watch};
 use es_core::{
-    AppendResult, CheckpointStore, Error, EventStore, EventStream, Limits, ReadRange, Result,
-    Snapshot, SnapshotStore, StreamId, StreamWrite,
+    AppendResult, CheckpointStore, Error, EventRef, EventStore, EventStream, Limits, ReadRange,
+    Result, Snapshot, SnapshotStore, StreamId, StreamWrite,
 };
 
 use crate::error::OpenError;
@@ -222,6 +225,53 @@ impl EventStore for SqliteStore {
         self.paged(source, range.first())
     }
 
+    /// Folds on the calling thread, one page (one short read transaction)
+    /// at a time, decoding straight from SQLite's row buffers; between pages
+    /// the future yields to the executor, so a long stream does not hold a
+    /// worker thread.
+    fn fold_stream<F>(
+        &self,
+        stream: &StreamId,
+        range: ReadRange,
+        mut fold: F,
+    ) -> impl Future<Output = Result<()>> + Send
+    where
+        F: FnMut(EventRef<'_>) -> Result<ControlFlow<()>> + Send,
+    {
+        let pool = self.inner.pool.clone();
+        let page = self.inner.page_size;
+        let stream = stream.clone();
+        let end = range.end.unwrap_or(u64::MAX);
+        async move {
+            let mut next = range.first();
+            while next <= end {
+                let (read, stopped) = pool.with(|conn| {
+                    let mut last = None;
+                    let outcome = reader::fold_page(
+                        conn,
+                        &stream,
+                        next,
+                        end,
+                        page,
+                        &mut |e: EventRef<'_>| {
+                            last = Some(e.version);
+                            fold(e)
+                        },
+                    );
+                    if let Some(v) = last {
+                        next = v + 1;
+                    }
+                    outcome
+                })?;
+                if stopped || read < page {
+                    break;
+                }
+                YieldNow(false).await;
+            }
+            Ok(())
+        }
+    }
+
     fn read_all(&self, from: u64) -> EventStream {
         self.paged(Source::All, from.max(1))
     }
@@ -268,5 +318,21 @@ impl CheckpointStore for SqliteStore {
             position,
             reply,
         })
+    }
+}
+
+/// Lets the executor run other tasks once.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
