@@ -316,6 +316,29 @@ impl AppendDecision {
     }
 }
 
+/// The deepest nesting of metadata `extra` values: with the metadata object
+/// and the map around them, what a JSON reader with the usual limit of 128
+/// levels reads back.
+pub const MAX_METADATA_DEPTH: usize = 100;
+
+/// The nesting depth of the deepest `extra` value when it is over `limit`.
+/// Walks without recursion, so a hostile value cannot exhaust the stack.
+fn metadata_depth(metadata: &crate::Metadata, limit: usize) -> Option<usize> {
+    let mut stack: Vec<(&serde_json::Value, usize)> =
+        metadata.extra.values().map(|v| (v, 1)).collect();
+    while let Some((value, depth)) = stack.pop() {
+        if depth > limit {
+            return Some(depth);
+        }
+        match value {
+            serde_json::Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            serde_json::Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Size limits a store enforces before writing anything (RELIABILITY S2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -391,6 +414,13 @@ impl Limits {
                         name: event.name.to_string(),
                         reason: "payload is not UTF-8 text",
                     });
+                }
+                if let Some(depth) = metadata_depth(&event.metadata, MAX_METADATA_DEPTH) {
+                    return Err(Error::Limit(LimitError {
+                        what: "levels of nesting in event metadata",
+                        size: depth,
+                        limit: MAX_METADATA_DEPTH,
+                    }));
                 }
                 let meta = event.metadata.to_json().map_or(0, |m| m.len());
                 over("event metadata bytes", meta, self.max_metadata_bytes)?;

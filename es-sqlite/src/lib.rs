@@ -48,6 +48,7 @@
 //! version; a lock held by another process is waited for up to the busy
 //! timeout, then reported as `Error::Busy`. Not for network file systems.
 
+mod checksum;
 mod error;
 mod options;
 mod pool;

@@ -135,13 +135,15 @@ impl SqliteOptions {
     /// Opens a new database in a temporary directory, deleted when the last
     /// handle to the store is dropped. For tests and examples.
     pub fn open_temporary(self) -> Result<SqliteStore, OpenError> {
-        let dir = tempfile::Builder::new()
-            .prefix("es-sqlite-")
-            .tempdir()
-            .map_err(|source| OpenError::Io {
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("es-sqlite-");
+        // Private to its owner whatever the umask (RELIABILITY S4).
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let dir = builder.tempdir().map_err(|source| OpenError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
         let path = dir.path().join("events.db");
         SqliteStore::open_with(&path, &self, Some(dir))
     }

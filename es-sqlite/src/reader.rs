@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use std::ops::ControlFlow;
 
-use es_core::{EventRef, Metadata, RecordedEvent, Result, Snapshot, StreamId, Timestamp, Uuid};
+use es_core::{
+    Error, EventRef, Metadata, RecordedEvent, Result, Snapshot, StreamId, Timestamp, Uuid,
+};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row};
 
+use crate::checksum;
 use crate::error::{corrupt, store_error};
 
 /// A page of events to read.
@@ -26,13 +29,25 @@ pub(crate) enum Page {
     All { from: u64 },
 }
 
+/// What reading a page gave: the events read, then the error that stopped
+/// it, if one did. The events before a damaged row are still delivered.
+pub(crate) struct PageRead {
+    pub(crate) events: Vec<RecordedEvent>,
+    pub(crate) error: Option<Error>,
+}
+
 impl Page {
     /// Reads up to `limit` events of the page, in one read transaction.
-    pub(crate) fn read(&self, conn: &Connection, limit: usize) -> Result<Vec<RecordedEvent>> {
-        match self {
-            Page::Stream { stream, from, to } => stream_page(conn, stream, *from, *to, limit),
-            Page::All { from } => all_page(conn, *from, limit),
+    pub(crate) fn read(&self, conn: &Connection, limit: usize) -> PageRead {
+        let mut events = Vec::with_capacity(limit.min(64));
+        let error = match self {
+            Page::Stream { stream, from, to } => {
+                stream_page(conn, stream, *from, *to, limit, &mut events)
+            }
+            Page::All { from } => all_page(conn, *from, limit, &mut events),
         }
+        .err();
+        PageRead { events, error }
     }
 }
 
@@ -40,7 +55,7 @@ impl Page {
 pub(crate) struct ReadJob {
     pub(crate) page: Page,
     pub(crate) limit: usize,
-    pub(crate) reply: flume::Sender<Result<Vec<RecordedEvent>>>,
+    pub(crate) reply: flume::Sender<PageRead>,
 }
 
 /// Runs until every sender is dropped. A page nobody waits for any more is
@@ -55,7 +70,9 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-const EVENT_COLUMNS: &str = "e.version, e.position, e.event_id, e.recorded_at, e.name, e.schema_version, e.payload, e.metadata";
+/// The columns `event` reads, in order.
+const EVENT_COLUMNS: &str = "e.version, e.position, e.event_id, e.recorded_at, e.name, e.schema_version, \
+                             e.payload, e.metadata, e.stream_pk, e.checksum";
 
 fn stream_page(
     conn: &Connection,
@@ -63,7 +80,8 @@ fn stream_page(
     from: u64,
     to: u64,
     limit: usize,
-) -> Result<Vec<RecordedEvent>> {
+    page: &mut Vec<RecordedEvent>,
+) -> Result<()> {
     // Written so that SQLite plans it once: it re-plans a statement
     // whenever a bound value it planned with changes (a LIMIT, or, under
     // STAT4, a value compared with an index in a join), so the limit is
@@ -78,44 +96,47 @@ fn stream_page(
     let mut rows = query
         .query(rusqlite::params![stream.as_str(), to_i64(from), to_i64(to)])
         .map_err(store_error)?;
-    let mut page = Vec::with_capacity(limit.min(64));
     let mut aggregate_type: Option<Arc<str>> = None;
     while let Some(row) = rows.next().map_err(store_error)? {
         let aggregate = match &aggregate_type {
             Some(a) => a.clone(),
             None => aggregate_type
-                .insert(Arc::from(text(row, 8, "aggregate_type")?))
+                .insert(Arc::from(text(row, 10, "aggregate_type")?))
                 .clone(),
         };
         page.push(event(row, stream.clone(), aggregate)?);
     }
-    Ok(page)
+    Ok(())
 }
 
-fn all_page(conn: &Connection, from: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+fn all_page(
+    conn: &Connection,
+    from: u64,
+    limit: usize,
+    page: &mut Vec<RecordedEvent>,
+) -> Result<()> {
     let sql = format!(
-        "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id, s.stream_pk FROM events e \
+        "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id FROM events e \
          JOIN streams s ON s.stream_pk = e.stream_pk WHERE e.position >= ?1 ORDER BY e.position LIMIT {limit}"
     );
     let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
     let mut rows = query.query([to_i64(from)]).map_err(store_error)?;
-    let mut page = Vec::with_capacity(limit.min(64));
     let mut streams: HashMap<i64, (StreamId, Arc<str>)> = HashMap::new();
     while let Some(row) = rows.next().map_err(store_error)? {
-        let pk = integer(row, 10, "stream_pk")?;
+        let pk = integer(row, 8, "stream_pk")?;
         let (stream, aggregate) = if let Some(known) = streams.get(&pk) {
             known.clone()
         } else {
-            let id = text(row, 9, "stream_id")?;
+            let id = text(row, 11, "stream_id")?;
             let stream =
                 StreamId::new(id).map_err(|e| corrupt(format!("stored stream id {id:?}: {e}")))?;
-            let entry = (stream, Arc::from(text(row, 8, "aggregate_type")?));
+            let entry = (stream, Arc::from(text(row, 10, "aggregate_type")?));
             streams.insert(pk, entry.clone());
             entry
         };
         page.push(event(row, stream, aggregate)?);
     }
-    Ok(page)
+    Ok(())
 }
 
 /// Calls `fold` with up to `limit` events of `stream` from version `from`
@@ -134,8 +155,7 @@ where
 {
     // Planned once, like `stream_page`.
     let sql = format!(
-        "SELECT e.version, e.recorded_at, e.name, e.schema_version, e.payload, \
-         (SELECT aggregate_type FROM streams WHERE stream_id = ?1) FROM events e \
+        "SELECT {EVENT_COLUMNS}, (SELECT aggregate_type FROM streams WHERE stream_id = ?1) FROM events e \
          WHERE e.stream_pk = (SELECT stream_pk FROM streams WHERE stream_id = ?1) \
          AND e.version >= ?2 AND e.version <= ?3 ORDER BY e.version LIMIT {limit}"
     );
@@ -147,30 +167,21 @@ where
     let mut read = 0;
     while let Some(row) = rows.next().map_err(store_error)? {
         read += 1;
-        let version = integer(row, 0, "version")?;
-        let at = |what: &str| {
-            corrupt(format!(
-                "{what} of the event at version {version} of stream `{stream}`"
-            ))
-        };
+        let columns = Columns::read(row, stream)?;
         let aggregate = match &aggregate_type {
             Some(a) => a.as_str(),
             None => aggregate_type
-                .insert(text(row, 5, "aggregate_type")?.to_owned())
+                .insert(text(row, 10, "aggregate_type")?.to_owned())
                 .as_str(),
         };
         let event = EventRef {
             stream_id: stream,
             aggregate_type: aggregate,
-            version: u64::try_from(version).map_err(|_| at("negative version"))?,
-            recorded_at: Timestamp::from_unix_micros(integer(row, 1, "recorded_at")?),
-            name: text(row, 2, "name").map_err(|_| at("malformed name"))?,
-            schema_version: u32::try_from(integer(row, 3, "schema_version")?)
-                .map_err(|_| at("schema version out of range"))?,
-            payload: match row.get_ref(4).map_err(store_error)? {
-                ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes,
-                _ => return Err(at("non-text payload")),
-            },
+            version: columns.version,
+            recorded_at: columns.recorded_at,
+            name: columns.name,
+            schema_version: columns.schema_version,
+            payload: columns.payload,
         };
         if fold(event)?.is_break() {
             return Ok((read, true));
@@ -179,48 +190,100 @@ where
     Ok((read, false))
 }
 
-/// One stored event, every column checked: a damaged or foreign row is an
-/// `Error::Corrupt` naming the stream and version, never a panic.
-fn event(row: &Row<'_>, stream_id: StreamId, aggregate_type: Arc<str>) -> Result<RecordedEvent> {
-    let version = integer(row, 0, "version")?;
-    let at = |what: &str| {
-        corrupt(format!(
-            "{what} of the event at version {version} of stream `{stream_id}`"
-        ))
-    };
-    let version = u64::try_from(version).map_err(|_| at("negative version"))?;
-    let position =
-        u64::try_from(integer(row, 1, "position")?).map_err(|_| at("negative position"))?;
-    let event_id = match row.get_ref(2).map_err(store_error)? {
-        ValueRef::Blob(bytes) => Uuid::from_slice(bytes).map_err(|_| at("malformed event id"))?,
-        _ => return Err(at("non-blob event id")),
-    };
-    let recorded_at = Timestamp::from_unix_micros(integer(row, 3, "recorded_at")?);
-    let name = text(row, 4, "name")?.to_owned();
-    let schema_version = u32::try_from(integer(row, 5, "schema_version")?)
-        .map_err(|_| at("schema version out of range"))?;
-    let payload = match row.get_ref(6).map_err(store_error)? {
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes.to_vec(),
-        _ => return Err(at("non-text payload")),
-    };
-    let metadata = match row.get_ref(7).map_err(store_error)? {
-        ValueRef::Null => Metadata::default(),
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
-            Metadata::from_json(bytes).map_err(|_| at("malformed metadata"))?
+/// The columns of one event row, borrowed and checked: types, ranges, and
+/// the checksum. A damaged or foreign row is an `Error::Corrupt` naming the
+/// stream and version, never a panic.
+struct Columns<'r> {
+    version: u64,
+    position: u64,
+    event_id: Uuid,
+    recorded_at: Timestamp,
+    name: &'r str,
+    schema_version: u32,
+    payload: &'r [u8],
+    metadata: Option<&'r [u8]>,
+}
+
+impl<'r> Columns<'r> {
+    fn read(row: &'r Row<'_>, stream: &StreamId) -> Result<Self> {
+        let version = integer(row, 0, "version")
+            .map_err(|e| corrupt(format!("an event of stream `{stream}`: {e}")))?;
+        let at = |what: &str| {
+            corrupt(format!(
+                "{what} of the event at version {version} of stream `{stream}`"
+            ))
+        };
+        let position = integer(row, 1, "position").map_err(|_| at("malformed position"))?;
+        let ValueRef::Blob(event_id) = row.get_ref(2).map_err(store_error)? else {
+            return Err(at("non-blob event id"));
+        };
+        let recorded_at = integer(row, 3, "recorded_at").map_err(|_| at("malformed time"))?;
+        let ValueRef::Text(name) = row.get_ref(4).map_err(store_error)? else {
+            return Err(at("non-text name"));
+        };
+        let schema_version =
+            integer(row, 5, "schema_version").map_err(|_| at("malformed schema version"))?;
+        let ValueRef::Text(payload) = row.get_ref(6).map_err(store_error)? else {
+            return Err(at("non-text payload"));
+        };
+        let metadata = match row.get_ref(7).map_err(store_error)? {
+            ValueRef::Null => None,
+            ValueRef::Text(bytes) => Some(bytes),
+            _ => return Err(at("non-text metadata")),
+        };
+        let stream_pk = integer(row, 8, "stream_pk").map_err(|_| at("malformed stream key"))?;
+        let stored = integer(row, 9, "checksum").map_err(|_| at("malformed checksum"))?;
+        let computed = checksum::Row {
+            stream_pk,
+            version,
+            event_id,
+            recorded_at,
+            name,
+            schema_version,
+            payload,
+            metadata,
         }
-        _ => return Err(at("non-text metadata")),
+        .checksum();
+        if stored != computed {
+            return Err(at("checksum mismatch: the stored bytes changed"));
+        }
+        Ok(Columns {
+            version: u64::try_from(version).map_err(|_| at("negative version"))?,
+            position: u64::try_from(position).map_err(|_| at("negative position"))?,
+            event_id: Uuid::from_slice(event_id).map_err(|_| at("malformed event id"))?,
+            recorded_at: Timestamp::from_unix_micros(recorded_at),
+            name: std::str::from_utf8(name).map_err(|_| at("malformed name"))?,
+            schema_version: u32::try_from(schema_version)
+                .map_err(|_| at("schema version out of range"))?,
+            payload,
+            metadata,
+        })
+    }
+}
+
+/// One stored event, owned.
+fn event(row: &Row<'_>, stream_id: StreamId, aggregate_type: Arc<str>) -> Result<RecordedEvent> {
+    let c = Columns::read(row, &stream_id)?;
+    let metadata = match c.metadata {
+        None => Metadata::default(),
+        Some(bytes) => Metadata::from_json(bytes).map_err(|_| {
+            corrupt(format!(
+                "malformed metadata of the event at version {} of stream `{stream_id}`",
+                c.version
+            ))
+        })?,
     };
     Ok(RecordedEvent {
-        stream_id,
         aggregate_type,
-        version,
-        position,
-        event_id,
-        recorded_at,
-        name,
-        schema_version,
-        payload,
+        version: c.version,
+        position: c.position,
+        event_id: c.event_id,
+        recorded_at: c.recorded_at,
+        name: c.name.to_owned(),
+        schema_version: c.schema_version,
+        payload: c.payload.to_vec(),
         metadata,
+        stream_id,
     })
 }
 

@@ -37,6 +37,15 @@ fn prepare_file(path: &Path) -> Result<(), OpenError> {
     match options.open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // SQLite reads a file shorter than its 100-byte header as an
+            // empty database and would write over it; an SQLite database is
+            // at least one 512-byte page, and an empty file is a new one.
+            let len = std::fs::metadata(path).map_err(io)?.len();
+            if (1..512).contains(&len) {
+                return Err(OpenError::NotADatabase {
+                    path: path.to_path_buf(),
+                });
+            }
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
@@ -112,11 +121,15 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
     let sqlite = |e| OpenError::sqlite(path, e);
     let (app, version) = identity(conn).map_err(sqlite)?;
     check_identity(conn, path, app, version)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(sqlite)?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(path = %path.display(), %mode, "cannot switch to WAL mode");
+    // A read-only file in another journal mode (a backup made with
+    // `VACUUM INTO`) cannot switch; it can still be read.
+    match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+        Ok(mode) if mode.eq_ignore_ascii_case("wal") => {}
+        Ok(mode) => tracing::warn!(path = %path.display(), %mode, "cannot switch to WAL mode"),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) => {
+            tracing::warn!(path = %path.display(), "read-only file: staying in its journal mode");
+        }
+        Err(e) => return Err(sqlite(e)),
     }
     if app == APPLICATION_ID && version == SCHEMA_VERSION {
         return Ok(());

@@ -13,7 +13,7 @@ use es_core::{Error, RecordedEvent, Result, StreamId};
 use futures_core::Stream;
 
 use crate::pool::Pool;
-use crate::reader::{Page, ReadJob};
+use crate::reader::{Page, PageRead, ReadJob};
 
 /// Events read on the calling thread before handing over to a reader thread.
 const FIRST_PAGE: usize = 64;
@@ -24,7 +24,7 @@ pub(crate) enum Source {
     All,
 }
 
-type PageFuture = flume::r#async::RecvFut<'static, Result<Vec<RecordedEvent>>>;
+type PageFuture = flume::r#async::RecvFut<'static, PageRead>;
 
 pub(crate) struct PagedStream {
     readers: flume::Sender<ReadJob>,
@@ -38,6 +38,8 @@ pub(crate) struct PagedStream {
     pending: Option<PageFuture>,
     /// Nothing after the buffer (and the pending page) is left to read.
     exhausted: bool,
+    /// The error that stopped the last page, reported after its events.
+    failure: Option<Error>,
 }
 
 impl PagedStream {
@@ -59,6 +61,7 @@ impl PagedStream {
             buffer: Vec::new().into_iter(),
             pending: None,
             exhausted,
+            failure: None,
         }
     }
 
@@ -86,7 +89,15 @@ impl PagedStream {
 
     /// Takes a page of up to `limit` events in, and asks for the next one at
     /// once when it was full.
-    fn accept(&mut self, page: Vec<RecordedEvent>, limit: usize) {
+    fn accept(&mut self, read: PageRead, limit: usize) {
+        let PageRead {
+            events: page,
+            error,
+        } = read;
+        if let Some(error) = error {
+            self.exhausted = true;
+            self.failure = Some(error);
+        }
         if let Some(last) = page.last() {
             self.next = match self.source {
                 Source::Stream { .. } => last.version + 1,
@@ -121,13 +132,16 @@ impl Stream for PagedStream {
             if let Some(event) = this.buffer.next() {
                 return Poll::Ready(Some(Ok(event)));
             }
+            if let Some(error) = this.failure.take() {
+                return this.fail(error);
+            }
             if !this.started {
                 this.started = true;
                 if this.exhausted {
                     return Poll::Ready(None);
                 }
                 let page = this.page();
-                match this.pool.with(|conn| page.read(conn, FIRST_PAGE)) {
+                match this.pool.with(|conn| Ok(page.read(conn, FIRST_PAGE))) {
                     Ok(events) => this.accept(events, FIRST_PAGE),
                     Err(e) => return this.fail(e),
                 }
@@ -147,11 +161,10 @@ impl Stream for PagedStream {
             };
             this.pending = None;
             match answer {
-                Ok(Ok(events)) => {
+                Ok(read) => {
                     let limit = this.page_size;
-                    this.accept(events, limit);
+                    this.accept(read, limit);
                 }
-                Ok(Err(e)) => return this.fail(e),
                 Err(_) => return this.fail(Error::Closed),
             }
         }

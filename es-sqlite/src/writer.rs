@@ -8,6 +8,7 @@ use es_core::store::{AppendDecision, StoredAt, decide_append};
 use es_core::{AppendResult, Error, Result, Snapshot, StreamId, StreamWrite, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::checksum;
 use crate::error::{corrupt, is_unique_violation, store_error};
 
 /// A request to the writer, with where to send its outcome.
@@ -374,8 +375,8 @@ impl Writer {
             (self.conn.last_insert_rowid(), 0)
         };
         let mut insert = self.conn.prepare_cached(
-            "INSERT INTO events (stream_pk, version, event_id, recorded_at, name, schema_version, payload, metadata) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO events (stream_pk, version, event_id, recorded_at, name, schema_version, payload, metadata, checksum) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         let mut first_position = None;
         let mut last_position = 0;
@@ -391,15 +392,26 @@ impl Writer {
                 .map(String::from_utf8)
                 .transpose()
                 .map_err(|_| corrupt("metadata serialized to invalid UTF-8"))?;
+            let row = checksum::Row {
+                stream_pk: pk,
+                version: i64::try_from(version).map_err(|_| corrupt("stream version overflow"))?,
+                event_id: event.event_id.as_bytes(),
+                recorded_at: now.as_unix_micros(),
+                name: event.name.as_bytes(),
+                schema_version: i64::from(event.schema_version),
+                payload: payload.as_bytes(),
+                metadata: metadata.as_deref().map(str::as_bytes),
+            };
             insert.execute(params![
-                pk,
-                i64::try_from(version).map_err(|_| corrupt("stream version overflow"))?,
-                event.event_id.as_bytes().as_slice(),
-                now.as_unix_micros(),
+                row.stream_pk,
+                row.version,
+                row.event_id,
+                row.recorded_at,
                 &*event.name,
-                event.schema_version,
+                row.schema_version,
                 payload,
-                metadata,
+                metadata.as_deref(),
+                row.checksum(),
             ])?;
             let position = u64::try_from(self.conn.last_insert_rowid())
                 .map_err(|_| corrupt("negative position"))?;

@@ -15,6 +15,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -110,16 +112,28 @@ fn raw_append(
         )
         .unwrap();
     let version = version + 1;
+    let id = Uuid::now_v7();
+    let sum = common::row_checksum(
+        pk,
+        version,
+        id.as_bytes(),
+        0,
+        name.as_bytes(),
+        schema_version,
+        payload.as_bytes(),
+        None,
+    );
     conn.execute(
-        "INSERT INTO events (stream_pk, version, event_id, recorded_at, name, schema_version, payload) \
-         VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)",
+        "INSERT INTO events (stream_pk, version, event_id, recorded_at, name, schema_version, payload, checksum) \
+         VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7)",
         rusqlite::params![
             pk,
             version,
-            Uuid::now_v7().as_bytes().as_slice(),
+            id.as_bytes().as_slice(),
             name,
             schema_version,
-            payload
+            payload,
+            sum
         ],
     )
     .unwrap();
@@ -176,8 +190,10 @@ async fn second_event_of_b_fails_to_decode(
         let version = raw_append(&conn, "tally-b", name, schema_version, payload);
         assert_eq!(version, 2);
         if let Some(sql) = damage {
+            // Written so by a program, not damaged: the checksum matches.
             let position = position_of(&conn, "tally-b", 2);
             conn.execute(sql, [position]).unwrap();
+            common::reseal(&conn, position);
         }
     }
     let store = SqliteStore::open(&db).unwrap();
@@ -402,7 +418,6 @@ fn check_good_then_corrupt(
 /// Every damage of `DAMAGES` in its own database: the events stored before
 /// the damaged one are delivered before the error.
 #[tokio::test]
-#[ignore = "bug: es-sqlite/src/reader.rs, `stream_page` and `all_page`: when `event()` fails on a damaged row, the `?` discards the rows of the same page already read, so `read_stream`/`read_all` yield the Corrupt error first and never deliver the good events before the damaged one (up to a whole page of 512); a projection or reader cannot get past position 1"]
 async fn t14_events_before_a_damaged_row_are_delivered() {
     for damage in DAMAGES {
         let dir = tempfile::tempdir().unwrap();
@@ -450,7 +465,6 @@ async fn t14_damaged_columns_are_corrupt_errors() {
 /// The doc of the reader's `event` function promises that a damaged row
 /// is an `Error::Corrupt` naming the stream and version.
 #[tokio::test]
-#[ignore = "bug: es-sqlite/src/reader.rs, `event()`: the `text(row, 4, \"name\")` and `integer(...)` checks return `corrupt(\"column `name` holds invalid UTF-8\")` without the stream and version its doc comment promises (only the checks going through the `at` closure name them)"]
 async fn t14_corrupt_errors_name_the_stream_and_version() {
     let mut anonymous = Vec::new();
     for damage in DAMAGES {
@@ -671,7 +685,6 @@ fn t14_random_bytes_are_not_a_database() {
 }
 
 #[test]
-#[ignore = "bug: es-sqlite/src/schema.rs, `prepare_file`/`migrate`: an existing file of exactly one byte (e.g. `printf x > events.db`) is not refused: SQLite reads it as an empty database, so `SqliteStore::open` creates the schema in it and overwrites the byte, instead of `OpenError::NotADatabase` with the file untouched (files of 2 and more non-SQLite bytes are refused)"]
 fn t14_one_byte_file_is_not_a_database() {
     for byte in [b'x', b'\n', 0, 0xff] {
         let dir = tempfile::tempdir().unwrap();
@@ -918,7 +931,6 @@ async fn s4_read_only_database_file_reads_work_and_appends_fail_typed() {
 }
 
 #[tokio::test]
-#[ignore = "bug: es-sqlite/src/schema.rs, `migrate`: on a read-only es database whose header is in rollback-journal mode (a `VACUUM INTO` backup, or a file switched with `PRAGMA journal_mode = DELETE`), `PRAGMA journal_mode = WAL` fails with SQLITE_READONLY and the `?` turns it into `OpenError::ReadOnly` (\"needs its schema created or upgraded\", which is not the case) instead of the documented `tracing::warn!` fallback; the database cannot even be read"]
 async fn s4_read_only_rollback_journal_database_can_be_read() {
     use std::os::unix::fs::PermissionsExt;
 

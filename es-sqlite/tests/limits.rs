@@ -508,7 +508,6 @@ async fn s2_deeply_nested_payloads_are_decode_errors_not_crashes() {
 }
 
 #[tokio::test]
-#[ignore = "bug: metadata nested deeper than serde_json's recursion limit is accepted by `Limits::check` (es-core/src/store.rs, size only) and written by es-sqlite/src/writer.rs `insert` (`Metadata::to_json` has no depth limit), but es-sqlite/src/reader.rs `event()` parses it back with `Metadata::from_json` (limit 128) and fails with `Error::Corrupt { \"malformed metadata ...\" }`: an acknowledged append that can never be read, poisoning `read_stream` and `read_all` at that position; the append should be refused with a typed error instead"]
 async fn s2_metadata_nested_past_the_decoder_limit_is_refused_or_reads_back() {
     // Metadata is serialized by the store and parsed again on every read;
     // an append whose metadata the store cannot read back must not be

@@ -13,7 +13,6 @@ use es_sqlite::SqliteStore;
 use rustix::fs::Mode;
 
 #[test]
-#[ignore = "bug: es-sqlite/src/options.rs, `SqliteOptions::open_temporary`: `tempfile::Builder::new().prefix(\"es-sqlite-\").tempdir()` creates the directory with mode 0777 minus the umask (0777 under umask 000, 0755 under 022), so other users may replace or delete the database and its -wal/-shm; RELIABILITY S4 wants 0700 (`Builder::permissions(Permissions::from_mode(0o700))`)"]
 fn s4_temporary_store_directory_is_private_under_umask_000() {
     let previous = rustix::process::umask(Mode::empty());
     let store = SqliteStore::open_temporary();

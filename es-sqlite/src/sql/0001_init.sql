@@ -25,6 +25,7 @@ CREATE TABLE events (
     schema_version INTEGER NOT NULL CHECK (schema_version >= 0),
     payload        TEXT    NOT NULL,              -- JSON
     metadata       TEXT,                          -- JSON, NULL when empty
+    checksum       INTEGER NOT NULL,              -- CRC-32 of the row, checked on every read
     UNIQUE (stream_pk, version)
 ) STRICT;
 

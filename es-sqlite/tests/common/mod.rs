@@ -72,3 +72,60 @@ pub fn check_integrity(db: &Path, full: bool) -> String {
     conn.query_row(pragma, [], |r| r.get(0))
         .expect("the check runs")
 }
+
+/// The row checksum the store keeps in `events.checksum` (the format of
+/// `es-sqlite/src/checksum.rs`, restated), for tests that write rows with
+/// raw SQL as an older or another program would.
+#[allow(clippy::too_many_arguments)]
+pub fn row_checksum(
+    stream_pk: i64,
+    version: i64,
+    event_id: &[u8],
+    recorded_at: i64,
+    name: &[u8],
+    schema_version: i64,
+    payload: &[u8],
+    metadata: Option<&[u8]>,
+) -> i64 {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&stream_pk.to_le_bytes());
+    crc.update(&version.to_le_bytes());
+    crc.update(event_id);
+    crc.update(&recorded_at.to_le_bytes());
+    crc.update(&schema_version.to_le_bytes());
+    for field in [name, payload, metadata.unwrap_or_default()] {
+        crc.update(&(field.len() as u64).to_le_bytes());
+        crc.update(field);
+    }
+    crc.update(&[u8::from(metadata.is_some())]);
+    i64::from(crc.finalize())
+}
+
+/// Recomputes the checksum of the event at `position`, as a program that
+/// wrote the row itself would have: the row then reads as intact.
+pub fn reseal(conn: &rusqlite::Connection, position: i64) {
+    let sum = conn
+        .query_row(
+            "SELECT stream_pk, version, event_id, recorded_at, CAST(name AS BLOB), schema_version, \
+             CAST(payload AS BLOB), CAST(metadata AS BLOB) FROM events WHERE position = ?1",
+            [position],
+            |r| {
+                Ok(row_checksum(
+                    r.get(0)?,
+                    r.get(1)?,
+                    &r.get::<_, Vec<u8>>(2)?,
+                    r.get(3)?,
+                    &r.get::<_, Vec<u8>>(4)?,
+                    r.get(5)?,
+                    &r.get::<_, Vec<u8>>(6)?,
+                    r.get::<_, Option<Vec<u8>>>(7)?.as_deref(),
+                ))
+            },
+        )
+        .expect("the row exists");
+    conn.execute(
+        "UPDATE events SET checksum = ?1 WHERE position = ?2",
+        [sum, position],
+    )
+    .expect("resealed");
+}

@@ -96,11 +96,21 @@ pub(crate) fn execute_message(
             continue;
         }
         let micros = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros())?;
+        let id = Uuid::now_v7();
+        let sum = checksum(
+            pk,
+            current + 1,
+            id.as_bytes(),
+            micros,
+            b"message-added",
+            1,
+            payload.as_bytes(),
+        );
         tx.prepare_cached(
-            "INSERT INTO events (stream_pk, version, event_id, recorded_at, name, schema_version, payload, metadata) \
-             VALUES (?1, ?2, ?3, ?4, 'message-added', 1, ?5, NULL)",
+            "INSERT INTO events (stream_pk, version, event_id, recorded_at, name, schema_version, payload, metadata, checksum) \
+             VALUES (?1, ?2, ?3, ?4, 'message-added', 1, ?5, NULL, ?6)",
         )?
-        .execute(params![pk, current + 1, Uuid::now_v7().as_bytes().as_slice(), micros, payload])?;
+        .execute(params![pk, current + 1, id.as_bytes().as_slice(), micros, payload, sum])?;
         tx.prepare_cached("UPDATE streams SET version = ?1 WHERE stream_pk = ?2")?
             .execute(params![current + 1, pk])?;
         tx.commit()?;
@@ -118,4 +128,29 @@ pub(crate) fn execute_message(
         }
         return Ok(conflicts);
     }
+}
+
+/// The store's row checksum (`es-sqlite/src/checksum.rs`), computed the same
+/// way: the column is `NOT NULL`, and the store checks it on every read.
+fn checksum(
+    stream_pk: i64,
+    version: i64,
+    event_id: &[u8],
+    recorded_at: i64,
+    name: &[u8],
+    schema_version: i64,
+    payload: &[u8],
+) -> i64 {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&stream_pk.to_le_bytes());
+    crc.update(&version.to_le_bytes());
+    crc.update(event_id);
+    crc.update(&recorded_at.to_le_bytes());
+    crc.update(&schema_version.to_le_bytes());
+    for field in [name, payload, &[][..]] {
+        crc.update(&(field.len() as u64).to_le_bytes());
+        crc.update(field);
+    }
+    crc.update(&[0]);
+    i64::from(crc.finalize())
 }
