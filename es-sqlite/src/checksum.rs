@@ -2,6 +2,12 @@
 //! payload, so a flipped bit inside an event would read back as a different,
 //! valid-looking event. Every row carries a CRC-32 of what it says, checked
 //! on every read.
+//!
+//! The sum covers, in order: a 72-byte header (stream key, version,
+//! recorded-at, schema version, the three lengths below, a metadata flag,
+//! each as a little-endian `i64`, then the 16-byte event id), then the name,
+//! the payload and the metadata bytes. Lengths come first, so no shift of
+//! bytes between fields keeps the sum.
 
 /// The columns of one stored event, as the checksum covers them.
 pub(crate) struct Row<'a> {
@@ -18,18 +24,33 @@ pub(crate) struct Row<'a> {
 impl Row<'_> {
     /// The checksum, as stored (a `u32` in an SQLite integer).
     pub(crate) fn checksum(&self) -> i64 {
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&self.stream_pk.to_le_bytes());
-        crc.update(&self.version.to_le_bytes());
-        crc.update(self.event_id);
-        crc.update(&self.recorded_at.to_le_bytes());
-        crc.update(&self.schema_version.to_le_bytes());
-        // Lengths first, so no shift of bytes between fields keeps the sum.
-        for field in [self.name, self.payload, self.metadata.unwrap_or_default()] {
-            crc.update(&(field.len() as u64).to_le_bytes());
-            crc.update(field);
+        let metadata = self.metadata.unwrap_or_default();
+        let fields = [
+            self.stream_pk,
+            self.version,
+            self.recorded_at,
+            self.schema_version,
+            len(self.name),
+            len(self.payload),
+            len(metadata),
+            i64::from(self.metadata.is_some()),
+        ];
+        // One contiguous header lets the hasher take its fast path.
+        let mut header = [0u8; 80];
+        for (slot, field) in header.chunks_exact_mut(8).zip(fields) {
+            slot.copy_from_slice(&field.to_le_bytes());
         }
-        crc.update(&[u8::from(self.metadata.is_some())]);
+        let id_len = self.event_id.len().min(16);
+        header[64..64 + id_len].copy_from_slice(&self.event_id[..id_len]);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header);
+        crc.update(self.name);
+        crc.update(self.payload);
+        crc.update(metadata);
         i64::from(crc.finalize())
     }
+}
+
+fn len(bytes: &[u8]) -> i64 {
+    i64::try_from(bytes.len()).unwrap_or(i64::MAX)
 }

@@ -76,7 +76,7 @@ pub fn check_integrity(db: &Path, full: bool) -> String {
 /// The row checksum the store keeps in `events.checksum` (the format of
 /// `es-sqlite/src/checksum.rs`, restated), for tests that write rows with
 /// raw SQL as an older or another program would.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::cast_possible_wrap)]
 pub fn row_checksum(
     stream_pk: i64,
     version: i64,
@@ -87,17 +87,27 @@ pub fn row_checksum(
     payload: &[u8],
     metadata: Option<&[u8]>,
 ) -> i64 {
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&stream_pk.to_le_bytes());
-    crc.update(&version.to_le_bytes());
-    crc.update(event_id);
-    crc.update(&recorded_at.to_le_bytes());
-    crc.update(&schema_version.to_le_bytes());
-    for field in [name, payload, metadata.unwrap_or_default()] {
-        crc.update(&(field.len() as u64).to_le_bytes());
-        crc.update(field);
+    let meta = metadata.unwrap_or_default();
+    let mut header = Vec::with_capacity(80);
+    for field in [
+        stream_pk,
+        version,
+        recorded_at,
+        schema_version,
+        name.len() as i64,
+        payload.len() as i64,
+        meta.len() as i64,
+        i64::from(metadata.is_some()),
+    ] {
+        header.extend_from_slice(&field.to_le_bytes());
     }
-    crc.update(&[u8::from(metadata.is_some())]);
+    header.extend_from_slice(&event_id[..event_id.len().min(16)]);
+    header.resize(80, 0);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header);
+    crc.update(name);
+    crc.update(payload);
+    crc.update(meta);
     i64::from(crc.finalize())
 }
 

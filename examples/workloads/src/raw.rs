@@ -141,16 +141,24 @@ fn checksum(
     schema_version: i64,
     payload: &[u8],
 ) -> i64 {
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&stream_pk.to_le_bytes());
-    crc.update(&version.to_le_bytes());
-    crc.update(event_id);
-    crc.update(&recorded_at.to_le_bytes());
-    crc.update(&schema_version.to_le_bytes());
-    for field in [name, payload, &[][..]] {
-        crc.update(&(field.len() as u64).to_le_bytes());
-        crc.update(field);
+    let mut header = [0u8; 80];
+    let fields = [
+        stream_pk,
+        version,
+        recorded_at,
+        schema_version,
+        name.len() as i64,
+        payload.len() as i64,
+        0,
+        0,
+    ];
+    for (slot, field) in header.chunks_exact_mut(8).zip(fields) {
+        slot.copy_from_slice(&field.to_le_bytes());
     }
-    crc.update(&[0]);
+    header[64..80].copy_from_slice(&event_id[..16]);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header);
+    crc.update(name);
+    crc.update(payload);
     i64::from(crc.finalize())
 }
