@@ -11,7 +11,11 @@
 //! `"ok":false` and exits non-zero.
 
 // Counts are reported as floating-point rates, and task counts index ranges.
-#![allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap
+)]
 
 mod raw;
 
