@@ -71,8 +71,12 @@ fn to_i64(n: u64) -> i64 {
 }
 
 /// The columns `event` reads, in order.
-const EVENT_COLUMNS: &str = "e.version, e.position, e.event_id, e.recorded_at, e.name, e.schema_version, \
-                             e.payload, e.metadata, e.stream_pk, e.checksum";
+/// The columns `Columns::read` reads, in order. A fold selects the first
+/// eight only: it knows the stream key, and needs no position.
+const EVENT_COLUMNS: &str = "e.version, e.event_id, e.recorded_at, e.name, e.schema_version, e.payload, \
+                             e.metadata, e.checksum, e.position, e.stream_pk";
+const FOLD_COLUMNS: &str = "e.version, e.event_id, e.recorded_at, e.name, e.schema_version, e.payload, \
+                            e.metadata, e.checksum";
 
 fn stream_page(
     conn: &Connection,
@@ -123,7 +127,7 @@ fn all_page(
     let mut rows = query.query([to_i64(from)]).map_err(store_error)?;
     let mut streams: HashMap<i64, (StreamId, Arc<str>)> = HashMap::new();
     while let Some(row) = rows.next().map_err(store_error)? {
-        let pk = integer(row, 8, "stream_pk")?;
+        let pk = integer(row, 9, "stream_pk")?;
         let (stream, aggregate) = if let Some(known) = streams.get(&pk) {
             known.clone()
         } else {
@@ -153,9 +157,28 @@ pub(crate) fn fold_page<F>(
 where
     F: FnMut(EventRef<'_>) -> Result<ControlFlow<()>>,
 {
+    // The stream's key and type, once per page.
+    let Some((stream_pk, aggregate)) = conn
+        .prepare_cached("SELECT stream_pk, aggregate_type FROM streams WHERE stream_id = ?1")
+        .and_then(|mut q| {
+            q.query_row([stream.as_str()], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()
+        })
+        .map_err(|e| match e {
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..) => {
+                corrupt(format!("the row of stream `{stream}`: {e}"))
+            }
+            e => store_error(e),
+        })?
+    else {
+        return Ok((0, false));
+    };
     // Planned once, like `stream_page`.
     let sql = format!(
-        "SELECT {EVENT_COLUMNS}, (SELECT aggregate_type FROM streams WHERE stream_id = ?1) FROM events e \
+        "SELECT {FOLD_COLUMNS} FROM events e \
          WHERE e.stream_pk = (SELECT stream_pk FROM streams WHERE stream_id = ?1) \
          AND e.version >= ?2 AND e.version <= ?3 ORDER BY e.version LIMIT {limit}"
     );
@@ -163,20 +186,14 @@ where
     let mut rows = query
         .query(rusqlite::params![stream.as_str(), to_i64(from), to_i64(to)])
         .map_err(store_error)?;
-    let mut aggregate_type: Option<String> = None;
+    let mut known_pk = Some(stream_pk);
     let mut read = 0;
     while let Some(row) = rows.next().map_err(store_error)? {
         read += 1;
-        let columns = Columns::read(row, stream)?;
-        let aggregate = match &aggregate_type {
-            Some(a) => a.as_str(),
-            None => aggregate_type
-                .insert(text(row, 10, "aggregate_type")?.to_owned())
-                .as_str(),
-        };
+        let columns = Columns::read(row, stream, Some(&mut known_pk), false)?;
         let event = EventRef {
             stream_id: stream,
-            aggregate_type: aggregate,
+            aggregate_type: &aggregate,
             version: columns.version,
             recorded_at: columns.recorded_at,
             name: columns.name,
@@ -205,7 +222,15 @@ struct Columns<'r> {
 }
 
 impl<'r> Columns<'r> {
-    fn read(row: &'r Row<'_>, stream: &StreamId) -> Result<Self> {
+    /// `same_stream` carries the stream key between the rows of one
+    /// stream's page (they all share it: the query selects by it); `None`
+    /// reads it from each row. The position is read when `position` is set.
+    fn read(
+        row: &'r Row<'_>,
+        stream: &StreamId,
+        same_stream: Option<&mut Option<i64>>,
+        position: bool,
+    ) -> Result<Self> {
         let version = integer(row, 0, "version")
             .map_err(|e| corrupt(format!("an event of stream `{stream}`: {e}")))?;
         let at = |what: &str| {
@@ -213,26 +238,35 @@ impl<'r> Columns<'r> {
                 "{what} of the event at version {version} of stream `{stream}`"
             ))
         };
-        let position = integer(row, 1, "position").map_err(|_| at("malformed position"))?;
-        let ValueRef::Blob(event_id) = row.get_ref(2).map_err(store_error)? else {
+        let position = if position {
+            integer(row, 8, "position").map_err(|_| at("malformed position"))?
+        } else {
+            0
+        };
+        let ValueRef::Blob(event_id) = row.get_ref(1).map_err(store_error)? else {
             return Err(at("non-blob event id"));
         };
-        let recorded_at = integer(row, 3, "recorded_at").map_err(|_| at("malformed time"))?;
-        let ValueRef::Text(name) = row.get_ref(4).map_err(store_error)? else {
+        let recorded_at = integer(row, 2, "recorded_at").map_err(|_| at("malformed time"))?;
+        let ValueRef::Text(name) = row.get_ref(3).map_err(store_error)? else {
             return Err(at("non-text name"));
         };
         let schema_version =
-            integer(row, 5, "schema_version").map_err(|_| at("malformed schema version"))?;
-        let ValueRef::Text(payload) = row.get_ref(6).map_err(store_error)? else {
+            integer(row, 4, "schema_version").map_err(|_| at("malformed schema version"))?;
+        let ValueRef::Text(payload) = row.get_ref(5).map_err(store_error)? else {
             return Err(at("non-text payload"));
         };
-        let metadata = match row.get_ref(7).map_err(store_error)? {
+        let metadata = match row.get_ref(6).map_err(store_error)? {
             ValueRef::Null => None,
             ValueRef::Text(bytes) => Some(bytes),
             _ => return Err(at("non-text metadata")),
         };
-        let stream_pk = integer(row, 8, "stream_pk").map_err(|_| at("malformed stream key"))?;
-        let stored = integer(row, 9, "checksum").map_err(|_| at("malformed checksum"))?;
+        let read_pk = || integer(row, 9, "stream_pk").map_err(|_| at("malformed stream key"));
+        let stream_pk = match same_stream {
+            Some(Some(pk)) => *pk,
+            Some(known) => *known.insert(read_pk()?),
+            None => read_pk()?,
+        };
+        let stored = integer(row, 7, "checksum").map_err(|_| at("malformed checksum"))?;
         let computed = checksum::Row {
             stream_pk,
             version,
@@ -263,7 +297,7 @@ impl<'r> Columns<'r> {
 
 /// One stored event, owned.
 fn event(row: &Row<'_>, stream_id: StreamId, aggregate_type: Arc<str>) -> Result<RecordedEvent> {
-    let c = Columns::read(row, &stream_id)?;
+    let c = Columns::read(row, &stream_id, None, true)?;
     let metadata = match c.metadata {
         None => Metadata::default(),
         Some(bytes) => Metadata::from_json(bytes).map_err(|_| {
@@ -287,6 +321,7 @@ fn event(row: &Row<'_>, stream_id: StreamId, aggregate_type: Arc<str>) -> Result
     })
 }
 
+#[inline]
 fn integer(row: &Row<'_>, index: usize, column: &str) -> Result<i64> {
     match row.get_ref(index).map_err(store_error)? {
         ValueRef::Integer(n) => Ok(n),

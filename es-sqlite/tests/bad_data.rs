@@ -577,21 +577,33 @@ async fn t14_damaged_versions_and_positions_are_typed_errors() {
         let store = damaged(dir.path(), &Damage { what, sql }).await;
         let tallies = Repository::<Tally, _>::new(store.clone());
         let load = tallies.load("b").await;
-        assert!(
-            matches!(load, Err(Error::Corrupt { .. })),
-            "{what}: load gave {load:?}"
-        );
+        if what == "negative position" {
+            // Folding follows versions, not positions: the state is whole.
+            // Reading the events (below) reports the damage.
+            let loaded = load.unwrap();
+            assert_eq!((loaded.total, loaded.version), (15, 3), "{what}");
+        } else {
+            assert!(
+                matches!(load, Err(Error::Corrupt { .. })),
+                "{what}: load gave {load:?}"
+            );
+        }
         // read_all and read_stream give Ok events or typed errors.
         for item in collect(store.read_all(0)).await {
             if let Err(e) = item {
                 assert!(matches!(e, Error::Corrupt { .. }), "{what}: {e:?}");
             }
         }
-        for item in collect(store.read_stream(&stream("tally-b"), ReadRange::all())).await {
+        let read = collect(store.read_stream(&stream("tally-b"), ReadRange::all())).await;
+        for item in &read {
             if let Err(e) = item {
                 assert!(matches!(e, Error::Corrupt { .. }), "{what}: {e:?}");
             }
         }
+        assert!(
+            read.iter().any(Result::is_err),
+            "{what}: reading the stream reports the damage"
+        );
     }
 }
 
