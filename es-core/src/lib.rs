@@ -104,8 +104,3 @@ pub mod prelude {
         Registry, Repository, SnapshotStore, StreamId, Timestamp,
     };
 }
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
