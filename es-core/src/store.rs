@@ -308,6 +308,34 @@ fn repeated_run(stream: &StreamId, found: &[Option<StoredAt>]) -> Option<AppendD
 }
 
 impl AppendDecision {
+    /// The answer to `write` when nothing is to be written: the original
+    /// result of a repeat, or the stream's version for an empty append.
+    /// `None` when the events must be written after version `current`.
+    pub fn settled(&self, write: &StreamWrite, current: u64) -> Option<AppendResult> {
+        match *self {
+            AppendDecision::Repeat {
+                last_version,
+                first_position,
+                last_position,
+                ..
+            } => Some(AppendResult {
+                stream_id: write.stream.clone(),
+                version: last_version,
+                first_position: Some(first_position),
+                last_position: Some(last_position),
+                repeated: true,
+            }),
+            AppendDecision::Write if write.events.is_empty() => Some(AppendResult {
+                stream_id: write.stream.clone(),
+                version: current,
+                first_position: None,
+                last_position: None,
+                repeated: false,
+            }),
+            AppendDecision::Write => None,
+        }
+    }
+
     fn first_version(&self) -> u64 {
         match self {
             AppendDecision::Write => 0,

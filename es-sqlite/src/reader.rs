@@ -78,6 +78,20 @@ const EVENT_COLUMNS: &str = "e.version, e.event_id, e.recorded_at, e.name, e.sch
 const FOLD_COLUMNS: &str = "e.version, e.event_id, e.recorded_at, e.name, e.schema_version, e.payload, \
                             e.metadata, e.checksum";
 
+/// The events of stream `?1` with versions in `?2..=?3`, in order.
+///
+/// Written so that SQLite plans it once: it re-plans a statement whenever a
+/// bound value it planned with changes (a LIMIT, or, under STAT4, a value
+/// compared with an index in a join), so the limit is part of the text (an
+/// integer of ours) and the stream is found by a subquery, not a join.
+fn stream_sql(columns: &str, limit: usize) -> String {
+    format!(
+        "SELECT {columns} FROM events e \
+         WHERE e.stream_pk = (SELECT stream_pk FROM streams WHERE stream_id = ?1) \
+         AND e.version >= ?2 AND e.version <= ?3 ORDER BY e.version LIMIT {limit}"
+    )
+}
+
 fn stream_page(
     conn: &Connection,
     stream: &StreamId,
@@ -86,16 +100,9 @@ fn stream_page(
     limit: usize,
     page: &mut Vec<RecordedEvent>,
 ) -> Result<()> {
-    // Written so that SQLite plans it once: it re-plans a statement
-    // whenever a bound value it planned with changes (a LIMIT, or, under
-    // STAT4, a value compared with an index in a join), so the limit is
-    // part of the text (an integer of ours) and the stream is found by a
-    // subquery rather than a join.
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS}, (SELECT aggregate_type FROM streams WHERE stream_id = ?1) FROM events e \
-         WHERE e.stream_pk = (SELECT stream_pk FROM streams WHERE stream_id = ?1) \
-         AND e.version >= ?2 AND e.version <= ?3 ORDER BY e.version LIMIT {limit}"
-    );
+    let columns =
+        format!("{EVENT_COLUMNS}, (SELECT aggregate_type FROM streams WHERE stream_id = ?1)");
+    let sql = stream_sql(&columns, limit);
     let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
     let mut rows = query
         .query(rusqlite::params![stream.as_str(), to_i64(from), to_i64(to)])
@@ -176,12 +183,7 @@ where
     else {
         return Ok((0, false));
     };
-    // Planned once, like `stream_page`.
-    let sql = format!(
-        "SELECT {FOLD_COLUMNS} FROM events e \
-         WHERE e.stream_pk = (SELECT stream_pk FROM streams WHERE stream_id = ?1) \
-         AND e.version >= ?2 AND e.version <= ?3 ORDER BY e.version LIMIT {limit}"
-    );
+    let sql = stream_sql(FOLD_COLUMNS, limit);
     let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
     let mut rows = query
         .query(rusqlite::params![stream.as_str(), to_i64(from), to_i64(to)])

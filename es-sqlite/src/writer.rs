@@ -284,27 +284,9 @@ impl Writer {
             } else {
                 AppendDecision::Write
             };
-            let result = match decision {
-                AppendDecision::Repeat {
-                    last_version,
-                    first_position,
-                    last_position,
-                    ..
-                } => AppendResult {
-                    stream_id: write.stream.clone(),
-                    version: last_version,
-                    first_position: Some(first_position),
-                    last_position: Some(last_position),
-                    repeated: true,
-                },
-                AppendDecision::Write if write.events.is_empty() => AppendResult {
-                    stream_id: write.stream.clone(),
-                    version: current,
-                    first_position: None,
-                    last_position: None,
-                    repeated: false,
-                },
-                AppendDecision::Write => self.insert(write, stream, now)?,
+            let result = match decision.settled(write, current) {
+                Some(settled) => settled,
+                None => self.insert(write, stream, now)?,
             };
             results.push(result);
         }

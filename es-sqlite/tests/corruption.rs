@@ -10,9 +10,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::Rng;
 use es_core::prelude::*;
 use es_core::store::next;
 use es_core::{Error, RecordedEvent, Snapshot};
@@ -53,26 +56,6 @@ impl Apply<Withdrawn> for Account {
 }
 
 const ACCOUNTS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
-
-/// A small seeded generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Every panic on one of the store's threads (named `es-sqlite-*`); a
 /// panic on a test's own thread fails that test by itself.

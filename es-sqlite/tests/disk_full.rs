@@ -8,33 +8,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use common::Rng;
 use es_core::store::next;
 use es_core::{AppendResult, Error, EventStore, ExpectedVersion, NewEvent, StreamId, Uuid};
 use es_sqlite::{Durability, SqliteStore};
-
-/// A small seeded generator (xorshift64*), so a failing run can be repeated.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
 
 /// One append: a stream and its events.
 #[derive(Clone)]

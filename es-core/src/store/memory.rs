@@ -16,8 +16,7 @@ use crate::id::StreamId;
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::watch::{Notifier, Watch};
 use crate::store::{
-    AppendDecision, AppendResult, EventStore, EventStream, Limits, StoredAt, StreamWrite,
-    decide_append,
+    AppendResult, EventStore, EventStream, Limits, StoredAt, StreamWrite, decide_append,
 };
 use crate::time::Timestamp;
 use crate::version::ReadRange;
@@ -128,27 +127,9 @@ impl InMemoryStore {
         let mut results = Vec::with_capacity(writes.len());
         let before = log.all.len();
         for (write, (decision, current)) in writes.into_iter().zip(decisions) {
-            let result = match decision {
-                AppendDecision::Repeat {
-                    last_version,
-                    first_position,
-                    last_position,
-                    ..
-                } => AppendResult {
-                    stream_id: write.stream,
-                    version: last_version,
-                    first_position: Some(first_position),
-                    last_position: Some(last_position),
-                    repeated: true,
-                },
-                AppendDecision::Write if write.events.is_empty() => AppendResult {
-                    stream_id: write.stream,
-                    version: current,
-                    first_position: None,
-                    last_position: None,
-                    repeated: false,
-                },
-                AppendDecision::Write => log.write(write, current, now),
+            let result = match decision.settled(&write, current) {
+                Some(settled) => settled,
+                None => log.write(write, current, now),
             };
             results.push(result);
         }
