@@ -82,6 +82,17 @@ where
         }
     }
 
+    /// Keeps recent states in memory; see [`crate::Repository::with_cache`].
+    #[must_use]
+    pub fn with_cache(self, capacity: usize) -> Self
+    where
+        A: Clone,
+    {
+        Repository {
+            inner: self.inner.with_cache(capacity),
+        }
+    }
+
     /// The async repository underneath.
     pub fn as_async(&self) -> &crate::Repository<A, S> {
         &self.inner

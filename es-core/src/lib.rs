@@ -51,6 +51,7 @@
 
 mod aggregate;
 pub mod blocking;
+mod cache;
 mod checkpoint;
 pub mod codec;
 mod envelope;

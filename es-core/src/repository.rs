@@ -4,7 +4,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{ControlFlow, Deref, DerefMut};
 
+use std::sync::Arc;
+
 use crate::aggregate::Aggregate;
+use crate::cache::StateCache;
 use crate::envelope::{Envelope, EventRef, NewEvent};
 use crate::error::{Conflict, Error, Result};
 use crate::event::IntoEvents;
@@ -160,6 +163,7 @@ pub struct Repository<A, S> {
     retries: u32,
     policy: ConflictPolicy,
     snapshots: bool,
+    cache: Option<Arc<StateCache<A>>>,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -170,6 +174,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             retries: self.retries,
             policy: self.policy,
             snapshots: self.snapshots,
+            cache: self.cache.clone(),
             aggregate: PhantomData,
         }
     }
@@ -183,7 +188,25 @@ impl<A, S: fmt::Debug> fmt::Debug for Repository<A, S> {
             .field("retries", &self.retries)
             .field("policy", &self.policy)
             .field("snapshots", &self.snapshots)
+            .field("cache", &self.cache.as_ref().map(|c| c.capacity()))
             .finish()
+    }
+}
+
+impl<A, S> Repository<A, S>
+where
+    A: Aggregate + Clone,
+    S: EventStore + SnapshotStore,
+{
+    /// Keeps the latest state of up to `capacity` aggregates in memory
+    /// (default: none), shared by the clones of this repository. Loading a
+    /// cached aggregate folds only the events appended since, by this
+    /// process or any other, so answers are the same as without the cache;
+    /// a hot aggregate is just not replayed on every command.
+    #[must_use]
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(Arc::new(StateCache::new(capacity, A::clone)));
+        self
     }
 }
 
@@ -209,6 +232,7 @@ where
             retries: Self::DEFAULT_RETRIES,
             policy: ConflictPolicy::Rerun,
             snapshots: true,
+            cache: None,
             aggregate: PhantomData,
         }
     }
@@ -384,6 +408,7 @@ where
                         .max(snapshot_floor::<A>(before));
                     self.maybe_snapshot(&stream, &state, version, Some(base))
                         .await;
+                    self.remember(&stream, &state, version);
                     return Ok(Executed {
                         state,
                         version,
@@ -435,6 +460,53 @@ where
     /// Folds the stream from its latest usable snapshot (unless reading back
     /// in time), one event at a time.
     async fn fold(
+        &self,
+        stream: &StreamId,
+        up_to: Option<u64>,
+        as_of: Option<Timestamp>,
+    ) -> Result<Folded<A>> {
+        let current = up_to.is_none() && as_of.is_none();
+        if current && let Some((state, version)) = self.cache.as_ref().and_then(|c| c.get(stream)) {
+            let mut folded = Folded {
+                state,
+                version,
+                snapshot_version: None,
+            };
+            self.fold_after(stream, &mut folded).await?;
+            // Snapshots are taken as the stream crosses their interval.
+            folded.snapshot_version = Some(snapshot_floor::<A>(folded.version));
+            self.remember(stream, &folded.state, folded.version);
+            return Ok(folded);
+        }
+        let folded = self.fold_uncached(stream, up_to, as_of).await?;
+        if current {
+            self.remember(stream, &folded.state, folded.version);
+        }
+        Ok(folded)
+    }
+
+    fn remember(&self, stream: &StreamId, state: &A, version: u64) {
+        if let Some(cache) = &self.cache {
+            cache.put(stream, state, version);
+        }
+    }
+
+    /// Folds into `folded` the events after its version.
+    async fn fold_after(&self, stream: &StreamId, folded: &mut Folded<A>) -> Result<()> {
+        let range = ReadRange::starting_at(folded.version + 1);
+        self.store
+            .fold_stream(stream, range, |e| {
+                check_contiguous(stream, folded.version, e.version)?;
+                check_aggregate::<A>(&e)?;
+                folded.state.apply(&e.decode::<A::Event>()?);
+                folded.version = e.version;
+                Ok(ControlFlow::Continue(()))
+            })
+            .await
+    }
+
+    /// Folds from the latest usable snapshot (unless reading back in time).
+    async fn fold_uncached(
         &self,
         stream: &StreamId,
         up_to: Option<u64>,

@@ -1343,3 +1343,65 @@ async fn t11_without_snapshots_none_is_read_or_taken() {
     assert_eq!(reader.load("s").await.unwrap(), truth);
     assert_eq!(probe.events_read(), 7);
 }
+
+#[tokio::test]
+async fn the_cache_folds_only_what_was_appended_since() {
+    let probe = Probe::default();
+    let cached = Repository::<Snappy, _>::new(probe.clone())
+        .with_snapshots(false)
+        .with_cache(10);
+    seven_commands(&cached).await;
+    let plain = Repository::<Snappy, _>::new(probe.clone()).with_snapshots(false);
+
+    probe.forget_reads();
+    let first = cached.load("s").await.unwrap();
+    assert_eq!(
+        probe.events_read(),
+        0,
+        "the last command left its state in the cache"
+    );
+    assert_eq!(first, plain.load("s").await.unwrap());
+
+    // Another writer (another repository, or another process) appends.
+    plain.execute("s", |_| Added { n: 100 }).await.unwrap();
+    probe.forget_reads();
+    let after = cached.load("s").await.unwrap();
+    assert_eq!(probe.events_read(), 1, "only the new event is folded");
+    assert_eq!(after, plain.load("s").await.unwrap());
+    assert_eq!(after.version, 8);
+
+    // A command on a cached aggregate reads nothing before deciding.
+    probe.forget_reads();
+    let done = cached
+        .execute("s", |s: &Snappy| Added { n: s.sums.total })
+        .await
+        .unwrap();
+    assert_eq!(probe.events_read(), 0);
+    assert_eq!(done.state, plain.load("s").await.unwrap().state);
+
+    // Reading back in time does not use the cache.
+    assert_eq!(
+        cached.load_at("s", 2).await.unwrap(),
+        plain.load_at("s", 2).await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn the_cache_keeps_at_most_its_capacity() {
+    let probe = Probe::default();
+    let cached = Repository::<Snappy, _>::new(probe.clone())
+        .with_snapshots(false)
+        .with_cache(4);
+    for n in 0..20 {
+        cached
+            .execute(&format!("c{n}"), |_| Added { n: 1 })
+            .await
+            .unwrap();
+    }
+    // The most recent ones are cached; old ones are folded again, correctly.
+    probe.forget_reads();
+    assert_eq!(cached.load("c19").await.unwrap().version, 1);
+    assert_eq!(probe.events_read(), 0);
+    assert_eq!(cached.load("c0").await.unwrap().version, 1);
+    assert_eq!(probe.events_read(), 1);
+}

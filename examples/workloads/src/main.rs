@@ -56,6 +56,10 @@ struct Args {
     /// How many loads (default 20 and 1,000).
     #[arg(long)]
     loads: Option<u64>,
+    /// Keep the state of this many tickets in memory (`Repository::with_cache`;
+    /// default: no cache).
+    #[arg(long)]
+    cache: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -213,13 +217,23 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
     let commands = args.commands.unwrap_or(20_000);
     let tickets = args.tickets.unwrap_or(1_000);
     match args.workload {
-        Workload::Append1x1 => append(db, sync, commands, tickets, 1, false).await,
-        Workload::RawAppend1x1 => append(db, sync, commands, tickets, 1, true).await,
+        Workload::Append1x1 => append(db, sync, commands, tickets, 1, false, args.cache).await,
+        Workload::RawAppend1x1 => append(db, sync, commands, tickets, 1, true, None).await,
         Workload::AppendConcurrent => {
-            append(db, sync, commands, tickets, args.tasks.unwrap_or(4), false).await
+            let tasks = args.tasks.unwrap_or(4);
+            append(db, sync, commands, tickets, tasks, false, args.cache).await
         }
         Workload::RawAppendConcurrent => {
-            append(db, sync, commands, tickets, args.tasks.unwrap_or(4), true).await
+            append(
+                db,
+                sync,
+                commands,
+                tickets,
+                args.tasks.unwrap_or(4),
+                true,
+                None,
+            )
+            .await
         }
         Workload::LoadStream => {
             load_stream(
@@ -294,9 +308,13 @@ async fn append(
     tickets: u64,
     tasks: usize,
     raw: bool,
+    cache: Option<usize>,
 ) -> Result<Report, Failure> {
     let store = open(db, sync)?;
-    let repository = Repository::<Ticket, _>::new(store.clone());
+    let mut repository = Repository::<Ticket, _>::new(store.clone());
+    if let Some(capacity) = cache {
+        repository = repository.with_cache(capacity);
+    }
     for t in 0..tickets {
         repository
             .execute(&ticket_id(t), |ticket| {
@@ -364,7 +382,7 @@ async fn append(
     };
     Ok(Report {
         name,
-        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets, "tasks": tasks}),
+        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets, "tasks": tasks, "cache": cache}),
         events: commands,
         seconds,
         ok,
