@@ -213,85 +213,48 @@ fn peak_rss_kb() -> Option<u64> {
 }
 
 async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
+    use Workload::{
+        Append1x1, AppendConcurrent, Contention, LoadSnapshot, LoadStream, RawAppend1x1,
+        RawAppendConcurrent, RawContention, RawLoadSnapshot, RawLoadStream,
+    };
     let sync = args.sync;
+    let raw = matches!(
+        args.workload,
+        RawAppend1x1 | RawAppendConcurrent | RawLoadStream | RawLoadSnapshot | RawContention
+    );
+    let cache = if raw { None } else { args.cache };
     let commands = args.commands.unwrap_or(20_000);
     let tickets = args.tickets.unwrap_or(1_000);
     match args.workload {
-        Workload::Append1x1 => append(db, sync, commands, tickets, 1, false, args.cache).await,
-        Workload::RawAppend1x1 => append(db, sync, commands, tickets, 1, true, None).await,
-        Workload::AppendConcurrent => {
+        Append1x1 | RawAppend1x1 => append(db, sync, commands, tickets, 1, raw, cache).await,
+        AppendConcurrent | RawAppendConcurrent => {
             let tasks = args.tasks.unwrap_or(4);
-            append(db, sync, commands, tickets, tasks, false, args.cache).await
+            append(db, sync, commands, tickets, tasks, raw, cache).await
         }
-        Workload::RawAppendConcurrent => {
-            append(
-                db,
-                sync,
-                commands,
-                tickets,
-                args.tasks.unwrap_or(4),
-                true,
-                None,
-            )
-            .await
-        }
-        Workload::LoadStream => {
+        LoadStream | RawLoadStream => {
             load_stream(
                 db,
                 sync,
                 args.events.unwrap_or(10_000),
                 args.loads.unwrap_or(20),
-                false,
+                raw,
             )
             .await
         }
-        Workload::RawLoadStream => {
-            load_stream(
-                db,
-                sync,
-                args.events.unwrap_or(10_000),
-                args.loads.unwrap_or(20),
-                true,
-            )
-            .await
-        }
-        Workload::LoadSnapshot => {
-            load_snapshot(
-                db,
-                sync,
+        LoadSnapshot | RawLoadSnapshot => {
+            let (events, loads) = (
                 args.events.unwrap_or(1_000_000),
                 args.loads.unwrap_or(1_000),
-                false,
-            )
-            .await
+            );
+            load_snapshot(db, sync, events, loads, raw).await
         }
-        Workload::RawLoadSnapshot => {
-            load_snapshot(
-                db,
-                sync,
-                args.events.unwrap_or(1_000_000),
-                args.loads.unwrap_or(1_000),
-                true,
-            )
-            .await
-        }
-        Workload::Contention => {
+        Contention | RawContention => {
             contention(
                 db,
                 sync,
                 args.tasks.unwrap_or(8),
                 args.commands.unwrap_or(1_000),
-                false,
-            )
-            .await
-        }
-        Workload::RawContention => {
-            contention(
-                db,
-                sync,
-                args.tasks.unwrap_or(8),
-                args.commands.unwrap_or(1_000),
-                true,
+                raw,
             )
             .await
         }
