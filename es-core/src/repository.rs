@@ -431,29 +431,17 @@ where
         }
     }
 
-    /// Folds the events appended after `version` into `state`; returns them.
+    /// Folds the events appended after `version` into `state`; returns them
+    /// when the conflict policy needs to compare them with ours.
     async fn catch_up(
         &self,
         stream: &StreamId,
         state: &mut A,
         version: &mut u64,
     ) -> Result<Vec<A::Event>> {
-        let keep = self.policy == ConflictPolicy::CheckConflicts;
         let mut theirs = Vec::new();
-        let range = ReadRange::starting_at(*version + 1);
-        self.store
-            .fold_stream(stream, range, |e| {
-                check_contiguous(e.stream_id, *version, e.version)?;
-                check_aggregate::<A>(&e)?;
-                let event = e.decode::<A::Event>()?;
-                state.apply(&event);
-                *version = e.version;
-                if keep {
-                    theirs.push(event);
-                }
-                Ok(ControlFlow::Continue(()))
-            })
-            .await?;
+        let keep = (self.policy == ConflictPolicy::CheckConflicts).then_some(&mut theirs);
+        self.fold_after(stream, state, version, keep).await?;
         Ok(theirs)
     }
 
@@ -472,7 +460,8 @@ where
                 version,
                 snapshot_version: None,
             };
-            self.fold_after(stream, &mut folded).await?;
+            self.fold_after(stream, &mut folded.state, &mut folded.version, None)
+                .await?;
             // Snapshots are taken as the stream crosses their interval.
             folded.snapshot_version = Some(snapshot_floor::<A>(folded.version));
             self.remember(stream, &folded.state, folded.version);
@@ -491,15 +480,22 @@ where
         }
     }
 
-    /// Folds into `folded` the events after its version.
-    async fn fold_after(&self, stream: &StreamId, folded: &mut Folded<A>) -> Result<()> {
-        let range = ReadRange::starting_at(folded.version + 1);
+    /// Folds into `state` the events after `version`, keeping them in
+    /// `theirs` when given.
+    async fn fold_after(
+        &self,
+        stream: &StreamId,
+        state: &mut A,
+        version: &mut u64,
+        mut theirs: Option<&mut Vec<A::Event>>,
+    ) -> Result<()> {
+        let range = ReadRange::starting_at(*version + 1);
         self.store
             .fold_stream(stream, range, |e| {
-                check_contiguous(stream, folded.version, e.version)?;
-                check_aggregate::<A>(&e)?;
-                folded.state.apply(&e.decode::<A::Event>()?);
-                folded.version = e.version;
+                let event = apply_next(stream, state, version, &e)?;
+                if let Some(theirs) = theirs.as_deref_mut() {
+                    theirs.push(event);
+                }
                 Ok(ControlFlow::Continue(()))
             })
             .await
@@ -560,14 +556,11 @@ where
                     own_event_missing = false;
                     return Ok(ControlFlow::Continue(()));
                 }
-                check_contiguous(stream, folded.version, e.version)?;
                 if as_of.is_some_and(|at| e.recorded_at > at) {
+                    check_contiguous(stream, folded.version, e.version)?;
                     return Ok(ControlFlow::Break(()));
                 }
-                check_aggregate::<A>(&e)?;
-                let event = e.decode::<A::Event>()?;
-                folded.state.apply(&event);
-                folded.version = e.version;
+                apply_next(stream, &mut folded.state, &mut folded.version, &e)?;
                 Ok(ControlFlow::Continue(()))
             })
             .await?;
@@ -639,6 +632,22 @@ where
 /// The last multiple of the snapshot interval at or below `version`.
 fn snapshot_floor<A: Aggregate>(version: u64) -> u64 {
     A::SNAPSHOT.map_or(0, |p| version - version % p.every.max(1))
+}
+
+/// Checks that `e` is the next event of a stream of this aggregate, decodes
+/// it and folds it into `state`: the one step of every fold.
+fn apply_next<A: Aggregate>(
+    stream: &StreamId,
+    state: &mut A,
+    version: &mut u64,
+    e: &EventRef<'_>,
+) -> Result<A::Event> {
+    check_contiguous(stream, *version, e.version)?;
+    check_aggregate::<A>(e)?;
+    let event = e.decode::<A::Event>()?;
+    state.apply(&event);
+    *version = e.version;
+    Ok(event)
 }
 
 /// A stream whose events belong to another aggregate type (two names that
