@@ -450,7 +450,7 @@ impl Limits {
                         limit: MAX_METADATA_DEPTH,
                     }));
                 }
-                let meta = event.metadata.to_json().map_or(0, |m| m.len());
+                let meta = event.metadata.json_len();
                 over("event metadata bytes", meta, self.max_metadata_bytes)?;
                 total += event.payload.len() + meta;
             }

@@ -6,6 +6,7 @@
 use es_core::store::watch::Notifier;
 use es_core::store::{AppendDecision, StoredAt, decide_append};
 use es_core::{AppendResult, Error, Result, Snapshot, StreamId, StreamWrite, Timestamp};
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::checksum;
@@ -364,16 +365,11 @@ impl Writer {
         let mut last_position = 0;
         for event in &write.events {
             version += 1;
-            let payload = std::str::from_utf8(&event.payload).map_err(|_| Error::InvalidEvent {
-                name: event.name.to_string(),
-                reason: "payload is not UTF-8 text",
-            })?;
-            let metadata = event
-                .metadata
-                .to_json()
-                .map(String::from_utf8)
-                .transpose()
-                .map_err(|_| corrupt("metadata serialized to invalid UTF-8"))?;
+            // Bound as TEXT without a second UTF-8 check: every append
+            // reaches the writer through `Limits::check`, which refused
+            // payloads that are not UTF-8; serde_json writes UTF-8.
+            let payload = ToSqlOutput::Borrowed(ValueRef::Text(&event.payload));
+            let metadata = event.metadata.to_json();
             let row = checksum::Row {
                 stream_pk: pk,
                 version: i64::try_from(version).map_err(|_| corrupt("stream version overflow"))?,
@@ -381,8 +377,8 @@ impl Writer {
                 recorded_at: now.as_unix_micros(),
                 name: event.name.as_bytes(),
                 schema_version: i64::from(event.schema_version),
-                payload: payload.as_bytes(),
-                metadata: metadata.as_deref().map(str::as_bytes),
+                payload: &event.payload,
+                metadata: metadata.as_deref(),
             };
             insert.execute(params![
                 row.stream_pk,
@@ -392,7 +388,9 @@ impl Writer {
                 &*event.name,
                 row.schema_version,
                 payload,
-                metadata.as_deref(),
+                metadata
+                    .as_deref()
+                    .map(|m| ToSqlOutput::Borrowed(ValueRef::Text(m))),
                 row.checksum(),
             ])?;
             let position = u64::try_from(self.conn.last_insert_rowid())
