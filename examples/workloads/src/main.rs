@@ -84,6 +84,16 @@ enum Workload {
     Contention,
     #[value(name = "raw_contention")]
     RawContention,
+    /// `raw_append_1x1`'s commands, 100 per transaction on one connection:
+    /// the ceiling group commit can reach.
+    #[value(name = "raw_append_batch")]
+    RawAppendBatch,
+    /// WAL frames one single-event append writes (`append_1x1`'s commands).
+    #[value(name = "wal_frames")]
+    WalFrames,
+    /// The same for a minimal table: a position and a unique (stream, version).
+    #[value(name = "raw_wal_frames")]
+    RawWalFrames,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -215,12 +225,19 @@ fn peak_rss_kb() -> Option<u64> {
 async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
     use Workload::{
         Append1x1, AppendConcurrent, Contention, LoadSnapshot, LoadStream, RawAppend1x1,
-        RawAppendConcurrent, RawContention, RawLoadSnapshot, RawLoadStream,
+        RawAppendBatch, RawAppendConcurrent, RawContention, RawLoadSnapshot, RawLoadStream,
+        RawWalFrames, WalFrames,
     };
     let sync = args.sync;
     let raw = matches!(
         args.workload,
-        RawAppend1x1 | RawAppendConcurrent | RawLoadStream | RawLoadSnapshot | RawContention
+        RawAppend1x1
+            | RawAppendConcurrent
+            | RawLoadStream
+            | RawLoadSnapshot
+            | RawContention
+            | RawAppendBatch
+            | RawWalFrames
     );
     let cache = if raw { None } else { args.cache };
     let commands = args.commands.unwrap_or(20_000);
@@ -258,7 +275,152 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
             )
             .await
         }
+        RawAppendBatch => append_batch(db, sync, commands, tickets).await,
+        WalFrames | RawWalFrames => {
+            wal_frames(db, sync, args.commands.unwrap_or(1_000), tickets, raw).await
+        }
     }
+}
+
+/// Opens `tickets` tickets through the repository (not counted).
+async fn open_tickets(
+    repository: &Repository<Ticket, SqliteStore>,
+    tickets: u64,
+) -> Result<(), Failure> {
+    for t in 0..tickets {
+        repository
+            .execute(&ticket_id(t), |ticket| {
+                ticket.open("Printer jams", "customer@example.com")
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// `raw_append_batch`: `raw_append_1x1`'s commands (load the ticket from its
+/// events, decide, check the version, insert), 100 per `BEGIN IMMEDIATE`
+/// transaction on one connection.
+async fn append_batch(
+    db: &Path,
+    sync: Sync,
+    commands: u64,
+    tickets: u64,
+) -> Result<Report, Failure> {
+    let store = open(db, sync)?;
+    open_tickets(&Repository::new(store.clone()), tickets).await?;
+    drop(store);
+    let mut conn = raw::connect(db, sync)?;
+    let started = Instant::now();
+    let mut i = 0;
+    while i < commands {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for i in i..(i + 100).min(commands) {
+            let stream = format!("ticket-{}", ticket_id(i % tickets.max(1)));
+            let (ticket, version) = raw::load(&tx, &stream, false)?;
+            let event = ticket.add_message(&body(i), "agent-42")?;
+            if !raw::insert_message(&tx, &stream, version, &event)? {
+                return Err("a version moved inside a transaction".into());
+            }
+        }
+        tx.commit()?;
+        i += 100;
+    }
+    drop(conn);
+    let seconds = started.elapsed().as_secs_f64();
+    let stored = open(db, sync)?.last_position().await?;
+    Ok(Report {
+        name: "raw_append_batch",
+        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets, "per_transaction": 100}),
+        events: commands,
+        seconds,
+        ok: stored == tickets + commands,
+        extra: json!({}),
+    })
+}
+
+/// `wal_frames`: how many WAL frames one single-event append writes,
+/// measured from the growth of the `-wal` file over `commands` of
+/// `append_1x1`'s commands while a reader holds the log open (so it is
+/// never reset). `raw_wal_frames`: the same appends into a minimal table.
+async fn wal_frames(
+    db: &Path,
+    sync: Sync,
+    commands: u64,
+    tickets: u64,
+    raw: bool,
+) -> Result<Report, Failure> {
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    let store = open(db, sync)?;
+    let repository = Repository::<Ticket, _>::new(store.clone());
+    if raw {
+        raw::connect(db, sync)?.execute_batch(
+            "CREATE TABLE minimal (position INTEGER PRIMARY KEY, stream INTEGER NOT NULL, \
+             version INTEGER NOT NULL, payload TEXT NOT NULL, UNIQUE (stream, version))",
+        )?;
+    } else {
+        open_tickets(&repository, tickets).await?;
+    }
+    let page_size: i64 = raw::connect(db, sync)?.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    // A read transaction held open on another thread: the log can be
+    // checkpointed but never reset, so it only grows.
+    let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+    let holder = {
+        let (db, held) = (db.to_path_buf(), held.0);
+        let release = release.1;
+        std::thread::spawn(move || -> Result<(), Failure> {
+            let mut reader = raw::connect(&db, sync)?;
+            let hold = reader.transaction()?;
+            hold.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+            held.send(())?;
+            release.recv()?;
+            Ok(())
+        })
+    };
+    held.1.recv()?;
+    let before = std::fs::metadata(&wal)?.len();
+    let started = Instant::now();
+    if raw {
+        let minimal = raw::connect(db, sync)?;
+        for i in 0..commands {
+            let payload = serde_json::to_string(&MessageAdded {
+                body: body(i),
+                by: "agent-42".into(),
+            })?;
+            minimal.execute(
+                "INSERT INTO minimal (stream, version, payload) VALUES (?1, ?2, ?3)",
+                rusqlite::params![
+                    (i % tickets.max(1)) as i64,
+                    (i / tickets.max(1) + 2) as i64,
+                    payload
+                ],
+            )?;
+        }
+    } else {
+        for i in 0..commands {
+            let text = body(i);
+            repository
+                .execute(&ticket_id(i % tickets.max(1)), |t| {
+                    t.add_message(&text, "agent-42")
+                })
+                .await?;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let grown = std::fs::metadata(&wal)?.len() - before;
+    release.0.send(())?;
+    holder.join().map_err(|_| "the reader thread panicked")??;
+    let frames = grown as f64 / (page_size + 24) as f64;
+    Ok(Report {
+        name: if raw { "raw_wal_frames" } else { "wal_frames" },
+        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets}),
+        events: commands,
+        seconds,
+        ok: grown > 0,
+        extra: json!({
+            "frames_per_commit": round(frames / commands.max(1) as f64, 2),
+            "page_size": page_size,
+        }),
+    })
 }
 
 /// `append_1x1` (one task) and `append_concurrent` (`tasks` tasks, each on
@@ -405,9 +567,9 @@ async fn load_stream(
     let mut ok = true;
     let started = Instant::now();
     if raw {
-        let mut conn = raw::connect(db, sync)?;
+        let conn = raw::connect(db, sync)?;
         for _ in 0..loads {
-            let (ticket, version) = raw::load(&mut conn, stream.as_str(), false)?;
+            let (ticket, version) = raw::load(&conn, stream.as_str(), false)?;
             ok &= version == messages + 1 && u64::from(ticket.messages) == messages;
         }
     } else {
@@ -451,10 +613,10 @@ async fn load_snapshot(
     let mut slowest = Duration::ZERO;
     let started = Instant::now();
     if raw {
-        let mut conn = raw::connect(db, sync)?;
+        let conn = raw::connect(db, sync)?;
         for _ in 0..loads {
             let one = Instant::now();
-            let (ticket, version) = raw::load(&mut conn, stream.as_str(), true)?;
+            let (ticket, version) = raw::load(&conn, stream.as_str(), true)?;
             slowest = slowest.max(one.elapsed());
             ok &= version == messages + 1 && u64::from(ticket.messages) == messages;
         }

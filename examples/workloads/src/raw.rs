@@ -30,7 +30,7 @@ pub(crate) fn connect(db: &Path, sync: Sync) -> Result<Connection, Failure> {
 
 /// Folds a ticket: from its snapshot when `snapshots`, then the events after it.
 pub(crate) fn load(
-    conn: &mut Connection,
+    conn: &Connection,
     stream: &str,
     snapshots: bool,
 ) -> Result<(Ticket, u64), Failure> {
@@ -85,34 +85,12 @@ pub(crate) fn execute_message(
     loop {
         let (ticket, version) = load(conn, stream, snapshots)?;
         let event = ticket.add_message(body, "agent-42")?;
-        let payload = serde_json::to_string(&event)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (pk, current): (i64, i64) = tx
-            .prepare_cached("SELECT stream_pk, version FROM streams WHERE stream_id = ?1")?
-            .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        if u64::try_from(current)? != version {
+        if !insert_message(&tx, stream, version, &event)? {
             drop(tx);
             conflicts += 1;
             continue;
         }
-        let micros = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros())?;
-        let id = Uuid::now_v7();
-        let sum = checksum(
-            pk,
-            current + 1,
-            id.as_bytes(),
-            micros,
-            b"message-added",
-            1,
-            payload.as_bytes(),
-        );
-        tx.prepare_cached(
-            "INSERT INTO events (stream_pk, version, event_id, recorded_at, name, schema_version, payload, metadata, checksum) \
-             VALUES (?1, ?2, ?3, ?4, 'message-added', 1, ?5, NULL, ?6)",
-        )?
-        .execute(params![pk, current + 1, id.as_bytes().as_slice(), micros, payload, sum])?;
-        tx.prepare_cached("UPDATE streams SET version = ?1 WHERE stream_pk = ?2")?
-            .execute(params![current + 1, pk])?;
         tx.commit()?;
         let new_version = version + 1;
         if snapshots && new_version % 100 == 0 {
@@ -124,10 +102,52 @@ pub(crate) fn execute_message(
                  version = excluded.version, state = excluded.state, taken_at = excluded.taken_at \
                  WHERE excluded.version >= snapshots.version",
             )?
-            .execute(params![stream, i64::try_from(new_version)?, serde_json::to_vec(&state)?, micros])?;
+            .execute(params![stream, i64::try_from(new_version)?, serde_json::to_vec(&state)?, now_micros()?])?;
         }
         return Ok(conflicts);
     }
+}
+
+fn now_micros() -> Result<i64, Failure> {
+    Ok(i64::try_from(
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros(),
+    )?)
+}
+
+/// Inside a write transaction: checks that `stream` is at `version` and
+/// appends `event` after it. `false` when the version moved (a conflict).
+pub(crate) fn insert_message(
+    tx: &Connection,
+    stream: &str,
+    version: u64,
+    event: &MessageAdded,
+) -> Result<bool, Failure> {
+    let payload = serde_json::to_string(event)?;
+    let (pk, current): (i64, i64) = tx
+        .prepare_cached("SELECT stream_pk, version FROM streams WHERE stream_id = ?1")?
+        .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if u64::try_from(current)? != version {
+        return Ok(false);
+    }
+    let micros = now_micros()?;
+    let id = Uuid::now_v7();
+    let sum = checksum(
+        pk,
+        current + 1,
+        id.as_bytes(),
+        micros,
+        b"message-added",
+        1,
+        payload.as_bytes(),
+    );
+    tx.prepare_cached(
+        "INSERT INTO events (stream_pk, version, event_id, recorded_at, name, schema_version, payload, metadata, checksum) \
+         VALUES (?1, ?2, ?3, ?4, 'message-added', 1, ?5, NULL, ?6)",
+    )?
+    .execute(params![pk, current + 1, id.as_bytes().as_slice(), micros, payload, sum])?;
+    tx.prepare_cached("UPDATE streams SET version = ?1 WHERE stream_pk = ?2")?
+        .execute(params![current + 1, pk])?;
+    Ok(true)
 }
 
 /// The store's row checksum (`es-sqlite/src/checksum.rs`), computed the same
