@@ -369,8 +369,8 @@ async fn wal_frames(
         let release = release.1;
         std::thread::spawn(move || -> Result<(), Failure> {
             let mut reader = raw::connect(&db, sync)?;
-            let hold = reader.transaction()?;
-            hold.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+            let snapshot = reader.transaction()?;
+            snapshot.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
             held.send(())?;
             release.recv()?;
             Ok(())
