@@ -26,14 +26,14 @@ use std::fmt;
 use std::future::Future;
 
 use crate::aggregate::Aggregate;
-use crate::envelope::Envelope;
+use crate::envelope::{Decoded, Envelope};
 use crate::error::Result;
 use crate::event::IntoEvents;
 use crate::metadata::Metadata;
 use crate::repository::{ConflictPolicy, ExecuteError, Executed, Loaded};
 use crate::snapshot::SnapshotStore;
 use crate::store::EventStore;
-use crate::time::Timestamp;
+use crate::time::{AsOf, Timestamp};
 
 /// Runs a future to completion on the current thread.
 pub fn block_on<F: Future>(future: F) -> F::Output {
@@ -99,36 +99,74 @@ where
     }
 
     /// See [`crate::Repository::load`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::load`].
     pub fn load<I: fmt::Display + ?Sized>(&self, id: &I) -> Result<Loaded<A>> {
         block_on(self.inner.load(id))
     }
 
     /// See [`crate::Repository::load_at`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::load_at`].
     pub fn load_at<I: fmt::Display + ?Sized>(&self, id: &I, version: u64) -> Result<Loaded<A>> {
         block_on(self.inner.load_at(id, version))
     }
 
     /// See [`crate::Repository::load_as_of`].
-    pub fn load_as_of<I: fmt::Display + ?Sized>(&self, id: &I, at: Timestamp) -> Result<Loaded<A>> {
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::load_as_of`].
+    pub fn load_as_of<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+        at: impl Into<AsOf>,
+    ) -> Result<Loaded<A>> {
         block_on(self.inner.load_as_of(id, at))
     }
 
     /// See [`crate::Repository::history`].
-    pub fn history<I: fmt::Display + ?Sized>(&self, id: &I) -> Result<Vec<Envelope<A::Event>>> {
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::history`].
+    pub fn history<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+    ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
         block_on(self.inner.history(id))
     }
 
+    /// See [`crate::Repository::command`].
+    pub fn command<I: fmt::Display + ?Sized>(&self, id: &I) -> Command<'_, A, S> {
+        Command {
+            inner: self.inner.command(id),
+        }
+    }
+
     /// See [`crate::Repository::execute`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute`].
     pub fn execute<I, F, D>(&self, id: &I, decide: F) -> Result<Executed<A>, ExecuteError<D::Error>>
     where
         I: fmt::Display + ?Sized,
         F: FnMut(&A) -> D,
-        D: IntoEvents<A::Event>,
+        D: IntoEvents<A>,
     {
         block_on(self.inner.execute(id, decide))
     }
 
     /// See [`crate::Repository::execute_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute`].
     pub fn execute_with<I, F, D>(
         &self,
         id: &I,
@@ -138,8 +176,48 @@ where
     where
         I: fmt::Display + ?Sized,
         F: FnMut(&A) -> D,
-        D: IntoEvents<A::Event>,
+        D: IntoEvents<A>,
     {
         block_on(self.inner.execute_with(id, metadata, decide))
+    }
+}
+
+/// [`crate::Command`] with a blocking `execute`.
+#[derive(Debug)]
+#[must_use = "a command does nothing until `execute` is called"]
+pub struct Command<'r, A, S> {
+    inner: crate::Command<'r, A, S>,
+}
+
+impl<A, S> Command<'_, A, S>
+where
+    A: Aggregate,
+    S: EventStore + SnapshotStore,
+{
+    /// See [`crate::Command::metadata`].
+    pub fn metadata(self, metadata: Metadata) -> Self {
+        Command {
+            inner: self.inner.metadata(metadata),
+        }
+    }
+
+    /// See [`crate::Command::occurred_at`].
+    pub fn occurred_at(self, occurred_at: Timestamp) -> Self {
+        Command {
+            inner: self.inner.occurred_at(occurred_at),
+        }
+    }
+
+    /// See [`crate::Command::execute`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute`].
+    pub fn execute<F, D>(self, decide: F) -> Result<Executed<A>, ExecuteError<D::Error>>
+    where
+        F: FnMut(&A) -> D,
+        D: IntoEvents<A>,
+    {
+        block_on(self.inner.execute(decide))
     }
 }

@@ -44,13 +44,25 @@ impl<A> StateCache<A> {
         self.clock.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A copy of the cached state of `stream` and its version.
-    pub(crate) fn get(&self, stream: &StreamId) -> Option<(A, u64)> {
+    /// A copy of the cached state of `stream` and its version, when it is
+    /// at most `at_most` (any version for `None`).
+    pub(crate) fn get(&self, stream: &StreamId, at_most: Option<u64>) -> Option<(A, u64)> {
         let used = self.tick();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = entries.get_mut(stream)?;
+        let entry = entries
+            .get_mut(stream)
+            .filter(|e| at_most.is_none_or(|v| e.version <= v))?;
         entry.used = used;
         Some(((self.clone)(&entry.state), entry.version))
+    }
+
+    /// How many aggregates it holds now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Remembers `state` at `version`, unless a later one is cached. When
@@ -72,7 +84,10 @@ impl<A> StateCache<A> {
         if entries.len() > self.capacity {
             let mut ages: Vec<u64> = entries.values().map(|e| e.used).collect();
             ages.sort_unstable();
-            let cut = ages[entries.len() - self.capacity * 3 / 4 - 1];
+            // Keep the most recent three quarters of the capacity (at least
+            // the entry just put); `ages` has more than `capacity` entries.
+            let keep = (self.capacity * 3 / 4).max(1);
+            let cut = ages[ages.len() - keep - 1];
             entries.retain(|_, e| e.used > cut);
         }
     }
@@ -91,16 +106,19 @@ mod tests {
         let cache = StateCache::new(4, u32::clone);
         cache.put(&id(0), &10, 2);
         cache.put(&id(0), &5, 1); // older: ignored
-        assert_eq!(cache.get(&id(0)), Some((10, 2)));
+        assert_eq!(cache.get(&id(0), None), Some((10, 2)));
+        assert_eq!(cache.get(&id(0), Some(1)), None); // past what was asked
+        assert_eq!(cache.get(&id(0), Some(2)), Some((10, 2)));
         for n in 1..4 {
             cache.put(&id(n), &u32::try_from(n).unwrap(), 1);
         }
-        assert!(cache.get(&id(0)).is_some()); // recently used
+        assert_eq!(cache.len(), 4);
+        assert!(cache.get(&id(0), None).is_some()); // recently used
         cache.put(&id(4), &4, 1); // over capacity: the oldest go
-        let kept: Vec<usize> = (0..5).filter(|&n| cache.get(&id(n)).is_some()).collect();
-        assert!(
-            kept.len() <= 4 && kept.contains(&0) && kept.contains(&4),
-            "{kept:?}"
-        );
+        assert_eq!(cache.len(), 3, "three quarters of the capacity are kept");
+        let kept: Vec<usize> = (0..5)
+            .filter(|&n| cache.get(&id(n), None).is_some())
+            .collect();
+        assert_eq!(kept, [0, 3, 4], "the least recently used are dropped");
     }
 }

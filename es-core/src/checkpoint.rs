@@ -12,9 +12,17 @@ use crate::error::Result;
 /// each event takes effect exactly once.
 pub trait CheckpointStore: Send + Sync + 'static {
     /// The checkpoint of projection `name` (`None`: it has not started).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
     fn load_checkpoint(&self, name: &str) -> impl Future<Output = Result<Option<u64>>> + Send;
 
     /// Records that projection `name` has handled everything up to `position`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written.
     fn save_checkpoint(&self, name: &str, position: u64)
     -> impl Future<Output = Result<()>> + Send;
 }

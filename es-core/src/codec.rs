@@ -9,19 +9,32 @@ use std::cmp::Ordering;
 
 use crate::aggregate::Aggregate;
 use crate::event::{DecodeError, EncodeError, Event};
+use crate::payload::Payload;
 
 /// Encodes an event's payload.
-pub fn encode<E: Event>(event: &E) -> Result<Vec<u8>, EncodeError> {
-    serde_json::to_vec(event).map_err(|source| EncodeError {
-        name: E::NAME,
-        source,
-    })
+///
+/// # Errors
+///
+/// When the event does not serialize (a map with non-string keys, a
+/// `Serialize` impl that fails).
+pub fn encode<E: Event>(event: &E) -> Result<Payload, EncodeError> {
+    serde_json::to_string(event)
+        .map(Payload::from)
+        .map_err(|source| EncodeError {
+            name: E::NAME,
+            source,
+        })
 }
 
 /// Decodes a payload stored at exactly `E::VERSION`; other versions are errors.
-pub fn decode_exact<E: Event>(version: u32, payload: &[u8]) -> Result<E, DecodeError> {
+///
+/// # Errors
+///
+/// [`DecodeError::VersionTooNew`] or [`DecodeError::UnknownVersion`] for
+/// another version; [`DecodeError::Payload`] when the payload does not match.
+pub fn decode_exact<E: Event>(version: u32, payload: &str) -> Result<E, DecodeError> {
     match version.cmp(&E::VERSION) {
-        Ordering::Equal => serde_json::from_slice(payload).map_err(|source| DecodeError::Payload {
+        Ordering::Equal => serde_json::from_str(payload).map_err(|source| DecodeError::Payload {
             name: E::NAME,
             version,
             source,
@@ -42,7 +55,11 @@ pub fn decode_exact<E: Event>(version: u32, payload: &[u8]) -> Result<E, DecodeE
 /// link of the upcast chain) and `From<P>`, at any older version.
 ///
 /// Each link costs one comparison: the chain is resolved at compile time.
-pub fn decode_upcast<E, P>(version: u32, payload: &[u8]) -> Result<E, DecodeError>
+///
+/// # Errors
+///
+/// As [`decode_exact`], for the link that holds `version`.
+pub fn decode_upcast<E, P>(version: u32, payload: &str) -> Result<E, DecodeError>
 where
     E: Event + From<P>,
     P: Event,
@@ -74,6 +91,10 @@ pub fn upcast_versions<E: Event, P: Event>() -> Vec<u32> {
 }
 
 /// Encodes an aggregate's state for a snapshot.
+///
+/// # Errors
+///
+/// When the state does not serialize.
 pub fn encode_snapshot<A>(state: &A) -> Result<Vec<u8>, EncodeError>
 where
     A: Aggregate + serde::Serialize,
@@ -85,6 +106,10 @@ where
 }
 
 /// Decodes an aggregate's state from a snapshot.
+///
+/// # Errors
+///
+/// [`DecodeError::Snapshot`] when the bytes do not match the state type.
 pub fn decode_snapshot<A>(bytes: &[u8]) -> Result<A, DecodeError>
 where
     A: Aggregate + serde::de::DeserializeOwned,

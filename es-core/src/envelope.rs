@@ -1,14 +1,19 @@
-//! Events as stores hold them: [`NewEvent`] going in, [`RecordedEvent`]
-//! coming out, and the typed [`Envelope`] the audit trail is made of.
+//! Events as stores hold them: [`NewEvent`] going in, the [`Envelope`] coming
+//! out (with its payload still encoded: [`RecordedEvent`]; or decoded), and
+//! [`EventRef`], the borrowed view a fold sees.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::error::Error;
 use crate::event::{DecodeError, EventSet};
 use crate::id::StreamId;
 use crate::metadata::Metadata;
+use crate::payload::Payload;
 use crate::time::Timestamp;
 
 /// An event ready to append: encoded payload plus what the store records with it.
@@ -23,19 +28,24 @@ pub struct NewEvent {
     pub name: Cow<'static, str>,
     /// The payload's schema version.
     pub schema_version: u32,
-    /// The payload (JSON, UTF-8).
-    pub payload: Vec<u8>,
+    /// The payload.
+    pub payload: Payload,
+    /// When it happened in the business's world, if not when it is
+    /// recorded: for imports and facts reported late. `None` (the default)
+    /// means "when the store records it".
+    pub occurred_at: Option<Timestamp>,
     /// Who, why, and correlation.
     pub metadata: Metadata,
 }
 
 impl NewEvent {
-    /// A new event with a fresh UUID v7 id and empty metadata.
+    /// A new event with a fresh UUID v7 id, empty metadata, occurring when
+    /// it is recorded.
     pub fn new(
         aggregate_type: impl Into<Cow<'static, str>>,
         name: impl Into<Cow<'static, str>>,
         schema_version: u32,
-        payload: impl Into<Vec<u8>>,
+        payload: impl Into<Payload>,
     ) -> Self {
         NewEvent {
             event_id: Uuid::now_v7(),
@@ -43,11 +53,16 @@ impl NewEvent {
             name: name.into(),
             schema_version,
             payload: payload.into(),
+            occurred_at: None,
             metadata: Metadata::default(),
         }
     }
 
     /// Encodes a typed event of aggregate type `aggregate_type`.
+    ///
+    /// # Errors
+    ///
+    /// When the event does not serialize.
     pub fn encode<E: EventSet>(
         aggregate_type: &'static str,
         event: &E,
@@ -59,6 +74,7 @@ impl NewEvent {
             name: Cow::Borrowed(event.name()),
             schema_version: event.version(),
             payload: event.encode()?,
+            occurred_at: None,
             metadata,
         })
     }
@@ -76,11 +92,25 @@ impl NewEvent {
         self.metadata = metadata;
         self
     }
+
+    /// Sets when the event happened in the business's world (see
+    /// [`NewEvent::occurred_at`]).
+    #[must_use]
+    pub fn with_occurred_at(mut self, occurred_at: Timestamp) -> Self {
+        self.occurred_at = Some(occurred_at);
+        self
+    }
 }
 
-/// An event as a store returns it: payload still encoded.
+/// A stored event and everything recorded with it: one line of the audit
+/// trail.
+///
+/// `E` is the event: its encoded [`Payload`] as a store returns it
+/// ([`RecordedEvent`]), the aggregate's event enum once decoded
+/// ([`into_envelope`](Envelope::into_envelope)), or [`Decoded`] in a history
+/// that keeps what it cannot decode.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RecordedEvent {
+pub struct Envelope<E> {
     /// The stream it belongs to.
     pub stream_id: StreamId,
     /// The aggregate type of the stream.
@@ -92,51 +122,135 @@ pub struct RecordedEvent {
     pub position: u64,
     /// The event's id.
     pub event_id: Uuid,
-    /// When the store recorded it (UTC).
+    /// When the store recorded it (UTC, the store's clock; never set by
+    /// callers): the audit time.
     pub recorded_at: Timestamp,
-    /// The event's stable name.
+    /// When it happened in the business's world (UTC): the time the caller
+    /// gave, or `recorded_at`.
+    pub occurred_at: Timestamp,
+    /// The event's stable name, as stored.
     pub name: String,
-    /// The payload's schema version.
+    /// The schema version it was stored at (before upcasting).
     pub schema_version: u32,
-    /// The payload (JSON).
-    pub payload: Vec<u8>,
     /// Who, why, and correlation.
     pub metadata: Metadata,
+    /// The event.
+    pub event: E,
 }
 
-impl RecordedEvent {
+/// An event as a store returns it: the envelope with the payload still encoded.
+pub type RecordedEvent = Envelope<Payload>;
+
+impl Envelope<Payload> {
+    /// The encoded payload.
+    pub fn payload(&self) -> &Payload {
+        &self.event
+    }
+
     /// Decodes the payload as an event of the set `E`.
-    pub fn decode<E: EventSet>(&self) -> Result<E, crate::Error> {
-        E::decode(&self.name, self.schema_version, &self.payload).map_err(|source| {
-            crate::Error::Decode {
-                stream: self.stream_id.clone(),
-                version: self.version,
-                source,
-            }
-        })
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] naming the stream and version, when this program
+    /// cannot decode the stored (name, schema version, payload).
+    pub fn decode<E: EventSet>(&self) -> Result<E, Error> {
+        self.as_event_ref().decode()
     }
 
-    /// Decodes the payload into a typed [`Envelope`], keeping every field.
-    pub fn into_envelope<E: EventSet>(self) -> Result<Envelope<E>, crate::Error> {
+    /// Decodes the payload into a typed envelope, keeping every other field.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Envelope::decode).
+    pub fn into_envelope<E: EventSet>(self) -> Result<Envelope<E>, Error> {
         let event = self.decode::<E>()?;
-        Ok(Envelope {
-            stream_id: self.stream_id,
-            aggregate_type: self.aggregate_type,
-            version: self.version,
-            position: self.position,
-            event_id: self.event_id,
-            recorded_at: self.recorded_at,
-            name: self.name,
-            schema_version: self.schema_version,
-            metadata: self.metadata,
-            event,
-        })
+        Ok(self.with_event(event))
     }
 
-    /// Decodes only the event, as the raw [`DecodeError`].
-    pub fn decode_event<E: EventSet>(&self) -> Result<E, DecodeError> {
-        E::decode(&self.name, self.schema_version, &self.payload)
+    /// The borrowed view of this event that folds see.
+    pub fn as_event_ref(&self) -> EventRef<'_> {
+        EventRef {
+            stream_id: &self.stream_id,
+            aggregate_type: &self.aggregate_type,
+            version: self.version,
+            recorded_at: self.recorded_at,
+            occurred_at: self.occurred_at,
+            name: &self.name,
+            schema_version: self.schema_version,
+            payload: self.event.as_str(),
+        }
     }
+}
+
+impl<E> Envelope<E> {
+    /// The same envelope with its event mapped by `f`.
+    pub fn map<F>(self, f: impl FnOnce(E) -> F) -> Envelope<F> {
+        let Envelope {
+            stream_id,
+            aggregate_type,
+            version,
+            position,
+            event_id,
+            recorded_at,
+            occurred_at,
+            name,
+            schema_version,
+            metadata,
+            event,
+        } = self;
+        Envelope {
+            stream_id,
+            aggregate_type,
+            version,
+            position,
+            event_id,
+            recorded_at,
+            occurred_at,
+            name,
+            schema_version,
+            metadata,
+            event: f(event),
+        }
+    }
+
+    /// The same envelope holding `event` instead.
+    pub fn with_event<F>(self, event: F) -> Envelope<F> {
+        self.map(|_| event)
+    }
+
+    /// The id of the aggregate this event belongs to, as text: the stream id
+    /// after `"{aggregate_type}-"` (see [`StreamId::aggregate_id`]).
+    pub fn aggregate_id(&self) -> &str {
+        aggregate_id(&self.stream_id, &self.aggregate_type)
+    }
+
+    /// The id of the aggregate, parsed as the application's id type.
+    ///
+    /// ```
+    /// # use es_core::{RecordedEvent, StreamId, Payload, Metadata, Timestamp, Uuid};
+    /// # let envelope = RecordedEvent {
+    /// #     stream_id: StreamId::new("lead-12")?, aggregate_type: "lead".into(), version: 1,
+    /// #     position: 1, event_id: Uuid::nil(), recorded_at: Timestamp::from_unix_micros(0),
+    /// #     occurred_at: Timestamp::from_unix_micros(0), name: "lead-created".into(),
+    /// #     schema_version: 1, metadata: Metadata::new(), event: Payload::from("{}"),
+    /// # };
+    /// assert_eq!(envelope.aggregate_id(), "12");
+    /// assert_eq!(envelope.parse_aggregate_id::<u64>()?, 12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// What `I`'s `FromStr` reports for [`aggregate_id`](Envelope::aggregate_id).
+    pub fn parse_aggregate_id<I: FromStr>(&self) -> Result<I, I::Err> {
+        self.aggregate_id().parse()
+    }
+}
+
+fn aggregate_id<'a>(stream: &'a StreamId, aggregate_type: &str) -> &'a str {
+    stream
+        .aggregate_id(aggregate_type)
+        .unwrap_or(stream.as_str())
 }
 
 /// A stored event as a fold sees it: borrowed from the store's buffers, so
@@ -152,63 +266,103 @@ pub struct EventRef<'a> {
     pub version: u64,
     /// When the store recorded it.
     pub recorded_at: Timestamp,
+    /// When it happened in the business's world.
+    pub occurred_at: Timestamp,
     /// The event's stable name.
     pub name: &'a str,
     /// The payload's schema version.
     pub schema_version: u32,
     /// The payload (JSON).
-    pub payload: &'a [u8],
+    pub payload: &'a str,
 }
 
 impl EventRef<'_> {
-    /// Decodes the payload as an event of the set `E`; the error names the
-    /// stream and version.
-    pub fn decode<E: EventSet>(&self) -> Result<E, crate::Error> {
-        E::decode(self.name, self.schema_version, self.payload).map_err(|source| {
-            crate::Error::Decode {
-                stream: self.stream_id.clone(),
-                version: self.version,
-                source,
-            }
+    /// Decodes the payload as an event of the set `E`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] naming the stream and version.
+    pub fn decode<E: EventSet>(&self) -> Result<E, Error> {
+        E::decode(self.name, self.schema_version, self.payload).map_err(|source| Error::Decode {
+            stream: self.stream_id.clone(),
+            version: self.version,
+            source,
         })
+    }
+
+    /// The id of the aggregate this event belongs to, as text (see
+    /// [`Envelope::aggregate_id`]).
+    pub fn aggregate_id(&self) -> &str {
+        aggregate_id(self.stream_id, self.aggregate_type)
     }
 }
 
-impl<'a> From<&'a RecordedEvent> for EventRef<'a> {
-    fn from(e: &'a RecordedEvent) -> Self {
-        EventRef {
-            stream_id: &e.stream_id,
-            aggregate_type: &e.aggregate_type,
-            version: e.version,
-            recorded_at: e.recorded_at,
-            name: &e.name,
-            schema_version: e.schema_version,
-            payload: &e.payload,
+/// An event of a history: decoded, or kept as stored when this program
+/// cannot decode it (an event written by a newer program, or one whose type
+/// was removed), so the rest of the trail is still shown.
+#[derive(Clone)]
+pub enum Decoded<E> {
+    /// The event, upcast to its current type.
+    Event(E),
+    /// The stored payload, which this program cannot decode, and why.
+    Undecodable {
+        /// The payload as stored (JSON text: see [`Payload::to_json`]).
+        payload: Payload,
+        /// Why it does not decode.
+        error: Arc<DecodeError>,
+    },
+}
+
+impl<E> Decoded<E> {
+    /// The event, when it decoded.
+    pub fn event(&self) -> Option<&E> {
+        match self {
+            Decoded::Event(e) => Some(e),
+            Decoded::Undecodable { .. } => None,
+        }
+    }
+
+    /// The event, when it decoded.
+    pub fn into_event(self) -> Option<E> {
+        match self {
+            Decoded::Event(e) => Some(e),
+            Decoded::Undecodable { .. } => None,
+        }
+    }
+
+    /// Whether this program could not decode the event.
+    pub fn is_undecodable(&self) -> bool {
+        matches!(self, Decoded::Undecodable { .. })
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Decoded<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decoded::Event(e) => f.debug_tuple("Event").field(e).finish(),
+            Decoded::Undecodable { payload, error } => f
+                .debug_struct("Undecodable")
+                .field("payload", payload)
+                .field("error", &error.to_string())
+                .finish(),
         }
     }
 }
 
-/// A stored event with its payload decoded: one line of the audit trail.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Envelope<E> {
-    /// The stream it belongs to.
-    pub stream_id: StreamId,
-    /// The aggregate type of the stream.
-    pub aggregate_type: Arc<str>,
-    /// Its version in the stream.
-    pub version: u64,
-    /// Its global position.
-    pub position: u64,
-    /// The event's id.
-    pub event_id: Uuid,
-    /// When the store recorded it.
-    pub recorded_at: Timestamp,
-    /// The stored name.
-    pub name: String,
-    /// The schema version it was stored at (before upcasting).
-    pub schema_version: u32,
-    /// Who, why, and correlation.
-    pub metadata: Metadata,
-    /// The event, upcast to the current type.
-    pub event: E,
+/// Two undecodable events are equal when their payloads and the reasons
+/// they do not decode are.
+impl<E: PartialEq> PartialEq for Decoded<E> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Decoded::Event(a), Decoded::Event(b)) => a == b,
+            (
+                Decoded::Undecodable { payload, error },
+                Decoded::Undecodable {
+                    payload: other_payload,
+                    error: other_error,
+                },
+            ) => payload == other_payload && error.to_string() == other_error.to_string(),
+            _ => false,
+        }
+    }
 }

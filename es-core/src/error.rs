@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use crate::event::{DecodeError, EncodeError};
 use crate::id::{StreamId, StreamIdError};
+use crate::name::NameError;
 use crate::version::ExpectedVersion;
 
 /// `Result` with [`Error`] as the default error.
@@ -51,7 +52,17 @@ pub enum Error {
     /// An input is over one of the store's limits.
     #[error(transparent)]
     Limit(#[from] LimitError),
-    /// An event to append is malformed (bad name, payload not UTF-8, ...).
+    /// An event or aggregate name of an append breaks the
+    /// [name rule](crate::name).
+    #[error("invalid name {name:?}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// The rule it breaks.
+        #[source]
+        reason: NameError,
+    },
+    /// An append is malformed (one event id twice, one stream twice, ...).
     #[error("invalid event `{name}`: {reason}")]
     InvalidEvent {
         /// The event's name as given.

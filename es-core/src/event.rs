@@ -8,6 +8,9 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::aggregate::Aggregate;
+use crate::payload::Payload;
+
 /// A domain event: a fact that happened, with a stable name and a schema version.
 ///
 /// Derive it: `#[derive(Event)]` with `#[event(name = "...", version = N,
@@ -37,7 +40,7 @@ use serde::de::DeserializeOwned;
 /// }
 ///
 /// // A version 1 payload decodes as the current type through the upcaster.
-/// let e = TicketEscalated::decode(1, br#"{"reason":"vip"}"#)?;
+/// let e = TicketEscalated::decode(1, r#"{"reason":"vip"}"#)?;
 /// assert_eq!(e.by, "unknown");
 /// assert_eq!(TicketEscalated::NAME, "ticket-escalated");
 /// # Ok::<(), es_core::DecodeError>(())
@@ -58,7 +61,12 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     ///
     /// The derive implements it; by hand, use
     /// `es_core::codec::decode_exact::<Self>` for an event with no history.
-    fn decode(version: u32, payload: &[u8]) -> Result<Self, DecodeError>;
+    ///
+    /// # Errors
+    ///
+    /// When `version` is not in the chain, or the payload does not match
+    /// the type of its version.
+    fn decode(version: u32, payload: &str) -> Result<Self, DecodeError>;
 
     /// Every schema version this type decodes, oldest first (the upcast chain).
     fn decodable_versions() -> Vec<u32> {
@@ -129,22 +137,66 @@ impl Eq for EventKey {}
 
 /// The closed set of events an aggregate emits: the enum that
 /// `#[derive(Aggregate)]` generates (`TicketEvent` for `Ticket`).
+///
+/// The derive writes the parts that need each event's type ([`EVENTS`],
+/// [`DECODERS`], [`index`] and [`encode`]); the rest are provided here.
+///
+/// [`EVENTS`]: EventSet::EVENTS
+/// [`DECODERS`]: EventSet::DECODERS
+/// [`index`]: EventSet::index
+/// [`encode`]: EventSet::encode
 pub trait EventSet: fmt::Debug + Clone + Send + Sync + Sized + 'static {
     /// Every event of the set, in declaration order.
     const EVENTS: &'static [EventKey];
 
-    /// The stored name of this event.
-    fn name(&self) -> &'static str;
+    /// How to decode each event of [`EVENTS`](EventSet::EVENTS), in the
+    /// same order.
+    const DECODERS: &'static [Decoder<Self>];
 
-    /// The schema version this event is encoded at.
-    fn version(&self) -> u32;
+    /// The position of this event's type in [`EVENTS`](EventSet::EVENTS).
+    fn index(&self) -> usize;
 
     /// Encodes the payload (JSON).
-    fn encode(&self) -> Result<Vec<u8>, EncodeError>;
+    ///
+    /// # Errors
+    ///
+    /// When the event does not serialize.
+    fn encode(&self) -> Result<Payload, EncodeError>;
+
+    /// The stored name of this event.
+    fn name(&self) -> &'static str {
+        Self::EVENTS.get(self.index()).map_or("", |key| key.name)
+    }
+
+    /// The schema version this event is encoded at.
+    fn version(&self) -> u32 {
+        Self::EVENTS.get(self.index()).map_or(0, |key| key.version)
+    }
 
     /// Decodes a stored payload by name and schema version.
-    fn decode(name: &str, version: u32, payload: &[u8]) -> Result<Self, DecodeError>;
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError::UnknownEvent`] for a name no event of the set has;
+    /// otherwise what that event's [`Event::decode`] reports.
+    fn decode(name: &str, version: u32, payload: &str) -> Result<Self, DecodeError> {
+        let decoder = Self::EVENTS
+            .iter()
+            .position(|key| key.name == name)
+            .and_then(|i| Self::DECODERS.get(i));
+        match decoder {
+            Some(decode) => decode(version, payload),
+            None => Err(DecodeError::UnknownEvent {
+                name: name.to_owned(),
+                version,
+            }),
+        }
+    }
 }
+
+/// Decodes one event of an [`EventSet`] from its stored schema version and
+/// payload.
+pub type Decoder<S> = fn(u32, &str) -> Result<S, DecodeError>;
 
 /// A stored payload that cannot be turned into an event.
 #[derive(Debug, thiserror::Error)]
@@ -215,66 +267,84 @@ pub struct EncodeError {
 /// What a decision (a command method) may return: one event, several, none,
 /// or an error.
 ///
-/// Implemented for every event of an aggregate and its event enum (by the
-/// derive), for `()`, `Option<E>`, `Vec<E>`, arrays and tuples of events, and
-/// for `Result<X, Err>` of any of those, whose `Err` becomes the command's
-/// rejection.
+/// `A` is the aggregate. Implemented for every event `A` lists and its event
+/// enum (by the derive), for `()`, `Option<E>`, `Vec<E>`, arrays and tuples of
+/// its events, and for `Result<X, Err>` of any of those, whose `Err` becomes
+/// the command's rejection.
 ///
 /// ```
-/// use es_core::IntoEvents;
-/// # #[derive(Debug, PartialEq)] struct Opened; #[derive(Debug, PartialEq)] struct Noted;
-/// # #[derive(Debug, PartialEq)] enum Ev { Opened(Opened), Noted(Noted) }
-/// # impl From<Opened> for Ev { fn from(e: Opened) -> Self { Ev::Opened(e) } }
-/// # impl From<Noted> for Ev { fn from(e: Noted) -> Self { Ev::Noted(e) } }
-/// let two: Result<Vec<Ev>, &str> = (Opened, Noted).into_events().map_err(|n| match n {});
-/// assert_eq!(two.unwrap().len(), 2);
-/// let none: Result<Vec<Ev>, &str> = Ok::<(), &str>(()).into_events();
-/// assert!(none.unwrap().is_empty());
-/// let refused = Err::<Option<Opened>, &str>("closed").into_events();
-/// assert_eq!(refused.map(|v: Vec<Ev>| v.len()), Err("closed"));
+/// use es_core::prelude::*;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// # pub struct Opened;
+/// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// # pub struct Noted;
+/// # #[derive(Aggregate, Default, Debug)]
+/// # #[aggregate(events(Opened, Noted))]
+/// # pub struct Ticket;
+/// # impl Apply<Opened> for Ticket { fn apply(&mut self, _: &Opened) {} }
+/// # impl Apply<Noted> for Ticket { fn apply(&mut self, _: &Noted) {} }
+/// let two = IntoEvents::<Ticket>::into_events((Opened, Noted));
+/// assert_eq!(two.map(|v| v.len()), Ok(2));
+/// let none = IntoEvents::<Ticket>::into_events(Ok::<(), &str>(()));
+/// assert_eq!(none.map(|v| v.len()), Ok(0));
+/// let refused = IntoEvents::<Ticket>::into_events(Err::<Option<Opened>, &str>("closed"));
+/// assert_eq!(refused.map(|v| v.len()), Err("closed"));
 /// ```
-pub trait IntoEvents<E> {
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event of `{A}`",
+    label = "not one of `{A}`'s events",
+    note = "add it to `#[aggregate(events(...))]` on `{A}`, or return one of the events listed there"
+)]
+pub trait IntoEvents<A: Aggregate> {
     /// Why the decision refused the command.
     type Error;
 
     /// The events in order, or the refusal.
-    fn into_events(self) -> Result<Vec<E>, Self::Error>;
+    ///
+    /// # Errors
+    ///
+    /// The decision's refusal.
+    fn into_events(self) -> Result<Vec<A::Event>, Self::Error>;
 }
 
-impl<E> IntoEvents<E> for () {
+/// The events of `A`, or `Infallible`: what a decision that cannot refuse returns.
+pub type Events<A> = Result<Vec<<A as Aggregate>::Event>, Infallible>;
+
+impl<A: Aggregate> IntoEvents<A> for () {
     type Error = Infallible;
-    fn into_events(self) -> Result<Vec<E>, Infallible> {
+    fn into_events(self) -> Events<A> {
         Ok(Vec::new())
     }
 }
 
-impl<E, X: Into<E>> IntoEvents<E> for Option<X> {
+impl<A: Aggregate, X: Into<A::Event>> IntoEvents<A> for Option<X> {
     type Error = Infallible;
-    fn into_events(self) -> Result<Vec<E>, Infallible> {
+    fn into_events(self) -> Events<A> {
         Ok(self.into_iter().map(Into::into).collect())
     }
 }
 
-impl<E, X: Into<E>> IntoEvents<E> for Vec<X> {
+impl<A: Aggregate, X: Into<A::Event>> IntoEvents<A> for Vec<X> {
     type Error = Infallible;
-    fn into_events(self) -> Result<Vec<E>, Infallible> {
+    fn into_events(self) -> Events<A> {
         Ok(self.into_iter().map(Into::into).collect())
     }
 }
 
-impl<E, X: Into<E>, const N: usize> IntoEvents<E> for [X; N] {
+impl<A: Aggregate, X: Into<A::Event>, const N: usize> IntoEvents<A> for [X; N] {
     type Error = Infallible;
-    fn into_events(self) -> Result<Vec<E>, Infallible> {
+    fn into_events(self) -> Events<A> {
         Ok(self.into_iter().map(Into::into).collect())
     }
 }
 
 macro_rules! tuple_into_events {
     ($($x:ident),+) => {
-        impl<E, $($x: Into<E>),+> IntoEvents<E> for ($($x,)+) {
+        impl<Agg: Aggregate, $($x: Into<Agg::Event>),+> IntoEvents<Agg> for ($($x,)+) {
             type Error = Infallible;
             #[allow(non_snake_case)]
-            fn into_events(self) -> Result<Vec<E>, Infallible> {
+            fn into_events(self) -> Events<Agg> {
                 let ($($x,)+) = self;
                 Ok(vec![$($x.into()),+])
             }
@@ -284,14 +354,15 @@ macro_rules! tuple_into_events {
 tuple_into_events!(A, B);
 tuple_into_events!(A, B, C);
 tuple_into_events!(A, B, C, D);
-tuple_into_events!(A, B, C, D, F);
+tuple_into_events!(A, B, C, D, E);
+tuple_into_events!(A, B, C, D, E, F);
 
-impl<E, X, Err> IntoEvents<E> for Result<X, Err>
+impl<A: Aggregate, X, Err> IntoEvents<A> for Result<X, Err>
 where
-    X: IntoEvents<E, Error = Infallible>,
+    X: IntoEvents<A, Error = Infallible>,
 {
     type Error = Err;
-    fn into_events(self) -> Result<Vec<E>, Err> {
+    fn into_events(self) -> Result<Vec<A::Event>, Err> {
         match self {
             Ok(x) => match x.into_events() {
                 Ok(events) => Ok(events),

@@ -54,6 +54,10 @@ pub enum StreamIdError {
 
 impl StreamId {
     /// Validates `id` and makes it a stream id.
+    ///
+    /// # Errors
+    ///
+    /// When `id` is empty, too long, or holds a control character.
     pub fn new(id: impl AsRef<str>) -> Result<Self, StreamIdError> {
         let id = id.as_ref();
         Self::validate(id)?;
@@ -61,6 +65,10 @@ impl StreamId {
     }
 
     /// Checks `id` without allocating.
+    ///
+    /// # Errors
+    ///
+    /// As [`StreamId::new`].
     pub fn validate(id: &str) -> Result<(), StreamIdError> {
         if id.is_empty() {
             return Err(StreamIdError::Empty);
@@ -75,11 +83,38 @@ impl StreamId {
     }
 
     /// The stream of aggregate type `aggregate` with id `id`: `"{aggregate}-{id}"`.
+    ///
+    /// ```
+    /// use es_core::{StreamId, StreamIdError};
+    ///
+    /// let stream = StreamId::for_aggregate("lead", "12")?;
+    /// assert_eq!(stream.as_str(), "lead-12");
+    /// assert_eq!(stream.aggregate_id("lead"), Some("12"));
+    /// // An error's position is in the id given, not in the stream id.
+    /// assert_eq!(
+    ///     StreamId::for_aggregate("lead", "1\n2"),
+    ///     Err(StreamIdError::ControlCharacter { found: '\n', at: 1 })
+    /// );
+    /// # Ok::<(), StreamIdError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When `id` is empty or holds a control character (the position is
+    /// `id`'s), or the stream id would be too long.
     pub fn for_aggregate(aggregate: &str, id: &str) -> Result<Self, StreamIdError> {
-        if id.is_empty() {
-            return Err(StreamIdError::Empty);
-        }
+        Self::validate(id)?;
         Self::new(format!("{aggregate}-{id}"))
+    }
+
+    /// The id of the aggregate of type `aggregate_type` this stream belongs
+    /// to: the text after `"{aggregate_type}-"`; `None` when the stream is
+    /// not named that way.
+    pub fn aggregate_id(&self, aggregate_type: &str) -> Option<&str> {
+        self.0
+            .strip_prefix(aggregate_type)?
+            .strip_prefix('-')
+            .filter(|id| !id.is_empty())
     }
 
     /// The id as text.

@@ -59,6 +59,8 @@ mod error;
 mod event;
 mod id;
 mod metadata;
+pub mod name;
+mod payload;
 mod personal;
 pub mod registry;
 mod repository;
@@ -76,18 +78,19 @@ pub mod __private;
 
 pub use aggregate::{Aggregate, Apply, SnapshotPolicy};
 pub use checkpoint::CheckpointStore;
-pub use envelope::{Envelope, EventRef, NewEvent, RecordedEvent};
+pub use envelope::{Decoded, Envelope, EventRef, NewEvent, RecordedEvent};
 pub use error::{BoxError, Conflict, Error, LimitError, Result};
-pub use event::{DecodeError, EncodeError, Event, EventKey, EventSet, IntoEvents};
+pub use event::{DecodeError, Decoder, EncodeError, Event, EventKey, EventSet, Events, IntoEvents};
 pub use id::{MAX_STREAM_ID_LEN, StreamId, StreamIdError};
 pub use metadata::Metadata;
+pub use payload::Payload;
 pub use personal::Personal;
 pub use registry::Registry;
-pub use repository::{ConflictPolicy, ExecuteError, Executed, Loaded, Repository};
+pub use repository::{Command, ConflictPolicy, ExecuteError, Executed, Loaded, Repository};
 pub use snapshot::{Snapshot, SnapshotStore};
 pub use store::memory::InMemoryStore;
-pub use store::{AppendResult, EventStore, EventStream, Limits, StreamWrite};
-pub use time::{Timestamp, TimestampError};
+pub use store::{AppendResult, EventStore, EventStream, Limits, StreamWrite, Watch};
+pub use time::{AsOf, Timestamp, TimestampError};
 pub use version::{ExpectedVersion, ReadRange};
 
 /// The derive macros (with the default `derive` feature).
@@ -100,8 +103,8 @@ pub use uuid::Uuid;
 /// Everything a domain module needs: `use es_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Aggregate, Apply, CheckpointStore, ConflictPolicy, Envelope, Event, EventSet, EventStore,
-        ExecuteError, ExpectedVersion, InMemoryStore, IntoEvents, Loaded, Metadata, Personal,
-        Registry, Repository, SnapshotStore, StreamId, Timestamp,
+        Aggregate, Apply, AsOf, CheckpointStore, ConflictPolicy, Decoded, Envelope, Event,
+        EventSet, EventStore, ExecuteError, ExpectedVersion, InMemoryStore, IntoEvents, Loaded,
+        Metadata, Personal, Registry, Repository, SnapshotStore, StreamId, Timestamp,
     };
 }

@@ -109,55 +109,21 @@ impl Metadata {
     }
 
     /// The JSON form stored next to the payload; `None` when empty.
-    pub fn to_json(&self) -> Option<Vec<u8>> {
+    pub fn to_json(&self) -> Option<String> {
         if self.is_empty() {
             return None;
         }
         // Serializing a struct of strings, uuids and a map of `Value`s cannot
         // fail: every key is a string.
-        serde_json::to_vec(self).ok()
-    }
-
-    /// The length of [`to_json`](Metadata::to_json)'s bytes (0 when empty),
-    /// counted without building them.
-    pub fn json_len(&self) -> usize {
-        struct Count(usize);
-        impl std::io::Write for Count {
-            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-                self.0 += bytes.len();
-                Ok(bytes.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        if self.is_empty() {
-            return 0;
-        }
-        let mut count = Count(0);
-        // As in `to_json`, serializing cannot fail; `Count` never refuses.
-        match serde_json::to_writer(&mut count, self) {
-            Ok(()) | Err(_) => count.0,
-        }
+        serde_json::to_string(self).ok()
     }
 
     /// Reads the stored JSON form.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_len_is_the_length_of_the_stored_form() {
-        assert_eq!(Metadata::new().json_len(), 0);
-        let meta = Metadata::new()
-            .actor("agent-7")
-            .reason("a \"quoted\" reason")
-            .with("n", 3);
-        assert_eq!(meta.json_len(), meta.to_json().unwrap().len());
+    ///
+    /// # Errors
+    ///
+    /// When the text is not the JSON of a `Metadata`.
+    pub fn from_json(json: impl AsRef<[u8]>) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(json.as_ref())
     }
 }

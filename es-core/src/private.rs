@@ -20,15 +20,63 @@ pub use serde_json;
 pub use crate::codec::{
     decode_exact, decode_snapshot, decode_upcast, encode, encode_snapshot, upcast_versions,
 };
+pub use crate::event::Events;
+
+use crate::event::{DecodeError, EncodeError};
+use crate::payload::Payload;
+
+/// What `EventSet::encode` returns.
+pub type Encoded = Result<Payload, EncodeError>;
+/// What `Aggregate::encode_snapshot` returns.
+pub type EncodedSnapshot = Option<Result<Vec<u8>, EncodeError>>;
+/// What `Aggregate::decode_snapshot` returns.
+pub type DecodedSnapshot<A> = Option<Result<A, DecodeError>>;
 pub use crate::registry::{AggregateRegistration, EventRegistration};
 
-use crate::event::{DecodeError, Event, EventKey};
+use crate::aggregate::Aggregate;
+use crate::event::{Event, EventKey};
+use crate::name::{NameError, check_name};
 
-/// The error for a stored name no event of a set has.
-pub fn unknown_event(name: &str, version: u32) -> DecodeError {
-    DecodeError::UnknownEvent {
-        name: name.to_owned(),
-        version,
+/// One event as a decision's result: `Ok(vec![event])`.
+pub fn one<A: Aggregate>(event: impl Into<A::Event>) -> Events<A> {
+    Ok(vec![event.into()])
+}
+
+/// Compile-time check of an event's name against the [name rule](crate::name).
+pub const fn check_event_name(name: &str) {
+    match check_name(name) {
+        Ok(()) => {}
+        Err(NameError::Empty) => {
+            panic!(
+                "the event name is empty: write a name like `#[event(name = \"ticket-opened\")]`"
+            )
+        }
+        Err(NameError::TooLong { .. }) => {
+            panic!("the event name is longer than 128 bytes: choose a shorter `#[event(name)]`")
+        }
+        Err(NameError::InvalidStart | NameError::InvalidCharacter { .. }) => panic!(
+            "the event name must be ASCII letters, digits, `-`, `_` and `.`, starting with a letter: write e.g. `#[event(name = \"ticket-opened\")]`"
+        ),
+    }
+}
+
+/// Compile-time check of an aggregate's name against the [name rule](crate::name).
+pub const fn check_aggregate_name(name: &str) {
+    match check_name(name) {
+        Ok(()) => {}
+        Err(NameError::Empty) => {
+            panic!(
+                "the aggregate name is empty: write a name like `#[aggregate(name = \"ticket\")]`"
+            )
+        }
+        Err(NameError::TooLong { .. }) => {
+            panic!(
+                "the aggregate name is longer than 128 bytes: choose a shorter `#[aggregate(name)]`"
+            )
+        }
+        Err(NameError::InvalidStart | NameError::InvalidCharacter { .. }) => panic!(
+            "the aggregate name must be ASCII letters, digits, `-`, `_` and `.`, starting with a letter: write e.g. `#[aggregate(name = \"ticket\")]`"
+        ),
     }
 }
 

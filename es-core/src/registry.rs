@@ -60,6 +60,17 @@ pub struct AggregateRegistration {
     pub events: &'static [EventKey],
 }
 
+impl AggregateRegistration {
+    /// The registration of `A`.
+    pub const fn of<A: Aggregate>() -> Self {
+        AggregateRegistration {
+            name: A::NAME,
+            type_name: std::any::type_name::<A>,
+            events: <A::Event as EventSet>::EVENTS,
+        }
+    }
+}
+
 #[cfg(feature = "inventory")]
 inventory::collect!(EventRegistration);
 #[cfg(feature = "inventory")]
@@ -146,6 +157,11 @@ impl Registry {
     }
 
     /// Every registration linked into this program, validated.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, or [`RegistryError::Empty`] when nothing is
+    /// registered.
     #[cfg(feature = "inventory")]
     pub fn from_inventory() -> Result<Registry, RegistryErrors> {
         let mut builder = RegistryBuilder::default();
@@ -182,6 +198,10 @@ impl Registry {
 }
 
 /// Validates the process-wide registry (see the module docs).
+///
+/// # Errors
+///
+/// As [`Registry::from_inventory`].
 #[cfg(feature = "inventory")]
 pub fn validate() -> Result<Registry, RegistryErrors> {
     Registry::from_inventory()
@@ -208,11 +228,7 @@ impl RegistryBuilder {
         let events = <A::Event as EventSet>::EVENTS;
         self.events
             .extend(events.iter().map(|key| EventRegistration { key: *key }));
-        self.aggregates.push(AggregateRegistration {
-            name: A::NAME,
-            type_name: std::any::type_name::<A>,
-            events,
-        });
+        self.aggregates.push(AggregateRegistration::of::<A>());
         self
     }
 
@@ -231,6 +247,10 @@ impl RegistryBuilder {
     }
 
     /// Checks every rule and returns the registry, or every problem found.
+    ///
+    /// # Errors
+    ///
+    /// Every problem found, in a stable order.
     pub fn build(self) -> Result<Registry, RegistryErrors> {
         let mut errors = Vec::new();
         // Events listed by aggregates count as registered too.

@@ -3,19 +3,18 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{ControlFlow, Deref, DerefMut};
-
 use std::sync::Arc;
 
 use crate::aggregate::Aggregate;
 use crate::cache::StateCache;
-use crate::envelope::{Envelope, EventRef, NewEvent};
+use crate::envelope::{Decoded, Envelope, EventRef, NewEvent};
 use crate::error::{Conflict, Error, Result};
 use crate::event::IntoEvents;
 use crate::id::StreamId;
 use crate::metadata::Metadata;
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::{EventStore, next};
-use crate::time::Timestamp;
+use crate::time::{AsOf, Timestamp};
 use crate::version::{ExpectedVersion, ReadRange};
 
 /// What to do when another writer appended to the stream between our load
@@ -158,6 +157,16 @@ impl<E> From<Conflict> for ExecuteError<E> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
+///
+/// # How a load reads
+///
+/// Every load (`load`, `load_at`, `load_as_of`, the load of `execute`) is
+/// one plan: what to fold up to (the latest event, a version, a time),
+/// then where to start, chosen once: a cached state (with
+/// [`with_cache`](Repository::with_cache)), else the latest usable snapshot,
+/// else the first event. A look back in time starts from the first event
+/// (neither clock is assumed to only move forward, so nothing before the
+/// end of the stream can be skipped).
 pub struct Repository<A, S> {
     store: S,
     retries: u32,
@@ -210,11 +219,70 @@ where
     }
 }
 
-/// The folded state plus the snapshot it started from.
+/// What a load folds up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Every event.
+    Latest,
+    /// The events up to this version.
+    Version(u64),
+    /// The events that count as of this time, wherever they are.
+    AsOf(AsOf),
+}
+
+impl Target {
+    /// The last version worth reading, when the target bounds it.
+    fn end(self) -> Option<u64> {
+        match self {
+            Target::Version(v) => Some(v),
+            Target::Latest | Target::AsOf(_) => None,
+        }
+    }
+}
+
+/// Where a fold began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The first event: no usable snapshot or cached state.
+    Events,
+    /// The stored snapshot at this version.
+    Snapshot(u64),
+    /// The cached state at this version.
+    Cache(u64),
+}
+
+impl Origin {
+    /// Whether a load that began here and reached `version` is due a new
+    /// snapshot, taken every `every` versions: with no usable snapshot
+    /// (none, or one stale, foreign, past the end of its stream), once the
+    /// stream is that long; from a snapshot, `every` past it; from the
+    /// cache (the stored snapshot's version is not known then), when the
+    /// fold crossed a multiple of `every`.
+    fn snapshot_due(self, version: u64, every: u64) -> bool {
+        let every = every.max(1);
+        match self {
+            Origin::Events => version >= every,
+            Origin::Snapshot(at) => version >= at.saturating_add(every),
+            Origin::Cache(at) => crossed(at, version, every),
+        }
+    }
+}
+
+/// Whether going from version `from` to `to` crossed a multiple of `every`:
+/// when a command's append is due a snapshot. (A command does not take one
+/// for lack of a usable one: the snapshot the previous command queued may
+/// not be stored yet, and a command would otherwise take one every time
+/// until it is.)
+fn crossed(from: u64, to: u64, every: u64) -> bool {
+    let every = every.max(1);
+    to / every > from / every
+}
+
+/// A folded state, its version, and where the fold began.
 struct Folded<A> {
     state: A,
     version: u64,
-    snapshot_version: Option<u64>,
+    origin: Origin,
 }
 
 impl<A, S> Repository<A, S>
@@ -267,50 +335,68 @@ where
     }
 
     /// The stream of the aggregate with id `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidStreamId`] when `id` is empty, holds a control
+    /// character, or makes the stream id too long.
     pub fn stream_id<I: fmt::Display + ?Sized>(&self, id: &I) -> Result<StreamId> {
         Ok(StreamId::for_aggregate(A::NAME, &id.to_string())?)
     }
 
     /// The current state and version (the default state at version 0 when
     /// the stream does not exist).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidStreamId`] for a bad id; [`Error::Decode`] for an event
+    /// this program cannot decode; [`Error::AggregateMismatch`] for a stream of
+    /// another aggregate type; what the store fails with.
     pub async fn load<I: fmt::Display + ?Sized>(&self, id: &I) -> Result<Loaded<A>> {
         let stream = self.stream_id(id)?;
-        let folded = self.fold(&stream, None, None).await?;
-        self.maybe_snapshot(
-            &stream,
-            &folded.state,
-            folded.version,
-            folded.snapshot_version,
-        )
-        .await;
+        let folded = self.fold(&stream, Target::Latest).await?;
+        let due = A::SNAPSHOT.is_some_and(|p| folded.origin.snapshot_due(folded.version, p.every));
+        self.after_fold(&stream, &folded, due);
         Ok(Loaded {
             state: folded.state,
             version: folded.version,
         })
     }
 
-    /// The state as it was at `version` (the current state when the stream is shorter).
+    /// The state as it was at `version` (the current state when the stream
+    /// is shorter).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Repository::load).
     pub async fn load_at<I: fmt::Display + ?Sized>(
         &self,
         id: &I,
         version: u64,
     ) -> Result<Loaded<A>> {
         let stream = self.stream_id(id)?;
-        let folded = self.fold(&stream, Some(version), None).await?;
+        let folded = self.fold(&stream, Target::Version(version)).await?;
         Ok(Loaded {
             state: folded.state,
             version: folded.version,
         })
     }
 
-    /// The state as it was at time `at`: every event recorded at or before it.
+    /// The state as of a time: the fold of every event that counts as of it
+    /// ([`AsOf::Recorded`], what the store had recorded by then, the default
+    /// for a bare [`Timestamp`]; or [`AsOf::Occurred`], what had happened by
+    /// then). The version is that of the last event that counts.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Repository::load).
     pub async fn load_as_of<I: fmt::Display + ?Sized>(
         &self,
         id: &I,
-        at: Timestamp,
+        at: impl Into<AsOf>,
     ) -> Result<Loaded<A>> {
         let stream = self.stream_id(id)?;
-        let folded = self.fold(&stream, None, Some(at)).await?;
+        let folded = self.fold(&stream, Target::AsOf(at.into())).await?;
         Ok(Loaded {
             state: folded.state,
             version: folded.version,
@@ -318,24 +404,82 @@ where
     }
 
     /// Every event of the aggregate with its envelope: who, when, what, why.
+    ///
+    /// An event this program cannot decode (written by a newer program, or
+    /// of a type since removed) is kept as [`Decoded::Undecodable`] with its
+    /// stored payload, so the rest of the trail is still shown.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidStreamId`] for a bad id; [`Error::AggregateMismatch`]
+    /// for a stream of another aggregate type; what the store fails with.
     pub async fn history<I: fmt::Display + ?Sized>(
         &self,
         id: &I,
-    ) -> Result<Vec<Envelope<A::Event>>> {
+    ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
         let stream = self.stream_id(id)?;
         let mut events = self.store.read_stream(&stream, ReadRange::all());
         let mut trail = Vec::new();
         while let Some(recorded) = next(&mut events).await {
             let recorded = recorded?;
-            check_aggregate::<A>(&EventRef::from(&recorded))?;
-            trail.push(recorded.into_envelope()?);
+            check_aggregate::<A>(&recorded.as_event_ref())?;
+            let decoded = match recorded.decode::<A::Event>() {
+                Ok(event) => Decoded::Event(event),
+                Err(Error::Decode { source, .. }) => Decoded::Undecodable {
+                    payload: recorded.event.clone(),
+                    error: Arc::new(source),
+                },
+                Err(other) => return Err(other),
+            };
+            trail.push(recorded.with_event(decoded));
         }
         Ok(trail)
+    }
+
+    /// A command on the aggregate with id `id`, to give metadata or a
+    /// business time before executing it.
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Imported { pub name: String }
+    /// # #[derive(Aggregate, Default, Debug)]
+    /// # #[aggregate(name = "lead", events(Imported))]
+    /// # pub struct Lead;
+    /// # impl Apply<Imported> for Lead { fn apply(&mut self, _: &Imported) {} }
+    /// # pollster::block_on(async {
+    /// let leads = Repository::<Lead, _>::new(InMemoryStore::new());
+    /// let then: Timestamp = "2019-03-01T09:00:00Z".parse()?;
+    /// leads.command("12")
+    ///     .metadata(Metadata::new().actor("import").reason("CRM migration"))
+    ///     .occurred_at(then)
+    ///     .execute(|_| Imported { name: "Ada".into() })
+    ///     .await?;
+    /// let trail = leads.history("12").await?;
+    /// assert_eq!(trail[0].occurred_at, then);
+    /// assert!(trail[0].recorded_at > then);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn command<I: fmt::Display + ?Sized>(&self, id: &I) -> Command<'_, A, S> {
+        Command {
+            repository: self,
+            stream: self.stream_id(id),
+            metadata: Metadata::default(),
+            occurred_at: None,
+        }
     }
 
     /// Loads, runs `decide` on the state, and appends the events it returns
     /// at the loaded version. On a conflict, folds the other writer's events
     /// in and decides again, up to the configured retries.
+    ///
+    /// # Errors
+    ///
+    /// [`ExecuteError::Rejected`] with the decision's refusal;
+    /// [`ExecuteError::Store`] with a [`Conflict`] when the retries ran out,
+    /// or what loading or appending failed with.
     pub async fn execute<I, F, D>(
         &self,
         id: &I,
@@ -344,44 +488,60 @@ where
     where
         I: fmt::Display + ?Sized,
         F: FnMut(&A) -> D,
-        D: IntoEvents<A::Event>,
+        D: IntoEvents<A>,
     {
-        self.execute_with(id, Metadata::default(), decide).await
+        self.command(id).execute(decide).await
     }
 
     /// [`execute`](Repository::execute), recording `metadata` (who, why,
     /// correlation) with every new event.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Repository::execute).
     pub async fn execute_with<I, F, D>(
         &self,
         id: &I,
         metadata: Metadata,
-        mut decide: F,
+        decide: F,
     ) -> Result<Executed<A>, ExecuteError<D::Error>>
     where
         I: fmt::Display + ?Sized,
         F: FnMut(&A) -> D,
-        D: IntoEvents<A::Event>,
+        D: IntoEvents<A>,
     {
-        let stream = self.stream_id(id)?;
-        let Folded {
-            mut state,
-            mut version,
-            snapshot_version,
-        } = self.fold(&stream, None, None).await?;
+        self.command(id).metadata(metadata).execute(decide).await
+    }
+
+    /// The one loop of every command: load, decide, append; on a conflict,
+    /// catch up and decide again (or, when the aggregate says the events
+    /// do not conflict, append the same ones again).
+    async fn run<F, D>(
+        &self,
+        stream: &StreamId,
+        metadata: &Metadata,
+        occurred_at: Option<Timestamp>,
+        mut decide: F,
+    ) -> Result<Executed<A>, ExecuteError<D::Error>>
+    where
+        F: FnMut(&A) -> D,
+        D: IntoEvents<A>,
+    {
+        let mut folded = self.fold(stream, Target::Latest).await?;
         let mut attempts = 0;
         let mut kept: Option<Vec<A::Event>> = None;
         loop {
             attempts += 1;
             let events = match kept.take() {
                 Some(events) => events,
-                None => decide(&state)
+                None => decide(&folded.state)
                     .into_events()
                     .map_err(ExecuteError::Rejected)?,
             };
             if events.is_empty() {
                 return Ok(Executed {
-                    state,
-                    version,
+                    state: folded.state,
+                    version: folded.version,
                     events,
                     position: None,
                     attempts,
@@ -389,40 +549,43 @@ where
             }
             let new_events = events
                 .iter()
-                .map(|e| NewEvent::encode(A::NAME, e, metadata.clone()))
-                .collect::<Result<Vec<_>, _>>()
+                .map(|e| {
+                    let event = NewEvent::encode(A::NAME, e, metadata.clone())?;
+                    Ok(NewEvent {
+                        occurred_at,
+                        ..event
+                    })
+                })
+                .collect::<Result<Vec<_>, crate::EncodeError>>()
                 .map_err(Error::from)?;
-            match self
+            let appended = self
                 .store
-                .append(&stream, ExpectedVersion::Exact(version), new_events)
-                .await
-            {
+                .append(stream, ExpectedVersion::Exact(folded.version), new_events)
+                .await;
+            match appended {
                 Ok(appended) => {
                     for event in &events {
-                        state.apply(event);
+                        folded.state.apply(event);
                     }
-                    let before = version;
-                    version = appended.version;
-                    let base = snapshot_version
-                        .unwrap_or(0)
-                        .max(snapshot_floor::<A>(before));
-                    self.maybe_snapshot(&stream, &state, version, Some(base))
-                        .await;
-                    self.remember(&stream, &state, version);
+                    let before = folded.version;
+                    folded.version = appended.version;
+                    let due = A::SNAPSHOT.is_some_and(|p| crossed(before, folded.version, p.every));
+                    self.after_fold(stream, &folded, due);
                     return Ok(Executed {
-                        state,
-                        version,
+                        state: folded.state,
+                        version: folded.version,
                         events,
                         position: appended.last_position,
                         attempts,
                     });
                 }
                 Err(Error::Conflict(conflict)) if attempts <= self.retries => {
-                    let theirs = self.catch_up(&stream, &mut state, &mut version).await?;
                     tracing::debug!(%stream, expected = %conflict.expected, actual = conflict.actual, attempts, "conflict, retrying");
-                    if self.policy == ConflictPolicy::CheckConflicts
-                        && !A::conflicts(&events, &theirs)
-                    {
+                    let check = self.policy == ConflictPolicy::CheckConflicts;
+                    let mut theirs = Vec::new();
+                    self.fold_after(stream, &mut folded, check.then_some(&mut theirs))
+                        .await?;
+                    if check && !A::conflicts(&events, &theirs) {
                         kept = Some(events);
                     }
                 }
@@ -431,67 +594,74 @@ where
         }
     }
 
-    /// Folds the events appended after `version` into `state`; returns them
-    /// when the conflict policy needs to compare them with ours.
-    async fn catch_up(
-        &self,
-        stream: &StreamId,
-        state: &mut A,
-        version: &mut u64,
-    ) -> Result<Vec<A::Event>> {
-        let mut theirs = Vec::new();
-        let keep = (self.policy == ConflictPolicy::CheckConflicts).then_some(&mut theirs);
-        self.fold_after(stream, state, version, keep).await?;
-        Ok(theirs)
-    }
-
-    /// Folds the stream from its latest usable snapshot (unless reading back
-    /// in time), one event at a time.
-    async fn fold(
-        &self,
-        stream: &StreamId,
-        up_to: Option<u64>,
-        as_of: Option<Timestamp>,
-    ) -> Result<Folded<A>> {
-        let current = up_to.is_none() && as_of.is_none();
-        if current && let Some((state, version)) = self.cache.as_ref().and_then(|c| c.get(stream)) {
+    /// Folds `stream` up to `target`, starting from the place the plan
+    /// chooses once: the cache, else a usable snapshot, else the first
+    /// event.
+    async fn fold(&self, stream: &StreamId, target: Target) -> Result<Folded<A>> {
+        if let Target::AsOf(at) = target {
+            return self.fold_as_of(stream, at).await;
+        }
+        let end = target.end();
+        if let Some((state, version)) = self.cache.as_ref().and_then(|c| c.get(stream, end)) {
             let mut folded = Folded {
                 state,
                 version,
-                snapshot_version: None,
+                origin: Origin::Cache(version),
             };
-            self.fold_after(stream, &mut folded.state, &mut folded.version, None)
+            self.fold_after_until(stream, &mut folded, end, None)
                 .await?;
-            // Snapshots are taken as the stream crosses their interval.
-            folded.snapshot_version = Some(snapshot_floor::<A>(folded.version));
-            self.remember(stream, &folded.state, folded.version);
             return Ok(folded);
         }
-        let folded = self.fold_uncached(stream, up_to, as_of).await?;
-        if current {
-            self.remember(stream, &folded.state, folded.version);
+        if let Some((state, version)) = self.usable_snapshot(stream, end).await {
+            if let Some(folded) = self.fold_from_snapshot(stream, state, version, end).await? {
+                return Ok(folded);
+            }
+            // The stream does not hold the snapshot's own event (an older
+            // backup of the events was restored): it cannot be trusted.
+            // Replace it: the fold from the first event takes a new one.
+            tracing::warn!(%stream, version, "snapshot is past the end of the stream; replacing it");
+            if let Err(error) = self.store.delete_snapshot(stream).await {
+                tracing::warn!(%stream, %error, "cannot delete the snapshot past the end of the stream");
+            }
         }
+        let mut folded = Folded {
+            state: A::default(),
+            version: 0,
+            origin: Origin::Events,
+        };
+        self.fold_after_until(stream, &mut folded, end, None)
+            .await?;
         Ok(folded)
     }
 
-    fn remember(&self, stream: &StreamId, state: &A, version: u64) {
-        if let Some(cache) = &self.cache {
-            cache.put(stream, state, version);
-        }
-    }
-
-    /// Folds into `state` the events after `version`, keeping them in
+    /// Folds into `folded` the events after its version; keeps them in
     /// `theirs` when given.
     async fn fold_after(
         &self,
         stream: &StreamId,
-        state: &mut A,
-        version: &mut u64,
+        folded: &mut Folded<A>,
+        theirs: Option<&mut Vec<A::Event>>,
+    ) -> Result<()> {
+        self.fold_after_until(stream, folded, None, theirs).await
+    }
+
+    /// Folds into `folded` the events after its version, up to `end`.
+    async fn fold_after_until(
+        &self,
+        stream: &StreamId,
+        folded: &mut Folded<A>,
+        end: Option<u64>,
         mut theirs: Option<&mut Vec<A::Event>>,
     ) -> Result<()> {
-        let range = ReadRange::starting_at(*version + 1);
+        let Some(start) = folded.version.checked_add(1) else {
+            return Ok(());
+        };
+        if end.is_some_and(|end| end < start) {
+            return Ok(());
+        }
+        let (state, version) = (&mut folded.state, &mut folded.version);
         self.store
-            .fold_stream(stream, range, |e| {
+            .fold_stream(stream, ReadRange { start, end }, |e| {
                 let event = apply_next(stream, state, version, &e)?;
                 if let Some(theirs) = theirs.as_deref_mut() {
                     theirs.push(event);
@@ -501,79 +671,68 @@ where
             .await
     }
 
-    /// Folds from the latest usable snapshot (unless reading back in time).
-    async fn fold_uncached(
+    /// Folds from a snapshot at `version`. Its own event is read back first:
+    /// `None` when the stream does not hold it.
+    async fn fold_from_snapshot(
         &self,
         stream: &StreamId,
-        up_to: Option<u64>,
-        as_of: Option<Timestamp>,
-    ) -> Result<Folded<A>> {
-        if as_of.is_none()
-            && let Some(start) = self.usable_snapshot(stream, up_to).await
-        {
-            let version = start.1;
-            if let Some(folded) = self.fold_from(stream, Some(start), up_to, None).await? {
-                return Ok(folded);
-            }
-            tracing::warn!(%stream, version, "snapshot is past the end of the stream; replaying events");
-        }
-        let folded = self.fold_from(stream, None, up_to, as_of).await?;
-        folded.ok_or_else(|| Error::Corrupt {
-            detail: format!("stream `{stream}` cannot be folded"),
-        })
-    }
-
-    /// Folds from `start` (a snapshot's state and version) or from the
-    /// beginning. The snapshot's own event is read back first: a snapshot
-    /// whose event the stream does not hold is not trusted (`Ok(None)`).
-    async fn fold_from(
-        &self,
-        stream: &StreamId,
-        start: Option<(A, u64)>,
-        up_to: Option<u64>,
-        as_of: Option<Timestamp>,
+        state: A,
+        at: u64,
+        end: Option<u64>,
     ) -> Result<Option<Folded<A>>> {
-        let snapshot_version = start.as_ref().map(|(_, v)| *v);
-        let (state, version) = start.unwrap_or_default();
         let mut folded = Folded {
             state,
-            version,
-            snapshot_version,
+            version: at,
+            origin: Origin::Snapshot(at),
         };
-        let range = ReadRange {
-            start: snapshot_version.unwrap_or(1),
-            end: up_to,
-        };
-        // With a snapshot, its own event is read first: when the stream
-        // does not hold it, the snapshot is not trusted.
-        let mut own_event_missing = snapshot_version.is_some();
+        let mut own_event_found = false;
+        let (state, version) = (&mut folded.state, &mut folded.version);
         self.store
-            .fold_stream(stream, range, |e| {
-                if own_event_missing {
-                    if Some(e.version) != snapshot_version {
+            .fold_stream(stream, ReadRange { start: at, end }, |e| {
+                if !own_event_found {
+                    if e.version != at {
                         return Ok(ControlFlow::Break(()));
                     }
-                    own_event_missing = false;
+                    own_event_found = true;
                     return Ok(ControlFlow::Continue(()));
                 }
-                if as_of.is_some_and(|at| e.recorded_at > at) {
-                    check_contiguous(stream, folded.version, e.version)?;
-                    return Ok(ControlFlow::Break(()));
-                }
-                apply_next(stream, &mut folded.state, &mut folded.version, &e)?;
+                apply_next(stream, state, version, &e)?;
                 Ok(ControlFlow::Continue(()))
             })
             .await?;
-        if own_event_missing {
-            return Ok(None);
-        }
-        Ok(Some(folded))
+        Ok(own_event_found.then_some(folded))
+    }
+
+    /// Folds every event that counts as of `at`, in version order: the
+    /// whole stream is read, since a later event may count while an earlier
+    /// one does not.
+    async fn fold_as_of(&self, stream: &StreamId, at: AsOf) -> Result<Folded<A>> {
+        let mut folded = Folded {
+            state: A::default(),
+            version: 0,
+            origin: Origin::Events,
+        };
+        let mut read = 0;
+        let (state, version) = (&mut folded.state, &mut folded.version);
+        self.store
+            .fold_stream(stream, ReadRange::all(), |e| {
+                check_contiguous(stream, read, e.version)?;
+                read = e.version;
+                if at.counts(e.recorded_at, e.occurred_at) {
+                    check_aggregate::<A>(&e)?;
+                    state.apply(&e.decode::<A::Event>()?);
+                    *version = e.version;
+                }
+                Ok(ControlFlow::Continue(()))
+            })
+            .await?;
+        Ok(folded)
     }
 
     /// The stored snapshot when it is of this aggregate, of the current state
-    /// schema version, not past `up_to`, and decodes. Anything else is
+    /// schema version, not past `end`, and decodes. Anything else is
     /// ignored: snapshots never decide an answer.
-    async fn usable_snapshot(&self, stream: &StreamId, up_to: Option<u64>) -> Option<(A, u64)> {
+    async fn usable_snapshot(&self, stream: &StreamId, end: Option<u64>) -> Option<(A, u64)> {
         let policy = A::SNAPSHOT.filter(|_| self.snapshots)?;
         let snapshot = match self.store.load_snapshot(stream).await {
             Ok(snapshot) => snapshot?,
@@ -584,7 +743,7 @@ where
         };
         if snapshot.aggregate_type != A::NAME
             || snapshot.schema_version != policy.version
-            || up_to.is_some_and(|v| snapshot.version > v)
+            || end.is_some_and(|v| snapshot.version > v)
         {
             return None;
         }
@@ -597,41 +756,85 @@ where
         }
     }
 
-    /// Saves a snapshot when the aggregate takes them and `version` is at
-    /// least `every` past the last one. Failures are logged, never returned:
-    /// the events are already safe.
-    async fn maybe_snapshot(&self, stream: &StreamId, state: &A, version: u64, base: Option<u64>) {
-        let Some(policy) = A::SNAPSHOT.filter(|_| self.snapshots) else {
-            return;
-        };
-        if version < base.unwrap_or(0) + policy.every.max(1) {
-            return;
-        }
-        let state = match state.encode_snapshot() {
-            Some(Ok(bytes)) => bytes,
-            Some(Err(error)) => {
-                tracing::warn!(%stream, %error, "cannot encode snapshot");
-                return;
+    /// After a fold to the latest version: queue a snapshot when one is
+    /// `due` (never waited for), and remember the state in the cache.
+    fn after_fold(&self, stream: &StreamId, folded: &Folded<A>, due: bool) {
+        if let Some(policy) = A::SNAPSHOT.filter(|_| self.snapshots && due) {
+            match folded.state.encode_snapshot() {
+                Some(Ok(state)) => self.store.queue_snapshot(Snapshot {
+                    stream_id: stream.clone(),
+                    aggregate_type: A::NAME.to_owned(),
+                    version: folded.version,
+                    schema_version: policy.version,
+                    state,
+                    taken_at: Timestamp::now(),
+                }),
+                Some(Err(error)) => tracing::warn!(%stream, %error, "cannot encode snapshot"),
+                None => {}
             }
-            None => return,
-        };
-        let snapshot = Snapshot {
-            stream_id: stream.clone(),
-            aggregate_type: A::NAME.to_owned(),
-            version,
-            schema_version: policy.version,
-            state,
-            taken_at: Timestamp::now(),
-        };
-        if let Err(error) = self.store.save_snapshot(snapshot).await {
-            tracing::warn!(%stream, %error, "cannot save snapshot");
+        }
+        let unchanged = folded.origin == Origin::Cache(folded.version);
+        if let (Some(cache), false) = (&self.cache, unchanged) {
+            cache.put(stream, &folded.state, folded.version);
         }
     }
 }
 
-/// The last multiple of the snapshot interval at or below `version`.
-fn snapshot_floor<A: Aggregate>(version: u64) -> u64 {
-    A::SNAPSHOT.map_or(0, |p| version - version % p.every.max(1))
+/// A command on one aggregate, with what to record with its events: made by
+/// [`Repository::command`], run by [`Command::execute`].
+#[must_use = "a command does nothing until `execute` is awaited"]
+pub struct Command<'r, A, S> {
+    repository: &'r Repository<A, S>,
+    stream: Result<StreamId>,
+    metadata: Metadata,
+    occurred_at: Option<Timestamp>,
+}
+
+impl<A, S> fmt::Debug for Command<'_, A, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("aggregate", &std::any::type_name::<A>())
+            .field("stream", &self.stream)
+            .field("metadata", &self.metadata)
+            .field("occurred_at", &self.occurred_at)
+            .finish()
+    }
+}
+
+impl<A, S> Command<'_, A, S>
+where
+    A: Aggregate,
+    S: EventStore + SnapshotStore,
+{
+    /// Records `metadata` (who, why, correlation) with every new event.
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Records that the new events happened at `occurred_at` in the
+    /// business's world (an import, a fact reported late); the store still
+    /// records when it wrote them.
+    pub fn occurred_at(mut self, occurred_at: Timestamp) -> Self {
+        self.occurred_at = Some(occurred_at);
+        self
+    }
+
+    /// Loads, decides, appends: see [`Repository::execute`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::execute`].
+    pub async fn execute<F, D>(self, decide: F) -> Result<Executed<A>, ExecuteError<D::Error>>
+    where
+        F: FnMut(&A) -> D,
+        D: IntoEvents<A>,
+    {
+        let stream = self.stream?;
+        self.repository
+            .run(&stream, &self.metadata, self.occurred_at, decide)
+            .await
+    }
 }
 
 /// Checks that `e` is the next event of a stream of this aggregate, decodes
@@ -665,7 +868,7 @@ fn check_aggregate<A: Aggregate>(event: &EventRef<'_>) -> Result<()> {
 }
 
 fn check_contiguous(stream: &StreamId, previous: u64, version: u64) -> Result<()> {
-    if version == previous + 1 {
+    if previous.checked_add(1) == Some(version) {
         Ok(())
     } else {
         Err(Error::Corrupt {

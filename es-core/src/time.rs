@@ -1,11 +1,12 @@
-//! Recorded-at times.
+//! Times: when a store recorded an event, when it happened, and which of
+//! the two a look back in time asks about.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A point in time in UTC, with microsecond precision: when a store recorded
-/// an event or took a snapshot.
+/// an event or took a snapshot, or when an event happened.
 ///
 /// Displayed and parsed as RFC 3339 (`2026-11-23T18:10:06.123456Z`); times
 /// outside 1970..=9999 as `@<microseconds>us`.
@@ -109,5 +110,50 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Which time a look back in time ([`Repository::load_as_of`](crate::Repository::load_as_of))
+/// asks about.
+///
+/// Every event carries two: when the store **recorded** it (the audit time,
+/// set by the store's clock) and when it **occurred** in the business's
+/// world (set by the caller for imports and facts reported late; otherwise
+/// the recorded time). An event counts as of `t` when its time is at or
+/// before `t`, whatever the events around it say: neither clock is assumed
+/// to move only forward (a clock stepped back, a back-dated import).
+///
+/// A bare [`Timestamp`] converts to `AsOf::Recorded`.
+///
+/// ```
+/// use es_core::{AsOf, Timestamp};
+///
+/// let t = Timestamp::from_unix_micros(1_000);
+/// assert_eq!(AsOf::from(t), AsOf::Recorded(t));
+/// assert!(AsOf::Occurred(t).counts(Timestamp::from_unix_micros(5), Timestamp::from_unix_micros(999)));
+/// assert!(!AsOf::Recorded(t).counts(Timestamp::from_unix_micros(1_001), Timestamp::from_unix_micros(0)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AsOf {
+    /// What the store had recorded by this time: what the system knew.
+    Recorded(Timestamp),
+    /// What had happened by this time, as far as the store knows now.
+    Occurred(Timestamp),
+}
+
+impl AsOf {
+    /// Whether an event recorded at `recorded_at` that occurred at
+    /// `occurred_at` counts as of this time.
+    pub fn counts(self, recorded_at: Timestamp, occurred_at: Timestamp) -> bool {
+        match self {
+            AsOf::Recorded(t) => recorded_at <= t,
+            AsOf::Occurred(t) => occurred_at <= t,
+        }
+    }
+}
+
+impl From<Timestamp> for AsOf {
+    fn from(t: Timestamp) -> Self {
+        AsOf::Recorded(t)
     }
 }

@@ -10,7 +10,9 @@
 use std::collections::HashSet;
 
 use es_core::codec;
+use es_core::name::NameError;
 use es_core::prelude::*;
+use es_core::store::backend::check_append;
 use es_core::{
     DecodeError, Error, Limits, MAX_STREAM_ID_LEN, NewEvent, StreamIdError, StreamWrite,
     TimestampError, Uuid,
@@ -115,18 +117,17 @@ fn any_text() -> impl Strategy<Value = String> {
     ]
 }
 
-/// Arbitrary bytes, or bytes that are almost JSON.
-fn any_payload() -> impl Strategy<Value = Vec<u8>> {
+/// Arbitrary text (payloads are text: see `Payload`), or text that is almost JSON.
+fn any_payload() -> impl Strategy<Value = String> {
     prop_oneof![
-        proptest::collection::vec(any::<u8>(), 0..64),
-        r#"\{("[a-z$]{0,8}": ?("[^"\\]{0,8}"|-?[0-9]{1,4}|true|false|null|\[\]|\{\}),? ?){0,4}\}"#
-            .prop_map(String::into_bytes),
-        r#"\{"sku": ?"[a-z]{0,4}"(, ?"qty": ?-?[0-9]{1,12})?(, ?"note": ?(null|"x"|1))?\}"#
-            .prop_map(String::into_bytes),
-        r#"\{"data": ?.{0,12}\}"#.prop_map(String::into_bytes),
-        r#"\{"email": ?("[a-z@.]{0,8}"|\{"\$forgotten": ?(true|false|1)\})\}"#
-            .prop_map(String::into_bytes),
-        Just(b"null".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+        any::<String>(),
+        r#"\{("[a-z$]{0,8}": ?("[^"\\]{0,8}"|-?[0-9]{1,4}|true|false|null|\[\]|\{\}),? ?){0,4}\}"#,
+        r#"\{"sku": ?"[a-z]{0,4}"(, ?"qty": ?-?[0-9]{1,12})?(, ?"note": ?(null|"x"|1))?\}"#,
+        r#"\{"data": ?.{0,12}\}"#,
+        r#"\{"email": ?("[a-z@.]{0,8}"|\{"\$forgotten": ?(true|false|1)\})\}"#,
+        Just("null".to_owned()),
     ]
 }
 
@@ -179,7 +180,7 @@ proptest! {
 
     #[test]
     fn t14_stream_id_from_arbitrary_json(bytes in any_payload()) {
-        if let Ok(id) = serde_json::from_slice::<StreamId>(&bytes) {
+        if let Ok(id) = serde_json::from_str::<StreamId>(&bytes) {
             prop_assert_eq!(expected_stream_id(id.as_str()), Ok(()));
         }
     }
@@ -189,7 +190,7 @@ proptest! {
 // Metadata.
 // ---------------------------------------------------------------------------
 
-fn metadata_json() -> impl Strategy<Value = Vec<u8>> {
+fn metadata_json() -> impl Strategy<Value = String> {
     let key = prop_oneof![
         Just("actor"),
         Just("command"),
@@ -216,7 +217,7 @@ fn metadata_json() -> impl Strategy<Value = Vec<u8>> {
             .into_iter()
             .map(|(k, v)| format!("\"{k}\": {v}"))
             .collect();
-        format!("{{{}}}", body.join(", ")).into_bytes()
+        format!("{{{}}}", body.join(", "))
     })
 }
 
@@ -230,7 +231,7 @@ proptest! {
                     None => prop_assert!(meta.is_empty()),
                     Some(json) => {
                         let again = Metadata::from_json(&json);
-                        prop_assert!(again.is_ok(), "{:?} from {:?}", again, String::from_utf8_lossy(&json));
+                        prop_assert!(again.is_ok(), "{:?} from {:?}", again, json);
                         prop_assert_eq!(again.unwrap(), meta);
                     }
                 }
@@ -324,14 +325,14 @@ fn t14_timestamp_after_year_9999_does_not_panic() {
 proptest! {
     #[test]
     fn t14_personal_from_arbitrary_json(bytes in any_payload()) {
-        let decoded = serde_json::from_slice::<Personal<String>>(&bytes);
-        if let Ok(s) = serde_json::from_slice::<String>(&bytes) {
+        let decoded = serde_json::from_str::<Personal<String>>(&bytes);
+        if let Ok(s) = serde_json::from_str::<String>(&bytes) {
             prop_assert_eq!(decoded.as_ref().ok(), Some(&Personal::Known(s)));
         }
         match decoded {
             Ok(Personal::Known(_)) => {}
             Ok(Personal::Forgotten) => {
-                let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                let value: serde_json::Value = serde_json::from_str(&bytes).unwrap();
                 prop_assert_eq!(&value["$forgotten"], &serde_json::Value::Bool(true));
             }
             Err(error) => prop_assert!(!error.to_string().is_empty()),
@@ -364,10 +365,10 @@ fn a_forgotten_marker_must_be_true() {
 // ---------------------------------------------------------------------------
 
 /// Checks `Placed::decode(version, payload)` against the chain v1 -> v2 -> v4.
-fn check_placed(version: u32, payload: &[u8]) -> Result<(), TestCaseError> {
+fn check_placed(version: u32, payload: &str) -> Result<(), TestCaseError> {
     let decoded = Placed::decode(version, payload);
     match version {
-        1 => match serde_json::from_slice::<PlacedV1>(payload) {
+        1 => match serde_json::from_str::<PlacedV1>(payload) {
             Ok(v1) => prop_assert_eq!(decoded.unwrap(), Placed::from(PlacedV2::from(v1))),
             Err(_) => prop_assert!(
                 matches!(
@@ -382,7 +383,7 @@ fn check_placed(version: u32, payload: &[u8]) -> Result<(), TestCaseError> {
                 decoded
             ),
         },
-        2 => match serde_json::from_slice::<PlacedV2>(payload) {
+        2 => match serde_json::from_str::<PlacedV2>(payload) {
             Ok(v2) => prop_assert_eq!(decoded.unwrap(), Placed::from(v2)),
             Err(_) => prop_assert!(
                 matches!(
@@ -397,7 +398,7 @@ fn check_placed(version: u32, payload: &[u8]) -> Result<(), TestCaseError> {
                 decoded
             ),
         },
-        4 => match serde_json::from_slice::<Placed>(payload) {
+        4 => match serde_json::from_str::<Placed>(payload) {
             Ok(v4) => prop_assert_eq!(decoded.unwrap(), v4),
             Err(_) => prop_assert!(
                 matches!(
@@ -455,7 +456,7 @@ proptest! {
                     prop_assert_eq!(event.version(), 1);
                     // What decodes encodes, and decodes to the same event again.
                     let bytes = event.encode().unwrap();
-                    prop_assert_eq!(DepotEvent::decode(&name, 1, &bytes).unwrap(), event);
+                    prop_assert_eq!(DepotEvent::decode(&name, 1, bytes.as_str()).unwrap(), event);
                 }
                 (1, Err(error)) => prop_assert!(matches!(error, DecodeError::Payload { version: 1, .. }), "{:?}", error),
                 (0, Err(error)) => prop_assert!(matches!(error, DecodeError::UnknownVersion { version: 0, .. }), "{:?}", error),
@@ -478,7 +479,7 @@ proptest! {
 
     #[test]
     fn t14_snapshot_decode(bytes in any_payload()) {
-        match codec::decode_snapshot::<Depot>(&bytes) {
+        match codec::decode_snapshot::<Depot>(bytes.as_bytes()) {
             Ok(depot) => {
                 let again = codec::encode_snapshot(&depot).unwrap();
                 let twice = codec::decode_snapshot::<Depot>(&again).unwrap();
@@ -521,10 +522,11 @@ fn new_event() -> impl Strategy<Value = NewEvent> {
         name_text(),
         any::<u32>(),
         prop_oneof![
-            proptest::collection::vec(any::<u8>(), 0..80),
-            "[a-z\"{}:,é]{0,80}".prop_map(String::into_bytes),
-            Just(vec![b'x'; 1 << 20]),
-            Just(vec![b'x'; (1 << 20) + 1]),
+            proptest::collection::vec(any::<u8>(), 0..80)
+                .prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            "[a-z\"{}:,é]{0,80}",
+            Just("x".repeat(1 << 20)),
+            Just("x".repeat((1 << 20) + 1)),
         ],
         prop_oneof![
             Just(Metadata::new()),
@@ -538,7 +540,8 @@ fn new_event() -> impl Strategy<Value = NewEvent> {
                 aggregate_type: aggregate.into(),
                 name: name.into(),
                 schema_version: version,
-                payload,
+                payload: payload.into(),
+                occurred_at: None,
                 metadata,
             },
         )
@@ -566,12 +569,12 @@ fn small_limits() -> Limits {
         max_metadata_bytes: 64,
         max_events_per_append: 6,
         max_append_bytes: 200,
-        max_name_bytes: 16,
     }
 }
 
-/// Every rule the writes break, as the error `Limits::check` would give:
-/// `Err(Limit { what })` or `Err(InvalidEvent { reason })`.
+/// Every rule the writes break, as the error `check_append` would give:
+/// `Err(Limit { what })`, `Err(InvalidEvent { reason })` or
+/// `Err(InvalidName { reason })` (as its text).
 fn broken_rules(limits: &Limits, writes: &[StreamWrite]) -> HashSet<&'static str> {
     let mut broken = HashSet::new();
     let events: Vec<&NewEvent> = writes.iter().flat_map(|w| &w.events).collect();
@@ -590,12 +593,17 @@ fn broken_rules(limits: &Limits, writes: &[StreamWrite]) -> HashSet<&'static str
     for write in writes {
         for event in &write.events {
             for name in [&event.name, &event.aggregate_type] {
+                // The name rule restated: ASCII letters, digits, `-`, `_`
+                // and `.`, starting with a letter, at most 128 bytes.
+                let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
                 if name.is_empty() {
-                    broken.insert("name is empty");
-                } else if name.len() > limits.max_name_bytes {
-                    broken.insert("name is longer than the limit");
-                } else if name.chars().any(char::is_control) {
-                    broken.insert("name contains a control character");
+                    broken.insert("empty");
+                } else if name.len() > 128 {
+                    broken.insert("too long");
+                } else if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+                    broken.insert("bad start");
+                } else if !name.chars().all(allowed) {
+                    broken.insert("bad character");
                 }
             }
             if event.aggregate_type != write.events[0].aggregate_type {
@@ -603,9 +611,6 @@ fn broken_rules(limits: &Limits, writes: &[StreamWrite]) -> HashSet<&'static str
             }
             if event.payload.len() > limits.max_payload_bytes {
                 broken.insert("event payload bytes");
-            }
-            if std::str::from_utf8(&event.payload).is_err() {
-                broken.insert("payload is not UTF-8 text");
             }
             let meta = event.metadata.to_json().map_or(0, |m| m.len());
             if meta > limits.max_metadata_bytes {
@@ -622,8 +627,15 @@ fn broken_rules(limits: &Limits, writes: &[StreamWrite]) -> HashSet<&'static str
 
 fn check_limits(limits: &Limits, writes: &[StreamWrite]) -> Result<(), TestCaseError> {
     let broken = broken_rules(limits, writes);
-    match limits.check(writes) {
-        Ok(()) => prop_assert!(broken.is_empty(), "accepted, but breaks {:?}", broken),
+    match check_append(limits, writes.to_vec()) {
+        Ok(checked) => {
+            prop_assert!(broken.is_empty(), "accepted, but breaks {:?}", broken);
+            // The metadata is serialized once, in its stored form.
+            for (write, stored) in writes.iter().zip(&checked.metadata) {
+                let expected: Vec<_> = write.events.iter().map(|e| e.metadata.to_json()).collect();
+                prop_assert_eq!(&expected, stored);
+            }
+        }
         Err(Error::Limit(limit)) => {
             prop_assert!(
                 broken.contains(limit.what),
@@ -635,6 +647,15 @@ fn check_limits(limits: &Limits, writes: &[StreamWrite]) -> Result<(), TestCaseE
         }
         Err(Error::InvalidEvent { reason, .. }) => {
             prop_assert!(broken.contains(reason), "{:?} not in {:?}", reason, broken);
+        }
+        Err(Error::InvalidName { reason, .. }) => {
+            let rule = match reason {
+                NameError::Empty => "empty",
+                NameError::TooLong { .. } => "too long",
+                NameError::InvalidStart => "bad start",
+                _ => "bad character",
+            };
+            prop_assert!(broken.contains(rule), "{:?} not in {:?}", reason, broken);
         }
         Err(other) => prop_assert!(false, "unexpected error kind {:?}", other),
     }
@@ -659,22 +680,22 @@ fn limits_at_the_limit_and_one_over() {
         vec![StreamWrite::new(
             stream.clone(),
             ExpectedVersion::Any,
-            vec![NewEvent::new("t", "n".repeat(name), 1, vec![b'x'; payload])],
+            vec![NewEvent::new("t", "n".repeat(name), 1, "x".repeat(payload))],
         )]
     };
-    assert!(limits.check(&write(64, 16)).is_ok());
+    assert!(check_append(&limits, write(64, 128)).is_ok());
     assert!(matches!(
-        limits.check(&write(65, 16)),
+        check_append(&limits, write(65, 16)),
         Err(Error::Limit(l)) if (l.what, l.size, l.limit) == ("event payload bytes", 65, 64)
     ));
     assert!(matches!(
-        limits.check(&write(64, 17)),
-        Err(Error::InvalidEvent {
-            reason: "name is longer than the limit",
+        check_append(&limits, write(64, 129)),
+        Err(Error::InvalidName {
+            reason: NameError::TooLong { len: 129 },
             ..
         })
     ));
-    assert!(Limits::default().check(&[]).is_ok());
+    assert!(check_append(&Limits::default(), vec![]).is_ok());
 }
 
 // ---------------------------------------------------------------------------
@@ -696,7 +717,7 @@ fn t14_deeply_nested_json_is_an_error_not_a_stack_overflow() {
     for deep in [nested_arrays(10_000), nested_objects(10_000)] {
         let payload = format!(r#"{{"data":{deep}}}"#);
         assert!(matches!(
-            Blob::decode(1, payload.as_bytes()),
+            Blob::decode(1, &payload),
             Err(DecodeError::Payload {
                 name: "blob",
                 version: 1,
@@ -704,11 +725,11 @@ fn t14_deeply_nested_json_is_an_error_not_a_stack_overflow() {
             })
         ));
         assert!(matches!(
-            DepotEvent::decode("blob", 1, payload.as_bytes()),
+            DepotEvent::decode("blob", 1, &payload),
             Err(DecodeError::Payload { name: "blob", .. })
         ));
         assert!(matches!(
-            DepotEvent::decode("placed", 1, deep.as_bytes()),
+            DepotEvent::decode("placed", 1, &deep),
             Err(DecodeError::Payload {
                 name: "placed",
                 version: 1,
@@ -716,7 +737,7 @@ fn t14_deeply_nested_json_is_an_error_not_a_stack_overflow() {
             })
         ));
         let contact = format!(r#"{{"email":{deep}}}"#);
-        assert!(DepotEvent::decode("contact", 1, contact.as_bytes()).is_err());
+        assert!(DepotEvent::decode("contact", 1, &contact).is_err());
         assert!(serde_json::from_str::<Personal<serde_json::Value>>(&deep).is_err());
         let meta = format!(r#"{{"extra":{{"k":{deep}}}}}"#);
         assert!(Metadata::from_json(meta.as_bytes()).is_err());
@@ -734,11 +755,8 @@ fn t14_deeply_nested_json_is_an_error_not_a_stack_overflow() {
 #[test]
 fn moderately_nested_json_still_decodes() {
     let payload = format!(r#"{{"data":{}}}"#, nested_arrays(100));
-    let blob = Blob::decode(1, payload.as_bytes()).unwrap();
+    let blob = Blob::decode(1, &payload).unwrap();
     assert!(blob.data.is_array());
     let payload = format!(r#"{{"data":{}}}"#, nested_arrays(129));
-    assert!(
-        Blob::decode(1, payload.as_bytes()).is_err(),
-        "depth 129 is rejected"
-    );
+    assert!(Blob::decode(1, &payload).is_err(), "depth 129 is rejected");
 }

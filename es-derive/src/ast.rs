@@ -14,6 +14,8 @@ pub(crate) struct EventInput<'a> {
     pub(crate) ident: &'a Ident,
     /// The stable name (given or the kebab-case of the type).
     pub(crate) name: String,
+    /// Where the name comes from: the `name = "..."` literal, or the type.
+    pub(crate) name_span: Span,
     pub(crate) version: u32,
     pub(crate) upcast_from: Option<Path>,
     pub(crate) krate: Path,
@@ -24,12 +26,16 @@ pub(crate) struct AggregateInput<'a> {
     pub(crate) ident: &'a Ident,
     pub(crate) vis: &'a Visibility,
     pub(crate) name: String,
+    /// Where the name comes from: the `name = "..."` literal, or the type.
+    pub(crate) name_span: Span,
     /// The generated enum's name: `<Type>Event`.
     pub(crate) enum_ident: Ident,
     pub(crate) events: Vec<EventRef>,
     /// The `events` key, where checks over the whole list are reported.
     pub(crate) events_span: Span,
     pub(crate) snapshot: Option<Snapshot>,
+    /// `conflicts = path`: the function deciding whether events conflict.
+    pub(crate) conflicts: Option<Path>,
     pub(crate) krate: Path,
 }
 
@@ -54,12 +60,9 @@ impl<'a> EventInput<'a> {
     pub(crate) fn from_syn(cx: &Ctxt, input: &'a DeriveInput) -> EventInput<'a> {
         let attrs = EventAttrs::from_attrs(cx, &input.attrs);
         validate::event_shape(cx, input);
-        let name = match attrs.name.spanned() {
-            Some((span, name)) => {
-                validate::name(cx, span, "event", name);
-                name.clone()
-            }
-            None => kebab_case(&input.ident.to_string()),
+        let (name, name_span) = match attrs.name.spanned() {
+            Some((span, name)) => (name.clone(), span),
+            None => (kebab_case(&input.ident.to_string()), input.ident.span()),
         };
         let version = match attrs.version.spanned() {
             Some((span, &version)) => {
@@ -74,6 +77,7 @@ impl<'a> EventInput<'a> {
         EventInput {
             ident: &input.ident,
             name,
+            name_span,
             version,
             upcast_from: attrs.upcast_from.get().cloned(),
             krate: attrs.krate.get().cloned().unwrap_or_else(default_krate),
@@ -85,12 +89,9 @@ impl<'a> AggregateInput<'a> {
     pub(crate) fn from_syn(cx: &Ctxt, input: &'a DeriveInput) -> AggregateInput<'a> {
         let attrs = AggregateAttrs::from_attrs(cx, &input.attrs);
         validate::aggregate_shape(cx, input);
-        let name = match attrs.name.spanned() {
-            Some((span, name)) => {
-                validate::name(cx, span, "aggregate", name);
-                name.clone()
-            }
-            None => kebab_case(&input.ident.to_string()),
+        let (name, name_span) = match attrs.name.spanned() {
+            Some((span, name)) => (name.clone(), span),
+            None => (kebab_case(&input.ident.to_string()), input.ident.span()),
         };
         let events: Vec<EventRef> = if let Some(paths) = attrs.events.get() {
             paths
@@ -146,12 +147,14 @@ impl<'a> AggregateInput<'a> {
             vis: &input.vis,
             enum_ident: Ident::new(&format!("{}Event", input.ident), Span::call_site()),
             name,
+            name_span,
             events_span: attrs
                 .events
                 .spanned()
                 .map_or_else(|| input.ident.span(), |(span, _)| span),
             events,
             snapshot,
+            conflicts: attrs.conflicts.get().cloned(),
             krate: attrs.krate.get().cloned().unwrap_or_else(default_krate),
         }
     }

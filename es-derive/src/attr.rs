@@ -11,7 +11,7 @@ use syn::{Attribute, LitInt, LitStr, Path, Token};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, CRATE, EVENT, EVENTS, EVERY, NAME, SNAPSHOT, Symbol, UPCAST_FROM, VERSION,
+    AGGREGATE, CONFLICTS, CRATE, EVENT, EVENTS, EVERY, NAME, SNAPSHOT, Symbol, UPCAST_FROM, VERSION,
 };
 
 /// A value given at most once, remembering where.
@@ -57,11 +57,13 @@ pub(crate) struct EventAttrs {
     pub(crate) krate: Attr<Path>,
 }
 
-/// `#[aggregate(name = "...", events(...), snapshot(every = N, version = V), crate = "...")]`.
+/// `#[aggregate(name = "...", events(...), snapshot(every = N, version = V),
+/// conflicts = path, crate = "...")]`.
 pub(crate) struct AggregateAttrs {
     pub(crate) name: Attr<String>,
     pub(crate) events: Attr<Vec<Path>>,
     pub(crate) snapshot: Attr<SnapshotAttrs>,
+    pub(crate) conflicts: Attr<Path>,
     pub(crate) krate: Attr<Path>,
     /// The first `#[aggregate]` attribute, for errors about missing keys.
     pub(crate) first_attr: Option<Span>,
@@ -122,6 +124,7 @@ impl AggregateAttrs {
             name: Attr::new("aggregate", NAME),
             events: Attr::new("aggregate", EVENTS),
             snapshot: Attr::new("aggregate", SNAPSHOT),
+            conflicts: Attr::new("aggregate", CONFLICTS),
             krate: Attr::new("aggregate", CRATE),
             first_attr: None,
             events_written: false,
@@ -141,12 +144,25 @@ impl AggregateAttrs {
                 } else if meta.path == SNAPSHOT {
                     let snapshot = snapshot_attrs(cx, &meta)?;
                     out.snapshot.set(cx, span, snapshot);
+                } else if meta.path == CONFLICTS {
+                    let path: Path = meta.value()?.parse().map_err(|e| {
+                        syn::Error::new(
+                            e.span(),
+                            "expected a function path: `conflicts = Self::conflicts_with`",
+                        )
+                    })?;
+                    out.conflicts.set(cx, span, path);
                 } else if meta.path == CRATE {
                     if let Some(path) = crate_path(cx, &meta)? {
                         out.krate.set(cx, span, path);
                     }
                 } else {
-                    unknown(cx, &meta, "aggregate", &[NAME, EVENTS, SNAPSHOT, CRATE])?;
+                    unknown(
+                        cx,
+                        &meta,
+                        "aggregate",
+                        &[NAME, EVENTS, SNAPSHOT, CONFLICTS, CRATE],
+                    )?;
                 }
                 Ok(())
             });

@@ -17,6 +17,7 @@ pub(crate) const CRATE: Symbol = Symbol("crate");
 pub(crate) const EVENTS: Symbol = Symbol("events");
 pub(crate) const SNAPSHOT: Symbol = Symbol("snapshot");
 pub(crate) const EVERY: Symbol = Symbol("every");
+pub(crate) const CONFLICTS: Symbol = Symbol("conflicts");
 
 impl PartialEq<Symbol> for Ident {
     fn eq(&self, word: &Symbol) -> bool {

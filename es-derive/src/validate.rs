@@ -7,9 +7,6 @@ use syn::{Data, DeriveInput};
 use crate::ast::EventRef;
 use crate::ctxt::Ctxt;
 
-/// Longest name accepted; the stores refuse longer names at run time.
-const MAX_NAME_LEN: usize = 128;
-
 /// An event is one struct: one fact, one stable name. An enum would give one
 /// name to several facts, and generics would give one name to several
 /// payload types, so neither could be decoded back unambiguously.
@@ -47,33 +44,9 @@ fn no_generics(cx: &Ctxt, input: &DeriveInput, derive: &str) {
     }
 }
 
-/// Names are stored forever and used in stream names and SQL rows: keep them
-/// to ASCII letters, digits, `-`, `_` and `.`, starting with a letter.
-pub(crate) fn name(cx: &Ctxt, span: Span, what: &str, name: &str) {
-    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
-    let rest_ok = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if name.is_empty() {
-        cx.syn_error(syn::Error::new(
-            span,
-            format!("{what} name is empty: write a name like `ticket-opened`"),
-        ));
-    } else if !first_ok || !rest_ok {
-        cx.syn_error(syn::Error::new(
-            span,
-            format!("{what} name `{name}` has invalid characters: use ASCII letters, digits, `-`, `_` and `.`, starting with a letter, e.g. `ticket-opened`"),
-        ));
-    } else if name.len() > MAX_NAME_LEN {
-        cx.syn_error(syn::Error::new(
-            span,
-            format!(
-                "{what} name is {} bytes long; the limit is {MAX_NAME_LEN}",
-                name.len()
-            ),
-        ));
-    }
-}
+// Names are checked by es-core's own rule (`es_core::name`) at compile time:
+// the expansion asserts it in a constant, so the macro and the stores share
+// one rule.
 
 /// Schema versions count from 1, so 0 never appears in a store.
 pub(crate) fn version(cx: &Ctxt, span: Span, version: u32) {

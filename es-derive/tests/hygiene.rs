@@ -100,7 +100,7 @@ fn derives_compile_and_work_with_shadowed_names() {
         title: "t".into(),
     }));
     assert!(shadow.open);
-    let closed = domain::ShadowEvent::decode("shadow-closed", 1, b"null").expect("upcasts");
+    let closed = domain::ShadowEvent::decode("shadow-closed", 1, "null").expect("upcasts");
     shadow.apply(&closed);
     assert!(!shadow.open);
     assert_eq!(NotesEvent::EVENTS.len(), 1);

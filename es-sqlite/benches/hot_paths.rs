@@ -60,7 +60,7 @@ fn codec(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("encode", |b| b.iter(|| event.encode().expect("encodes")));
     group.bench_function("decode", |b| {
-        b.iter(|| TicketEvent::decode("message-added", 1, &payload).expect("decodes"));
+        b.iter(|| TicketEvent::decode("message-added", 1, payload.as_str()).expect("decodes"));
     });
     group.finish();
 }

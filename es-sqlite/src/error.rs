@@ -127,3 +127,15 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> Error {
         detail: what.to_string(),
     }
 }
+
+/// `n` as SQLite stores integers; a number past `i64::MAX` (which no version
+/// or position can reach) is an input over the limit.
+pub(crate) fn stored_integer(what: &'static str, n: u64) -> Result<i64, Error> {
+    i64::try_from(n).map_err(|_| {
+        Error::Limit(es_core::LimitError {
+            what,
+            size: usize::try_from(n).unwrap_or(usize::MAX),
+            limit: usize::try_from(i64::MAX).unwrap_or(usize::MAX),
+        })
+    })
+}

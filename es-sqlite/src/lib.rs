@@ -48,12 +48,16 @@
 //! version; a lock held by another process is waited for up to the busy
 //! timeout, then reported as `Error::Busy`. Not for network file systems.
 
+mod append;
+mod checkpoints;
 mod checksum;
 mod error;
+mod events;
 mod options;
 mod pool;
 mod reader;
 mod schema;
+mod snapshots;
 mod store;
 mod stream;
 mod writer;
@@ -61,6 +65,7 @@ mod writer;
 pub use error::OpenError;
 pub use options::{Durability, SqliteOptions};
 pub use store::SqliteStore;
+pub use writer::WriterPanic;
 
 /// The schema version this build reads and writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;

@@ -47,4 +47,15 @@ impl Pool {
         }
         result
     }
+
+    /// Closes the idle connections (the store is closing: nothing reads any
+    /// more).
+    pub(crate) fn close(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        for conn in idle {
+            if let Err((_, error)) = conn.close() {
+                tracing::warn!(%error, "cannot close a read connection");
+            }
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags, config::DbConfig};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, config::DbConfig};
 
 use crate::error::OpenError;
 use crate::options::{Durability, SqliteOptions};
@@ -11,10 +11,15 @@ use crate::options::{Durability, SqliteOptions};
 pub(crate) const APPLICATION_ID: i64 = 0x6573_5351;
 
 /// The schema version this code writes and reads (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
-/// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("sql/0001_init.sql")];
+/// Migration `i` takes the schema from version `i` to `i + 1`. Released
+/// migrations are never edited: files of every older schema must keep
+/// opening (`tests/fixtures/`).
+const MIGRATIONS: &[&str] = &[
+    include_str!("sql/0001_init.sql"),
+    include_str!("sql/0002_lean_log.sql"),
+];
 
 /// What a connection is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -134,7 +139,21 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
     if app == APPLICATION_ID && version == SCHEMA_VERSION {
         return Ok(());
     }
-    // Another process may be migrating too: decide again under the write lock.
+    // Rebuilding a table (migration 2) drops a table other tables refer to:
+    // foreign keys are off while migrating (they cannot change inside a
+    // transaction), checked before the commit, and on again after.
+    conn.pragma_update(None, "foreign_keys", false)
+        .map_err(sqlite)?;
+    let migrated = migrate_locked(conn, path);
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(sqlite)?;
+    migrated
+}
+
+/// The migrations, in one `IMMEDIATE` transaction: another process may be
+/// migrating too, so the version is read again under the write lock.
+fn migrate_locked(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
+    let sqlite = |e| OpenError::sqlite(path, e);
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(sqlite)?;
@@ -143,6 +162,16 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
     let from = usize::try_from(version).unwrap_or(usize::MAX);
     for migration in MIGRATIONS.iter().skip(from) {
         tx.execute_batch(migration).map_err(sqlite)?;
+    }
+    let dangling: Option<String> = tx
+        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+        .optional()
+        .map_err(sqlite)?;
+    if let Some(table) = dangling {
+        return Err(OpenError::Corrupt {
+            path: path.to_path_buf(),
+            detail: format!("a row of `{table}` refers to a row that does not exist"),
+        });
     }
     tx.pragma_update(None, "application_id", APPLICATION_ID)
         .map_err(sqlite)?;

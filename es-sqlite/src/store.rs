@@ -8,26 +8,33 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
-use es_core::store::watch::{Notifier, Watch};
+use es_core::store::backend::{Notifier, check_append, stream_of};
 use es_core::{
     AppendResult, CheckpointStore, Error, EventRef, EventStore, EventStream, Limits, ReadRange,
-    Result, Snapshot, SnapshotStore, StreamId, StreamWrite,
+    Result, Snapshot, SnapshotStore, StreamId, StreamWrite, Watch,
 };
 
 use crate::error::OpenError;
+use crate::events;
 use crate::options::SqliteOptions;
 use crate::pool::Pool;
 use crate::reader::{self, ReadJob};
 use crate::schema::{self, Role};
 use crate::stream::{PagedStream, Source};
-use crate::writer::{self, WriteJob};
+use crate::writer::{self, Job, Outcome, Work};
+use crate::{checkpoints, snapshots};
 
 /// The embedded SQLite event store: one file, no server.
 ///
 /// Cloning is cheap; clones share the threads and connections. The store
 /// owns one writer thread (group commit) and a few reader threads; its
 /// futures complete on any executor, or on none through
-/// [`es_core::blocking`].
+/// [`es_core::blocking`]. See the crate docs for which thread runs what.
+///
+/// When the last clone (and the last stream read from it) is dropped, the
+/// store closes cleanly: queued writes are committed, the readers close,
+/// and the writer moves the write-ahead log into the database file, so the
+/// `.db` file alone is then a complete copy.
 ///
 /// ```
 /// use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
@@ -35,7 +42,7 @@ use crate::writer::{self, WriteJob};
 ///
 /// let store = SqliteStore::open_temporary()?;
 /// let stream = StreamId::new("ticket-1")?;
-/// let opened = NewEvent::new("ticket", "ticket-opened", 1, br#"{"title":"printer"}"#.to_vec());
+/// let opened = NewEvent::new("ticket", "ticket-opened", 1, r#"{"title":"printer"}"#);
 /// let done = es_core::blocking::block_on(store.append(&stream, ExpectedVersion::NoStream, vec![opened]))?;
 /// assert_eq!(done.version, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -46,10 +53,11 @@ pub struct SqliteStore {
 }
 
 struct Inner {
-    writer: Option<flume::Sender<WriteJob>>,
+    writer: Option<flume::Sender<Job>>,
     readers: Option<flume::Sender<ReadJob>>,
-    pool: Arc<Pool>,
+    pool: Pool,
     writer_thread: Mutex<Option<JoinHandle<()>>>,
+    reader_threads: Mutex<Vec<JoinHandle<()>>>,
     notifier: Notifier,
     limits: Limits,
     page_size: usize,
@@ -59,11 +67,24 @@ struct Inner {
 }
 
 impl Drop for Inner {
+    /// Closes in order: the readers first (nothing reads any more: every
+    /// stream holds a clone of the store), then the writer, which commits
+    /// what is queued and, as the last connection, checkpoints the log.
     fn drop(&mut self) {
-        // Closing the queues ends the threads; wait for the writer so that
-        // every accepted request is committed before the store is gone.
-        self.writer = None;
         self.readers = None;
+        let readers = std::mem::take(
+            &mut *self
+                .reader_threads
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for handle in readers {
+            if handle.join().is_err() {
+                tracing::error!("a reader thread panicked");
+            }
+        }
+        self.pool.close();
+        self.writer = None;
         let handle = self
             .writer_thread
             .get_mut()
@@ -88,11 +109,21 @@ impl std::fmt::Debug for SqliteStore {
 impl SqliteStore {
     /// Opens the database at `path` with the default options, creating it
     /// (readable by its owner only) or migrating its schema as needed.
+    ///
+    /// # Errors
+    ///
+    /// An [`OpenError`] naming the file: not an es database, a newer
+    /// schema, insecure permissions, a lock held past the busy timeout, ...
+    /// Nothing is written to a file that cannot be opened.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
         SqliteOptions::default().open(path)
     }
 
     /// Opens a new database in a temporary directory, deleted with the store.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be created.
     pub fn open_temporary() -> Result<Self, OpenError> {
         SqliteOptions::default().open_temporary()
     }
@@ -107,6 +138,30 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Waits until every write queued before this call is committed: the
+    /// snapshots the repository queues without waiting
+    /// ([`SnapshotStore::queue_snapshot`]), most of all.
+    ///
+    /// ```
+    /// # use es_core::{SnapshotStore, Snapshot, StreamId, Timestamp};
+    /// # let store = es_sqlite::SqliteStore::open_temporary()?;
+    /// # let stream = StreamId::new("s-1")?;
+    /// # let snapshot = Snapshot { stream_id: stream.clone(), aggregate_type: "s".into(), version: 1,
+    /// #     schema_version: 1, state: b"{}".to_vec(), taken_at: Timestamp::now() };
+    /// store.queue_snapshot(snapshot);
+    /// es_core::blocking::block_on(store.flush())?;
+    /// assert!(es_core::blocking::block_on(store.load_snapshot(&stream))?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] when the store's writer has stopped; what the
+    /// writer's transaction failed with.
+    pub fn flush(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        self.write_done(Work::Flush)
+    }
+
     pub(crate) fn open_with(
         path: &Path,
         options: &SqliteOptions,
@@ -114,42 +169,46 @@ impl SqliteStore {
     ) -> Result<Self, OpenError> {
         let mut writer_conn = schema::connect(path, options, Role::Writer)?;
         schema::migrate(&mut writer_conn, path)?;
-        let last: i64 = writer_conn
-            .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
-                r.get(0)
-            })
-            .map_err(|e| OpenError::sqlite(path, e))?;
-        let notifier = Notifier::new(u64::try_from(last).unwrap_or(0));
+        let last = events::last_position(&writer_conn).map_err(|e| OpenError::Corrupt {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        let notifier = Notifier::new(last);
+        let io = |source| OpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
 
-        let pool_conn = schema::connect(path, options, Role::Reader)?;
+        let pool = Pool::new(
+            path.to_path_buf(),
+            options.clone(),
+            schema::connect(path, options, Role::Reader)?,
+        );
         let (read_tx, read_rx) = flume::unbounded();
+        let mut reader_threads = Vec::with_capacity(options.readers);
         for n in 0..options.readers {
             let conn = schema::connect(path, options, Role::Reader)?;
             let jobs = read_rx.clone();
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name(format!("es-sqlite-reader-{n}"))
                 .spawn(move || reader::run(&conn, &jobs))
-                .map_err(|source| OpenError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
+                .map_err(io)?;
+            reader_threads.push(handle);
         }
         let (write_tx, write_rx) = flume::bounded(1024);
         let thread_notifier = notifier.clone();
         let max_batch = options.max_batch;
         let writer_thread = std::thread::Builder::new()
             .name("es-sqlite-writer".into())
-            .spawn(move || writer::run(writer_conn, &write_rx, thread_notifier, max_batch))
-            .map_err(|source| OpenError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .spawn(move || writer::run(writer_conn, &write_rx, thread_notifier, last, max_batch))
+            .map_err(io)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 writer: Some(write_tx),
                 readers: Some(read_tx),
-                pool: Arc::new(Pool::new(path.to_path_buf(), options.clone(), pool_conn)),
+                pool,
                 writer_thread: Mutex::new(Some(writer_thread)),
+                reader_threads: Mutex::new(reader_threads),
                 notifier,
                 limits: options.limits,
                 page_size: options.page_size,
@@ -159,23 +218,30 @@ impl SqliteStore {
         })
     }
 
-    fn write<T>(
-        &self,
-        job: impl FnOnce(flume::Sender<Result<T>>) -> WriteJob + Send + 'static,
-    ) -> impl Future<Output = Result<T>> + Send + 'static
-    where
-        T: Send + 'static,
-    {
+    /// Sends `work` to the writer; the future waits for its answer.
+    fn write(&self, work: Work) -> impl Future<Output = Result<Outcome>> + Send + 'static {
         let writer = self.inner.writer.clone();
         async move {
             let writer = writer.ok_or(Error::Closed)?;
             let (reply, answer) = flume::bounded(1);
-            writer
-                .send_async(job(reply))
-                .await
-                .map_err(|_| Error::Closed)?;
+            let job = Job {
+                work,
+                reply: Some(reply),
+            };
+            writer.send_async(job).await.map_err(|_| Error::Closed)?;
             answer.recv_async().await.map_err(|_| Error::Closed)?
         }
+    }
+
+    /// A write whose outcome is only success or failure.
+    fn write_done(&self, work: Work) -> impl Future<Output = Result<()>> + Send + 'static {
+        let done = self.write(work);
+        async move { done.await.map(drop) }
+    }
+
+    /// The pool of connections for reads on the calling thread.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
     }
 
     /// A short read on the calling thread.
@@ -183,19 +249,19 @@ impl SqliteStore {
         &self,
         read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
     ) -> std::future::Ready<Result<T>> {
-        std::future::ready(self.inner.pool.with(read))
+        std::future::ready(self.pool().with(read))
     }
 
     fn paged(&self, source: Source, start: u64) -> EventStream {
         match &self.inner.readers {
             Some(readers) => Box::pin(PagedStream::new(
+                self.clone(),
                 readers.clone(),
-                self.inner.pool.clone(),
                 source,
                 start,
                 self.inner.page_size,
             )),
-            None => es_core::store::stream_of(Some(Error::Closed)),
+            None => stream_of(Some(Error::Closed)),
         }
     }
 }
@@ -205,15 +271,18 @@ impl EventStore for SqliteStore {
         &self,
         writes: Vec<StreamWrite>,
     ) -> impl Future<Output = Result<Vec<AppendResult>>> + Send {
-        let checked = self.inner.limits.check(&writes);
         let empty = writes.is_empty();
-        let append = self.write(move |reply| WriteJob::Append { writes, reply });
+        let checked = check_append(&self.inner.limits, writes);
+        let store = self.clone();
         async move {
-            checked?;
+            let checked = checked?;
             if empty {
                 return Ok(Vec::new());
             }
-            append.await
+            match store.write(Work::Append(checked)).await? {
+                Outcome::Appended(results) => Ok(results),
+                Outcome::Done => Ok(Vec::new()),
+            }
         }
     }
 
@@ -238,16 +307,16 @@ impl EventStore for SqliteStore {
     where
         F: FnMut(EventRef<'_>) -> Result<ControlFlow<()>> + Send,
     {
-        let pool = self.inner.pool.clone();
+        let store = self.clone();
         let page = self.inner.page_size;
         let stream = stream.clone();
         let end = range.end.unwrap_or(u64::MAX);
         async move {
             let mut next = range.first();
             while next <= end {
-                let (read, stopped) = pool.with(|conn| {
+                let (read, stopped) = store.pool().with(|conn| {
                     let mut last = None;
-                    let outcome = reader::fold_page(
+                    let outcome = events::fold_page(
                         conn,
                         &stream,
                         next,
@@ -259,11 +328,11 @@ impl EventStore for SqliteStore {
                         },
                     );
                     if let Some(v) = last {
-                        next = v + 1;
+                        next = v.saturating_add(1);
                     }
                     outcome
                 })?;
-                if stopped || read < page {
+                if stopped || read < page || next == u64::MAX {
                     break;
                 }
                 YieldNow(false).await;
@@ -277,11 +346,11 @@ impl EventStore for SqliteStore {
     }
 
     fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<u64>> + Send {
-        self.read_now(|conn| reader::stream_version(conn, stream))
+        self.read_now(|conn| events::stream_version(conn, stream))
     }
 
     fn last_position(&self) -> impl Future<Output = Result<u64>> + Send {
-        self.read_now(reader::last_position)
+        self.read_now(events::last_position)
     }
 
     fn watch(&self) -> Watch {
@@ -294,17 +363,38 @@ impl SnapshotStore for SqliteStore {
         &self,
         stream: &StreamId,
     ) -> impl Future<Output = Result<Option<Snapshot>>> + Send {
-        self.read_now(|conn| reader::snapshot(conn, stream))
+        self.read_now(|conn| snapshots::load(conn, stream))
     }
 
     fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send {
-        self.write(move |reply| WriteJob::Snapshot { snapshot, reply })
+        self.write_done(Work::SaveSnapshot(snapshot))
+    }
+
+    /// Queues the snapshot for the writer's next batch, which it shares
+    /// with the appends waiting then: no extra flush for any command. When
+    /// the writer's queue is full, the snapshot is dropped (the next load
+    /// takes another).
+    fn queue_snapshot(&self, snapshot: Snapshot) {
+        let Some(writer) = &self.inner.writer else {
+            return;
+        };
+        let job = Job {
+            work: Work::SaveSnapshot(snapshot),
+            reply: None,
+        };
+        if writer.try_send(job).is_err() {
+            tracing::debug!("the writer's queue is full; a snapshot is dropped");
+        }
+    }
+
+    fn delete_snapshot(&self, stream: &StreamId) -> impl Future<Output = Result<()>> + Send {
+        self.write_done(Work::DeleteSnapshot(stream.clone()))
     }
 }
 
 impl CheckpointStore for SqliteStore {
     fn load_checkpoint(&self, name: &str) -> impl Future<Output = Result<Option<u64>>> + Send {
-        self.read_now(|conn| reader::checkpoint(conn, name))
+        self.read_now(|conn| checkpoints::load(conn, name))
     }
 
     fn save_checkpoint(
@@ -312,11 +402,9 @@ impl CheckpointStore for SqliteStore {
         name: &str,
         position: u64,
     ) -> impl Future<Output = Result<()>> + Send {
-        let name = name.to_owned();
-        self.write(move |reply| WriteJob::Checkpoint {
-            name,
+        self.write_done(Work::SaveCheckpoint {
+            name: name.to_owned(),
             position,
-            reply,
         })
     }
 }

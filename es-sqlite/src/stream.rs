@@ -6,14 +6,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use es_core::{Error, RecordedEvent, Result, StreamId};
 use futures_core::Stream;
 
-use crate::pool::Pool;
-use crate::reader::{Page, PageRead, ReadJob};
+use crate::events::{Page, PageRead};
+use crate::reader::ReadJob;
+use crate::store::SqliteStore;
 
 /// Events read on the calling thread before handing over to a reader thread.
 const FIRST_PAGE: usize = 64;
@@ -27,8 +27,9 @@ pub(crate) enum Source {
 type PageFuture = flume::r#async::RecvFut<'static, PageRead>;
 
 pub(crate) struct PagedStream {
+    /// Keeps the store open while the stream is read.
+    store: SqliteStore,
     readers: flume::Sender<ReadJob>,
-    pool: Arc<Pool>,
     source: Source,
     /// The first version (or position) not yet read.
     next: u64,
@@ -44,16 +45,16 @@ pub(crate) struct PagedStream {
 
 impl PagedStream {
     pub(crate) fn new(
+        store: SqliteStore,
         readers: flume::Sender<ReadJob>,
-        pool: Arc<Pool>,
         source: Source,
         start: u64,
         page_size: usize,
     ) -> Self {
         let exhausted = matches!(&source, Source::Stream { end, .. } if start > *end);
         PagedStream {
+            store,
             readers,
-            pool,
             source,
             next: start,
             page_size,
@@ -141,7 +142,11 @@ impl Stream for PagedStream {
                     return Poll::Ready(None);
                 }
                 let page = this.page();
-                match this.pool.with(|conn| Ok(page.read(conn, FIRST_PAGE))) {
+                match this
+                    .store
+                    .pool()
+                    .with(|conn| Ok(page.read(conn, FIRST_PAGE)))
+                {
                     Ok(events) => this.accept(events, FIRST_PAGE),
                     Err(e) => return this.fail(e),
                 }

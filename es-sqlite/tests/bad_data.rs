@@ -54,10 +54,13 @@ impl Apply<Added> for Tally {
 // Helpers.
 // ---------------------------------------------------------------------------
 
-/// A raw connection to a database file, outside the store.
+/// A raw connection to a database file, outside the store, as a program
+/// that damages it would have: not bound by the store's append-only
+/// triggers.
 fn raw(db: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(db).expect("a raw connection opens");
     conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    common::drop_append_only_triggers(&conn);
     conn
 }
 
@@ -106,7 +109,8 @@ fn raw_append(
 ) -> i64 {
     let (pk, version): (i64, i64) = conn
         .query_row(
-            "SELECT stream_pk, version FROM streams WHERE stream_id = ?1",
+            "SELECT s.stream_pk, (SELECT max(version) FROM events e WHERE e.stream_pk = s.stream_pk) \
+             FROM streams s WHERE stream_id = ?1",
             [stream],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -135,11 +139,6 @@ fn raw_append(
             payload,
             sum
         ],
-    )
-    .unwrap();
-    conn.execute(
-        "UPDATE streams SET version = ?1 WHERE stream_pk = ?2",
-        [version, pk],
     )
     .unwrap();
     version
@@ -207,7 +206,24 @@ async fn second_event_of_b_fails_to_decode(
     // The repository: load, history, execute, all name tally-b@2; reading
     // back to before the bad event still works.
     errors.push(decode_error_of_b2(tallies.load("b").await.unwrap_err()));
-    errors.push(decode_error_of_b2(tallies.history("b").await.unwrap_err()));
+    // The history keeps the trail: the event it cannot decode is there
+    // with its stored payload and the reason.
+    let mut history = tallies.history("b").await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history[0].event.event().is_some());
+    match history.pop().map(|e| (e.version, e.event)) {
+        Some((
+            2,
+            Decoded::Undecodable {
+                payload: stored,
+                error,
+            },
+        )) => {
+            assert_eq!(stored.as_str(), payload);
+            errors.push(std::sync::Arc::try_unwrap(error).unwrap());
+        }
+        other => panic!("expected the raw second event, got {other:?}"),
+    }
     match tallies.execute("b", |_| Added { n: 1 }).await {
         Err(ExecuteError::Store(e)) => drop(decode_error_of_b2(e)),
         other => panic!("execute over a bad event: {other:?}"),
@@ -268,21 +284,41 @@ async fn t14_payload_that_does_not_match_its_type_is_a_decode_error() {
 }
 
 #[tokio::test]
-async fn t14_payload_that_is_not_utf8_is_a_decode_error() {
-    // A TEXT column may hold bytes that are not UTF-8 (CAST of a blob).
-    let errors = second_event_of_b_fails_to_decode(
-        "added",
-        1,
-        "{}",
-        Some("UPDATE events SET payload = CAST(X'7B226E223AFF7D' AS TEXT) WHERE position = ?1"),
-    )
-    .await;
-    for error in errors {
+async fn t14_payload_that_is_not_utf8_is_corrupt() {
+    // A TEXT column may hold bytes that are not UTF-8 (CAST of a blob), even
+    // with a matching checksum. A payload is UTF-8 text by its type, so the
+    // store refuses to hand it out: `Error::Corrupt` naming the stream and
+    // version on every way of reading, after the events before it.
+    let dir = tempfile::tempdir().unwrap();
+    let db = populated(dir.path()).await;
+    {
+        let conn = raw(&db);
+        assert_eq!(raw_append(&conn, "tally-b", "added", 1, "{}"), 2);
+        let position = position_of(&conn, "tally-b", 2);
+        conn.execute(
+            "UPDATE events SET payload = CAST(X'7B226E223AFF7D' AS TEXT) WHERE position = ?1",
+            [position],
+        )
+        .unwrap();
+        common::reseal(&conn, position);
+    }
+    let store = SqliteStore::open(&db).unwrap();
+    let tallies = Repository::<Tally, _>::new(store.clone());
+    let what = "a payload that is not UTF-8";
+    for detail in [
+        expect_corrupt(what, "load", tallies.load("b").await),
+        expect_corrupt(what, "history", tallies.history("b").await),
+    ] {
         assert!(
-            matches!(error, DecodeError::Payload { name: "added", .. }),
-            "{error:?}"
+            detail.contains("version 2") && detail.contains("tally-b"),
+            "{detail}"
         );
     }
+    let read = collect(store.read_stream(&stream("tally-b"), ReadRange::all())).await;
+    check_good_then_corrupt(what, "read_stream", read, &[("tally-b", 1)]);
+    let all = collect(store.read_all(0)).await;
+    check_good_then_corrupt(what, "read_all", all, &[("tally-a", 1), ("tally-b", 1)]);
+    assert_eq!(tallies.load_at("b", 1).await.unwrap().total, 10);
 }
 
 #[tokio::test]
@@ -512,8 +548,8 @@ async fn t14_damaged_stream_rows_are_corrupt_errors() {
         check_good_then_corrupt(what, "read_all", all, &[("tally-a", 1)]);
     }
 
-    // A negative stream version: stream_version reports it, and an append
-    // to the stream fails typed without writing.
+    // A negative stream version (its last event's): stream_version reports
+    // it, and an append to the stream fails typed without writing.
     let dir = tempfile::tempdir().unwrap();
     let db = populated(dir.path()).await;
     {
@@ -522,7 +558,8 @@ async fn t14_damaged_stream_rows_are_corrupt_errors() {
             .unwrap();
         let changed = conn
             .execute(
-                "UPDATE streams SET version = -3 WHERE stream_id = 'tally-b'",
+                "UPDATE events SET version = -3 WHERE stream_pk = \
+                 (SELECT stream_pk FROM streams WHERE stream_id = 'tally-b')",
                 [],
             )
             .unwrap();
@@ -540,7 +577,7 @@ async fn t14_damaged_stream_rows_are_corrupt_errors() {
         .append(
             &b,
             ExpectedVersion::Any,
-            vec![NewEvent::new("tally", "added", 1, br#"{"n":1}"#.to_vec())],
+            vec![NewEvent::new("tally", "added", 1, r#"{"n":1}"#)],
         )
         .await;
     assert!(
@@ -759,7 +796,7 @@ fn t14_empty_file_becomes_a_new_store() {
     let done = es_core::blocking::block_on(store.append(
         &s,
         ExpectedVersion::NoStream,
-        vec![NewEvent::new("x", "y", 1, b"{}".to_vec())],
+        vec![NewEvent::new("x", "y", 1, "{}")],
     ))
     .unwrap();
     assert_eq!(done.version, 1);
@@ -922,7 +959,7 @@ async fn s4_read_only_database_file_reads_work_and_appends_fail_typed() {
         .append(
             &stream("tally-c"),
             ExpectedVersion::NoStream,
-            vec![NewEvent::new("tally", "added", 1, br#"{"n":1}"#.to_vec())],
+            vec![NewEvent::new("tally", "added", 1, r#"{"n":1}"#)],
         )
         .await;
     eprintln!("append to a read-only file (root: {root}): {appended:?}");

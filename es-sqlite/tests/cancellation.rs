@@ -218,7 +218,7 @@ async fn t15_dropped_appends_are_absent_or_complete_and_retry_idempotently() {
         .append(
             s,
             ExpectedVersion::Exact(versions[0]),
-            vec![NewEvent::new("c", "after", 1, b"{}".to_vec())],
+            vec![NewEvent::new("c", "after", 1, "{}")],
         )
         .await
         .unwrap();
@@ -246,9 +246,7 @@ async fn t15_dropped_read_streams_leave_the_readers_working() {
     let store = SqliteStore::options().readers(1).open_temporary().unwrap();
     let s = StreamId::new("r").unwrap();
     for _ in 0..3 {
-        let events = (0..400)
-            .map(|_| NewEvent::new("c", "e", 1, b"{}".to_vec()))
-            .collect();
+        let events = (0..400).map(|_| NewEvent::new("c", "e", 1, "{}")).collect();
         store
             .append(&s, ExpectedVersion::Any, events)
             .await

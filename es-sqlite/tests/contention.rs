@@ -63,6 +63,7 @@ async fn t3_sixteen_tasks_on_one_stream_lose_no_update() {
         attempts - 320
     );
     // The snapshot was taken along the way, and agrees with the events.
+    store.flush().await.unwrap();
     let stream = counters.stream_id("c").unwrap();
     let snapshot = store
         .load_snapshot(&stream)
@@ -93,7 +94,7 @@ async fn a_lock_held_past_the_busy_timeout_is_a_typed_error() {
         .append(
             &stream,
             ExpectedVersion::Any,
-            vec![NewEvent::new("t", "x", 1, b"{}".to_vec())],
+            vec![NewEvent::new("t", "x", 1, "{}")],
         )
         .await
         .unwrap();
@@ -104,7 +105,7 @@ async fn a_lock_held_past_the_busy_timeout_is_a_typed_error() {
         .append(
             &stream,
             ExpectedVersion::Exact(1),
-            vec![NewEvent::new("t", "x", 1, b"{}".to_vec())],
+            vec![NewEvent::new("t", "x", 1, "{}")],
         )
         .await;
     assert!(matches!(blocked, Err(Error::Busy)), "{blocked:?}");
@@ -119,7 +120,7 @@ async fn a_lock_held_past_the_busy_timeout_is_a_typed_error() {
         .append(
             &stream,
             ExpectedVersion::Exact(1),
-            vec![NewEvent::new("t", "x", 1, b"{}".to_vec())],
+            vec![NewEvent::new("t", "x", 1, "{}")],
         )
         .await
         .unwrap();
@@ -177,6 +178,8 @@ async fn a_stale_snapshot_is_ignored_and_replaced() {
     store.save_snapshot(stale).await.unwrap();
     let loaded = counters.load("c").await.unwrap();
     assert_eq!((loaded.version, loaded.total), (12, 78));
+    // The load queued a new snapshot; wait until it is stored.
+    store.flush().await.unwrap();
     let replaced = store.load_snapshot(&stream).await.unwrap().unwrap();
     assert_eq!((replaced.schema_version, replaced.version), (1, 12));
 }

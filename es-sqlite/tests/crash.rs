@@ -227,8 +227,8 @@ impl Oracle {
                     "cycle {cycle}: batch {batch} stream"
                 );
                 assert_eq!(
-                    e.payload,
-                    payload(batch, k).into_bytes(),
+                    e.payload().as_str(),
+                    payload(batch, k),
                     "cycle {cycle}: batch {batch} bytes"
                 );
                 if k > 0 {

@@ -42,7 +42,7 @@ impl Batch {
 }
 
 /// Where an acknowledged event must be: stream, version, position, payload.
-type Expected = HashMap<Uuid, (StreamId, u64, u64, Vec<u8>)>;
+type Expected = HashMap<Uuid, (StreamId, u64, u64, es_core::Payload)>;
 
 fn expect_acked(expected: &mut Expected, batch: &Batch, result: &AppendResult) {
     assert!(!result.repeated);
@@ -79,7 +79,7 @@ async fn verify(store: &SqliteStore, expected: &Expected, refused: &[Batch]) {
         assert_eq!(&event.stream_id, stream);
         assert_eq!(event.version, *version);
         assert_eq!(event.position, *position);
-        assert_eq!(&event.payload, payload);
+        assert_eq!(event.payload(), payload);
         assert!(event.position > last_position, "positions increase");
         last_position = event.position;
         let v = versions.entry(event.stream_id.clone()).or_insert(0);
@@ -253,7 +253,7 @@ async fn t6_storage_full_with_durability_full_and_snapshots_and_checkpoints() {
         .max_page_count(3_000)
         .open(&db)
         .unwrap();
-    let more = NewEvent::new("fill", "filled", 1, b"{}".to_vec());
+    let more = NewEvent::new("fill", "filled", 1, "{}");
     let r = store
         .append(&stream, ExpectedVersion::Exact(stored), vec![more])
         .await

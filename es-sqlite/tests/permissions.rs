@@ -27,7 +27,7 @@ fn append_one(store: &SqliteStore) {
     es_core::blocking::block_on(store.append(
         &stream,
         ExpectedVersion::Any,
-        vec![NewEvent::new("p", "e", 1, b"{}".to_vec())],
+        vec![NewEvent::new("p", "e", 1, "{}")],
     ))
     .unwrap();
 }

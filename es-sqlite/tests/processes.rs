@@ -89,12 +89,8 @@ fn t3b_child(db: &Path) {
                         if version >= ROUNDS {
                             return (wins, conflicts);
                         }
-                        let event = NewEvent::new(
-                            "race",
-                            "won",
-                            1,
-                            format!(r#"{{"at":{version}}}"#).into_bytes(),
-                        );
+                        let event =
+                            NewEvent::new("race", "won", 1, format!(r#"{{"at":{version}}}"#));
                         match es_core::blocking::block_on(store.append(
                             &stream,
                             ExpectedVersion::Exact(version),
@@ -183,7 +179,7 @@ fn t4_child(db: &Path) {
                     let stream = StreamId::new(format!("p{}-t{task}", std::process::id()))
                         .expect("valid id");
                     while Instant::now() < deadline {
-                        let event = NewEvent::new("load", "tick", 1, b"{}".to_vec());
+                        let event = NewEvent::new("load", "tick", 1, "{}");
                         match es_core::blocking::block_on(store.append(
                             &stream,
                             ExpectedVersion::Any,

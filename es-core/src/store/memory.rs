@@ -14,10 +14,8 @@ use crate::envelope::RecordedEvent;
 use crate::error::{Error, Result};
 use crate::id::StreamId;
 use crate::snapshot::{Snapshot, SnapshotStore};
-use crate::store::watch::{Notifier, Watch};
-use crate::store::{
-    AppendResult, EventStore, EventStream, Limits, StoredAt, StreamWrite, decide_append,
-};
+use crate::store::backend::{Notifier, StoredAt, check_append, decide_append};
+use crate::store::{AppendResult, EventStore, EventStream, Limits, StreamWrite, Watch};
 use crate::time::Timestamp;
 use crate::version::ReadRange;
 
@@ -33,7 +31,7 @@ use crate::version::ReadRange;
 /// # pollster::block_on(async {
 /// let store = InMemoryStore::new();
 /// let stream = StreamId::new("ticket-1")?;
-/// let opened = NewEvent::new("ticket", "ticket-opened", 1, br#"{"title":"printer"}"#.to_vec());
+/// let opened = NewEvent::new("ticket", "ticket-opened", 1, r#"{"title":"printer"}"#);
 /// let done = store.append(&stream, ExpectedVersion::NoStream, vec![opened]).await?;
 /// assert_eq!((done.version, done.first_position), (1, Some(1)));
 ///
@@ -94,7 +92,8 @@ impl InMemoryStore {
     }
 
     fn append_now(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
-        self.shared.limits.check(&writes)?;
+        // Metadata is kept as the typed value: its stored form is not needed.
+        let writes = check_append(&self.shared.limits, writes)?.writes;
         let mut log = lock(&self.shared.log);
         // Decide every write first; write only when all may proceed.
         let mut decisions = Vec::with_capacity(writes.len());
@@ -161,9 +160,10 @@ impl Log {
                 position: index as u64 + 1,
                 event_id: event.event_id,
                 recorded_at: now,
+                occurred_at: event.occurred_at.unwrap_or(now),
                 name: event.name.into_owned(),
                 schema_version: event.schema_version,
-                payload: event.payload,
+                event: event.payload,
                 metadata: event.metadata,
             }));
             self.streams
@@ -273,6 +273,11 @@ impl SnapshotStore for InMemoryStore {
     }
 
     fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<()>> + Send {
+        self.queue_snapshot(snapshot);
+        ready(Ok(()))
+    }
+
+    fn queue_snapshot(&self, snapshot: Snapshot) {
         let mut snapshots = lock(&self.shared.snapshots);
         let newer = snapshots
             .get(&snapshot.stream_id)
@@ -280,6 +285,10 @@ impl SnapshotStore for InMemoryStore {
         if newer {
             snapshots.insert(snapshot.stream_id.clone(), snapshot);
         }
+    }
+
+    fn delete_snapshot(&self, stream: &StreamId) -> impl Future<Output = Result<()>> + Send {
+        lock(&self.shared.snapshots).remove(stream);
         ready(Ok(()))
     }
 }

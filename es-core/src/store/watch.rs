@@ -55,7 +55,7 @@ impl Notifier {
 /// The receiving side: waits for events committed after the last one seen.
 ///
 /// ```
-/// use es_core::store::watch::Notifier;
+/// use es_core::store::backend::Notifier;
 ///
 /// let notifier = Notifier::new(0);
 /// let mut watch = notifier.watch();

@@ -74,12 +74,7 @@ fn stream(name: &str) -> StreamId {
 
 /// An event of aggregate `test` named `name`, payload `{"n":n}`.
 pub fn event(name: &str, n: u64) -> NewEvent {
-    NewEvent::new(
-        "test",
-        name.to_owned(),
-        1,
-        format!(r#"{{"n":{n}}}"#).into_bytes(),
-    )
+    NewEvent::new("test", name.to_owned(), 1, format!(r#"{{"n":{n}}}"#))
 }
 
 fn events(count: u64) -> Vec<NewEvent> {
@@ -178,10 +173,7 @@ pub fn append_and_read_back<S: ConformanceStore>(store: S) {
         assert_eq!(got.event_id, want.event_id);
         assert_eq!(got.name, want.name);
         assert_eq!(got.schema_version, want.schema_version);
-        assert_eq!(
-            got.payload, want.payload,
-            "payload bytes are stored exactly"
-        );
+        assert_eq!(got.event, want.payload, "payload bytes are stored exactly");
         assert_eq!(got.metadata, want.metadata);
         assert!(
             before <= got.recorded_at && got.recorded_at <= after,
@@ -608,7 +600,7 @@ pub fn empty_append_checks_version<S: ConformanceStore>(store: S) {
 pub fn limits_are_enforced<S: ConformanceStore>(store: S) {
     let limits = Limits::default();
     let s = stream("big");
-    let json_of_len = |len: usize| format!("\"{}\"", "x".repeat(len - 2)).into_bytes();
+    let json_of_len = |len: usize| format!("\"{}\"", "x".repeat(len - 2));
     let at_limit = NewEvent::new("test", "big", 1, json_of_len(limits.max_payload_bytes));
     append(&store, &s, ExpectedVersion::Any, vec![at_limit])
         .expect("payload at the limit is accepted");
@@ -635,35 +627,51 @@ pub fn limits_are_enforced<S: ConformanceStore>(store: S) {
         append(&store, &s, ExpectedVersion::Any, vec![meta_over]),
         Err(Error::Limit(_))
     ));
-    let long_name = "n".repeat(limits.max_name_bytes + 1);
-    let named = NewEvent::new("test", long_name, 1, b"{}".to_vec());
+    let long_name = "n".repeat(crate::name::MAX_NAME_LEN);
+    let named = NewEvent::new("test", long_name.clone(), 1, "{}");
+    append(&store, &s, ExpectedVersion::Any, vec![named]).expect("a name at the limit");
+    let named = NewEvent::new("test", long_name + "n", 1, "{}");
     assert!(matches!(
         append(&store, &s, ExpectedVersion::Any, vec![named]),
-        Err(Error::InvalidEvent { .. })
+        Err(Error::InvalidName { .. })
     ));
-    assert_eq!(version(&store, &s), 1 + limits.max_events_per_append as u64);
+    assert_eq!(version(&store, &s), 2 + limits.max_events_per_append as u64);
 }
 
-/// Malformed events are refused whole, with typed errors.
+/// Malformed events are refused whole, with typed errors: names that break
+/// the [name rule](crate::name), and one stream write mixing aggregate types.
 pub fn invalid_events_are_refused<S: ConformanceStore>(store: S) {
+    use crate::name::NameError;
     let s = stream("bad");
-    let cases = vec![
-        vec![NewEvent::new("test", "", 1, b"{}".to_vec())],
-        vec![NewEvent::new("test", "a\0b", 1, b"{}".to_vec())],
-        vec![NewEvent::new("", "ok", 1, b"{}".to_vec())],
-        vec![NewEvent::new("test", "ok", 1, vec![0xff, 0xfe])],
-        vec![
-            event("ok", 1),
-            NewEvent::new("other", "ok", 1, b"{}".to_vec()),
-        ],
+    let names = [
+        (NewEvent::new("test", "", 1, "{}"), NameError::Empty),
+        (
+            NewEvent::new("test", "a\0b", 1, "{}"),
+            NameError::InvalidCharacter { at: 1 },
+        ),
+        (
+            NewEvent::new("test", "ticket opened", 1, "{}"),
+            NameError::InvalidCharacter { at: 6 },
+        ),
+        (NewEvent::new("", "ok", 1, "{}"), NameError::Empty),
+        (
+            NewEvent::new("1test", "ok", 1, "{}"),
+            NameError::InvalidStart,
+        ),
     ];
-    for batch in cases {
-        let result = append(&store, &s, ExpectedVersion::Any, batch.clone());
+    for (event, expected) in names {
+        let result = append(&store, &s, ExpectedVersion::Any, vec![event.clone()]);
         assert!(
-            matches!(result, Err(Error::InvalidEvent { .. })),
-            "{batch:?} gave {result:?}"
+            matches!(result, Err(Error::InvalidName { reason, .. }) if reason == expected),
+            "{event:?} gave {result:?}"
         );
     }
+    let mixed = vec![event("ok", 1), NewEvent::new("other", "ok", 1, "{}")];
+    let result = append(&store, &s, ExpectedVersion::Any, mixed);
+    assert!(
+        matches!(result, Err(Error::InvalidEvent { .. })),
+        "{result:?}"
+    );
     assert_eq!(last_position(&store), 0);
 }
 
@@ -671,7 +679,7 @@ pub fn invalid_events_are_refused<S: ConformanceStore>(store: S) {
 pub fn aggregate_type_mismatch<S: ConformanceStore>(store: S) {
     let s = stream("typed");
     append(&store, &s, ExpectedVersion::Any, events(1)).expect("append");
-    let other = NewEvent::new("other", "x", 1, b"{}".to_vec());
+    let other = NewEvent::new("other", "x", 1, "{}");
     match append(&store, &s, ExpectedVersion::Any, vec![other]) {
         Err(Error::AggregateMismatch {
             requested, actual, ..
@@ -930,7 +938,7 @@ pub fn checkpoints_round_trip<S: ConformanceStore>(store: S) {
     );
 }
 
-/// A [`Watch`](crate::store::watch::Watch) wakes when another thread commits,
+/// A [`Watch`](crate::store::Watch) wakes when another thread commits,
 /// with the position of the last committed event.
 pub fn watch_wakes_on_commit<S: ConformanceStore>(store: S) {
     append(&store, &stream("before"), ExpectedVersion::Any, events(1)).expect("append");

@@ -20,10 +20,14 @@
 //!     }
 //! }
 //!
-//! given::<Ticket>([Opened.into()]).when(|t| t.close()).then([Closed.into()]);
-//! given::<Ticket>([Opened.into(), Closed.into()]).when(|t| t.close()).then_error("not open");
-//! given::<Ticket>([]).when(|t| t.close()).then_error_matches(|e| e.contains("open"));
+//! given::<Ticket>(Opened).when(|t| t.close()).then(Closed);
+//! given::<Ticket>((Opened, Closed)).when(|t| t.close()).then_error("not open");
+//! given::<Ticket>(()).when(|t| t.close()).then_error_matches(|e| e.contains("open"));
 //! ```
+//!
+//! `given` and `then` take events as decisions return them: one event, a
+//! tuple of different events, an array or `Vec` of one kind (the events
+//! themselves or the aggregate's event enum), or `()` for none.
 
 // A test kit reports by panicking, takes its inputs by value for one-line
 // calls, and keeps its case tables whole.
@@ -34,6 +38,7 @@
     clippy::too_many_lines
 )]
 
+use std::convert::Infallible;
 use std::fmt::Debug;
 
 use crate::aggregate::Aggregate;
@@ -42,10 +47,11 @@ use crate::event::IntoEvents;
 pub mod conformance;
 mod model;
 
-/// Starts a scenario: the aggregate `A` after `events`.
-pub fn given<A: Aggregate>(events: impl IntoIterator<Item = A::Event>) -> Given<A> {
+/// Starts a scenario: the aggregate `A` after `events` (anything a
+/// decision may return: an event, a tuple, an array or `Vec`, `()`).
+pub fn given<A: Aggregate>(events: impl IntoEvents<A, Error = Infallible>) -> Given<A> {
     let mut state = A::default();
-    for event in events {
+    for event in events.into_events().unwrap_or_else(|never| match never {}) {
         state.apply(&event);
     }
     Given { state }
@@ -62,7 +68,7 @@ impl<A: Aggregate> Given<A> {
     pub fn when<F, D>(self, decide: F) -> When<A, D::Error>
     where
         F: FnOnce(&A) -> D,
-        D: IntoEvents<A::Event>,
+        D: IntoEvents<A>,
     {
         let outcome = decide(&self.state).into_events();
         When {
@@ -92,11 +98,13 @@ impl<A: Aggregate, E: Debug> When<A, E> {
     ///
     /// When the decision returned other events or an error.
     #[track_caller]
-    pub fn then(mut self, expected: impl IntoIterator<Item = A::Event>) -> A
+    pub fn then(mut self, expected: impl IntoEvents<A, Error = Infallible>) -> A
     where
         A::Event: PartialEq,
     {
-        let expected: Vec<A::Event> = expected.into_iter().collect();
+        let expected = expected
+            .into_events()
+            .unwrap_or_else(|never| match never {});
         match self.outcome {
             Ok(events) => {
                 assert_eq!(
@@ -122,7 +130,7 @@ impl<A: Aggregate, E: Debug> When<A, E> {
     where
         A::Event: PartialEq,
     {
-        self.then([])
+        self.then(())
     }
 
     /// Asserts the decision refused with `expected`.

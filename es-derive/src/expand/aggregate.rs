@@ -29,8 +29,6 @@ pub(crate) fn fallback(input: &DeriveInput) -> TokenStream {
     }
 }
 
-// One `quote!` reads better than the same output split over helpers.
-#[allow(clippy::too_many_lines)]
 fn expand(aggregate: &AggregateInput<'_>) -> TokenStream {
     let AggregateInput {
         ident,
@@ -59,10 +57,23 @@ fn expand(aggregate: &AggregateInput<'_>) -> TokenStream {
     let keys = paths
         .iter()
         .map(|p| quote_spanned!(p.span()=> #krate::EventKey::of::<#p>()));
+    let decoders = aggregate.events.iter().map(|e| {
+        let (path, variant) = (&e.path, &e.variant);
+        quote!(|v, p| #private::Result::map(<#path as #krate::Event>::decode(v, p), #enum_ident::#variant))
+    });
+    let indexes = variants
+        .iter()
+        .enumerate()
+        .map(|(i, v)| quote!(#enum_ident::#v(_) => #i,));
+    let encodes = aggregate.events.iter().map(|e| {
+        let encode = respan(quote!(#private::encode(e)), e.path.span());
+        let variant = &e.variant;
+        quote!(#enum_ident::#variant(e) => #encode,)
+    });
     let applies = aggregate.events.iter().map(|e| {
         let (path, variant) = (&e.path, &e.variant);
-        let call = quote_spanned!(path.span()=> <Self as #krate::Apply<#path>>::apply(self, event));
-        quote!(#enum_ident::#variant(event) => #call,)
+        let call = quote_spanned!(path.span()=> #krate::Apply::<#path>::apply(self, e));
+        quote!(#enum_ident::#variant(e) => #call,)
     });
     let snapshot = aggregate.snapshot.as_ref().map(|s| {
         let (every, version) = (s.every, s.version);
@@ -70,92 +81,81 @@ fn expand(aggregate: &AggregateInput<'_>) -> TokenStream {
             const SNAPSHOT: #private::Option<#krate::SnapshotPolicy> =
                 #private::Some(#krate::SnapshotPolicy { every: #every, version: #version });
 
-            fn encode_snapshot(&self) -> #private::Option<#private::Result<#private::Vec<u8>, #krate::EncodeError>> {
+            fn encode_snapshot(&self) -> #private::EncodedSnapshot {
                 #private::Some(#private::encode_snapshot(self))
             }
 
-            fn decode_snapshot(bytes: &[u8]) -> #private::Option<#private::Result<Self, #krate::DecodeError>> {
+            fn decode_snapshot(bytes: &[u8]) -> #private::DecodedSnapshot<Self> {
                 #private::Some(#private::decode_snapshot(bytes))
             }
         }
     });
-    let registration = register::aggregate(krate, ident, enum_ident);
-    let encodes = paths
-        .iter()
-        .map(|p| respan(quote!(#private::encode(event)), p.span()));
+    let conflicts = aggregate.conflicts.as_ref().map(|f| {
+        let call = quote_spanned!(f.span()=> #f(ours, theirs));
+        quote! {
+            fn conflicts(ours: &[#enum_ident], theirs: &[#enum_ident]) -> bool {
+                #call
+            }
+        }
+    });
+    let registration = register::aggregate(krate, ident);
     let distinct = respan(
         quote!(const _: () = #private::check_distinct_names(<#enum_ident as #krate::EventSet>::EVENTS);),
         aggregate.events_span,
+    );
+    let name_check = respan(
+        quote!(const _: () = #private::check_aggregate_name(<#ident as #krate::Aggregate>::NAME);),
+        aggregate.name_span,
     );
 
     quote! {
         #event_enum
 
         #[doc(hidden)]
-        #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
+        #[allow(unused_qualifications)]
         const _: () = {
             #(
                 #[automatically_derived]
                 impl #private::From<#paths> for #enum_ident {
-                    #[inline]
                     fn from(event: #paths) -> Self {
                         #enum_ident::#variants(event)
                     }
                 }
 
                 #[automatically_derived]
-                impl #krate::IntoEvents<#enum_ident> for #paths {
+                impl #krate::IntoEvents<#ident> for #paths {
                     type Error = #private::Infallible;
-                    fn into_events(self) -> #private::Result<#private::Vec<#enum_ident>, #private::Infallible> {
-                        #private::Ok(#private::vec![#enum_ident::#variants(self)])
+                    fn into_events(self) -> #private::Events<#ident> {
+                        #private::one::<#ident>(self)
                     }
                 }
             )*
 
             #[automatically_derived]
-            impl #krate::IntoEvents<#enum_ident> for #enum_ident {
+            impl #krate::IntoEvents<#ident> for #enum_ident {
                 type Error = #private::Infallible;
-                fn into_events(self) -> #private::Result<#private::Vec<#enum_ident>, #private::Infallible> {
-                    #private::Ok(#private::vec![self])
+                fn into_events(self) -> #private::Events<#ident> {
+                    #private::one::<#ident>(self)
                 }
             }
 
             #[automatically_derived]
             impl #krate::EventSet for #enum_ident {
                 const EVENTS: &'static [#krate::EventKey] = &[#(#keys),*];
+                const DECODERS: &'static [#krate::Decoder<Self>] = &[#(#decoders),*];
 
-                fn name(&self) -> &'static str {
+                fn index(&self) -> usize {
                     match self {
-                        #( #enum_ident::#variants(_) => <#paths as #krate::Event>::NAME, )*
+                        #(#indexes)*
                     }
                 }
 
-                fn version(&self) -> u32 {
+                fn encode(&self) -> #private::Encoded {
                     match self {
-                        #( #enum_ident::#variants(_) => <#paths as #krate::Event>::VERSION, )*
+                        #(#encodes)*
                     }
-                }
-
-                fn encode(&self) -> #private::Result<#private::Vec<u8>, #krate::EncodeError> {
-                    match self {
-                        #( #enum_ident::#variants(event) => #encodes, )*
-                    }
-                }
-
-                fn decode(name: &str, version: u32, payload: &[u8]) -> #private::Result<Self, #krate::DecodeError> {
-                    #(
-                        if name == <#paths as #krate::Event>::NAME {
-                            return #private::Result::map(
-                                <#paths as #krate::Event>::decode(version, payload),
-                                #enum_ident::#variants,
-                            );
-                        }
-                    )*
-                    #private::Err(#private::unknown_event(name, version))
                 }
             }
-
-            #distinct
 
             #[automatically_derived]
             impl #krate::Apply<#enum_ident> for #ident {
@@ -171,8 +171,11 @@ fn expand(aggregate: &AggregateInput<'_>) -> TokenStream {
                 type Event = #enum_ident;
                 const NAME: &'static str = #name;
                 #snapshot
+                #conflicts
             }
 
+            #distinct
+            #name_check
             #registration
         };
     }

@@ -49,16 +49,20 @@ fn expand(event: &EventInput<'_>) -> TokenStream {
         }
     };
     let registration = register::event(krate, ident);
+    let name_check = respan(
+        quote!(const _: () = #private::check_event_name(<#ident as #krate::Event>::NAME);),
+        event.name_span,
+    );
     quote! {
         #[doc(hidden)]
-        #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
+        #[allow(unused_qualifications)]
         const _: () = {
             #[automatically_derived]
             impl #krate::Event for #ident {
                 const NAME: &'static str = #name;
                 const VERSION: u32 = #version;
 
-                fn decode(version: u32, payload: &[u8]) -> #private::Result<Self, #krate::DecodeError> {
+                fn decode(version: u32, payload: &str) -> #private::Result<Self, #krate::DecodeError> {
                     #decode
                 }
 
@@ -66,7 +70,7 @@ fn expand(event: &EventInput<'_>) -> TokenStream {
             }
 
             #check
-
+            #name_check
             #registration
         };
     }

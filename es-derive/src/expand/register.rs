@@ -13,15 +13,11 @@ pub(crate) fn event(krate: &Path, ident: &Ident) -> TokenStream {
     }
 }
 
-/// Registers aggregate `ident` with its event enum `enum_ident`.
-pub(crate) fn aggregate(krate: &Path, ident: &Ident, enum_ident: &Ident) -> TokenStream {
+/// Registers aggregate `ident` (with the events it lists).
+pub(crate) fn aggregate(krate: &Path, ident: &Ident) -> TokenStream {
     quote! {
         #krate::__private::submit! {
-            #krate::__private::AggregateRegistration {
-                name: <#ident as #krate::Aggregate>::NAME,
-                type_name: #krate::__private::type_name::<#ident>,
-                events: <#enum_ident as #krate::EventSet>::EVENTS,
-            }
+            #krate::__private::AggregateRegistration::of::<#ident>()
         }
     }
 }

@@ -78,9 +78,21 @@ pub fn check_integrity(db: &Path, full: bool) -> String {
         .expect("the check runs")
 }
 
+/// Drops the store's append-only triggers, as a program that damages or
+/// rewrites the file (which tests play) would: they guard against mistakes,
+/// not against someone who can write the file.
+pub fn drop_append_only_triggers(conn: &rusqlite::Connection) {
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS events_are_never_changed; \
+         DROP TRIGGER IF EXISTS events_are_never_deleted;",
+    )
+    .expect("the triggers are dropped");
+}
+
 /// The row checksum the store keeps in `events.checksum` (the format of
 /// `es-sqlite/src/checksum.rs`, restated), for tests that write rows with
-/// raw SQL as an older or another program would.
+/// raw SQL as an older or another program would: rows without an
+/// occurred-at time, whose sum is the same in schemas 1 and 2.
 #[allow(clippy::too_many_arguments, clippy::cast_possible_wrap)]
 pub fn row_checksum(
     stream_pk: i64,
@@ -122,7 +134,8 @@ pub fn reseal(conn: &rusqlite::Connection, position: i64) {
     let sum = conn
         .query_row(
             "SELECT stream_pk, version, event_id, recorded_at, CAST(name AS BLOB), schema_version, \
-             CAST(payload AS BLOB), CAST(metadata AS BLOB) FROM events WHERE position = ?1",
+             CAST(payload AS BLOB), CAST(metadata AS BLOB) FROM events \
+             WHERE position = ?1 AND occurred_at IS NULL",
             [position],
             |r| {
                 Ok(row_checksum(

@@ -272,17 +272,19 @@ fn print_state(id: &str, loaded: &Loaded<Ticket>) {
     );
 }
 
-fn print_history(trail: &[Envelope<TicketEvent>]) {
+fn print_history(trail: &[Envelope<Decoded<TicketEvent>>]) {
     println!(
         "{:>3} {:>5}  {:<27} {:<22} {:<10} {:<12} what / why",
         "v", "pos", "recorded at", "event", "actor", "command"
     );
     for e in trail {
         let what = match &e.event {
-            TicketEvent::TicketOpened(o) => format!("\"{}\"", o.title),
-            TicketEvent::MessageAdded(m) => format!("{}: \"{}\"", m.by, m.body),
-            TicketEvent::TicketEscalated(x) => format!("by {}: {}", x.by, x.reason),
-            TicketEvent::TicketClosed(c) => c.resolution.clone(),
+            Decoded::Event(TicketEvent::TicketOpened(o)) => format!("\"{}\"", o.title),
+            Decoded::Event(TicketEvent::MessageAdded(m)) => format!("{}: \"{}\"", m.by, m.body),
+            Decoded::Event(TicketEvent::TicketEscalated(x)) => format!("by {}: {}", x.by, x.reason),
+            Decoded::Event(TicketEvent::TicketClosed(c)) => c.resolution.clone(),
+            // Written by a newer version of this program: shown as stored.
+            Decoded::Undecodable { payload, error } => format!("{payload} ({error})"),
         };
         let why = e
             .metadata

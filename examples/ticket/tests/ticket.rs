@@ -32,7 +32,7 @@ fn escalation() -> TicketEscalated {
 
 #[test]
 fn opening_a_new_ticket() {
-    let state = given::<Ticket>([])
+    let state = given::<Ticket>(())
         .when(|t| t.open("printer", "ada@example.com"))
         .then([opened()]);
     assert_eq!(state.status, Status::Open);
@@ -49,7 +49,7 @@ fn a_ticket_opens_once() {
 fn escalating_when_the_customer_waits() {
     given::<Ticket>([opened(), message("customer")])
         .when(|t| t.escalate(Reason("waited".into()), AgentId("agent-7".into())))
-        .then([escalation().into()]);
+        .then(escalation());
 }
 
 #[test]
@@ -61,7 +61,7 @@ fn escalation_is_refused_when_an_agent_answered_last() {
 
 #[test]
 fn escalation_happens_once() {
-    given::<Ticket>([opened(), message("customer"), escalation().into()])
+    given::<Ticket>((opened(), message("customer"), escalation()))
         .when(|t| t.escalate(Reason("again".into()), AgentId("agent-9".into())))
         .then_error(TicketError::AlreadyEscalated);
 }
@@ -88,7 +88,7 @@ fn a_closed_ticket_refuses_everything() {
     given::<Ticket>([opened(), message("customer"), closed])
         .when(|t| t.escalate(Reason("late".into()), AgentId("a".into())))
         .then_error(TicketError::Closed);
-    given::<Ticket>([])
+    given::<Ticket>(())
         .when(|t| t.close("never opened"))
         .then_error(TicketError::NotOpened);
 }
@@ -98,7 +98,7 @@ fn a_version_1_escalation_upcasts() {
     let stored = TicketEvent::decode(
         "ticket-escalated",
         1,
-        br#"{"reason":"response time exceeded"}"#,
+        r#"{"reason":"response time exceeded"}"#,
     )
     .unwrap();
     assert_eq!(

@@ -18,6 +18,6 @@ fn repository_round_trip_through_renamed_crate() {
 
 #[test]
 fn upcast_through_renamed_crate() {
-    let old = AccountEvent::decode("deposited", 1, br#"{"amount":3}"#).expect("upcasts");
+    let old = AccountEvent::decode("deposited", 1, r#"{"amount":3}"#).expect("upcasts");
     assert_eq!(old, AccountEvent::Deposited(Deposited { cents: 300 }));
 }

@@ -40,9 +40,9 @@ impl Door {
 }
 
 fn main() {
-    es_core::testing::given::<Door>([]).when(Door::open).then([DoorOpened.into()]);
-    es_core::testing::given::<Door>([DoorOpened.into()]).when(Door::open).then_nothing();
+    es_core::testing::given::<Door>(()).when(Door::open).then(DoorOpened);
+    es_core::testing::given::<Door>(DoorOpened).when(Door::open).then_nothing();
     let closed = DoorClosed { by: "ann".into() };
-    let state = es_core::testing::given::<Door>([DoorOpened.into(), closed.into()]).when(|d| d.open()).then([DoorOpened.into()]);
+    let state = es_core::testing::given::<Door>((DoorOpened, closed)).when(|d| d.open()).then([DoorOpened]);
     assert_eq!(state, Door::Open);
 }

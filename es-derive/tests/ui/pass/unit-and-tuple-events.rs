@@ -33,8 +33,8 @@ fn main() {
     assert_eq!(Lamp::SNAPSHOT, Some(es_core::SnapshotPolicy { every: 10, version: 2 }));
     let dimmed = LampEvent::from(LampDimmed(40));
     let payload = dimmed.encode().unwrap();
-    assert_eq!(payload, b"40");
-    let back = LampEvent::decode("lamp-dimmed", 1, &payload).unwrap();
+    assert_eq!(payload, "40");
+    let back = LampEvent::decode("lamp-dimmed", 1, payload.as_str()).unwrap();
     assert_eq!(back, dimmed);
     let mut lamp = Lamp::default();
     lamp.apply(&LampEvent::from(LampSwitchedOn));

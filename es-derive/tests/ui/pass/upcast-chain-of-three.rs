@@ -34,13 +34,13 @@ impl From<TicketEscalatedV2> for TicketEscalated {
 }
 
 fn main() {
-    let v1 = TicketEscalated::decode(1, br#"{"reason":"vip"}"#).unwrap();
+    let v1 = TicketEscalated::decode(1, r#"{"reason":"vip"}"#).unwrap();
     assert_eq!(v1, TicketEscalated { reasons: vec!["vip".into()], by: "system".into() });
-    let v2 = TicketEscalated::decode(2, br#"{"reason":"late","by":"ann"}"#).unwrap();
+    let v2 = TicketEscalated::decode(2, r#"{"reason":"late","by":"ann"}"#).unwrap();
     assert_eq!(v2, TicketEscalated { reasons: vec!["late".into()], by: "ann".into() });
-    let v3 = TicketEscalated::decode(3, br#"{"reasons":["a","b"],"by":"bo"}"#).unwrap();
+    let v3 = TicketEscalated::decode(3, r#"{"reasons":["a","b"],"by":"bo"}"#).unwrap();
     assert_eq!(v3.reasons.len(), 2);
-    assert!(matches!(TicketEscalated::decode(4, b"{}"), Err(es_core::DecodeError::VersionTooNew { .. })));
-    assert!(matches!(TicketEscalated::decode(0, b"{}"), Err(es_core::DecodeError::UnknownVersion { .. })));
+    assert!(matches!(TicketEscalated::decode(4, "{}"), Err(es_core::DecodeError::VersionTooNew { .. })));
+    assert!(matches!(TicketEscalated::decode(0, "{}"), Err(es_core::DecodeError::UnknownVersion { .. })));
     assert_eq!(TicketEscalated::decodable_versions(), vec![1, 2, 3]);
 }

@@ -1,0 +1,317 @@
+//! Appending events, inside the writer's transaction: decide each stream
+//! write with the shared rules of `es_core::store::backend`, then insert.
+//!
+//! Reads first, writes after: every write of a request is decided (versions,
+//! and when needed event ids) before anything is inserted, so a conflict
+//! writes nothing and needs no undo. The inserts of a request that takes
+//! more than one statement run in a savepoint (rolled back on drop if one
+//! fails); a request of one statement needs none, since SQLite undoes a
+//! failed statement by itself. The common request, one event to an existing
+//! stream, is two statements in all: one read, one insert.
+
+use es_core::store::backend::{AppendDecision, CheckedAppend, StoredAt, decide_append};
+use es_core::{AppendResult, Error, Result, StreamId, StreamWrite, Timestamp};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::checksum;
+use crate::error::{corrupt, is_unique_violation, store_error, stored_integer};
+
+/// The positions this writer has handed out: every new one must be larger
+/// than the last, or the table's rowids have wrapped (see migration 0002).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Positions {
+    pub(crate) last: u64,
+}
+
+/// Why inserting stopped.
+enum Stop {
+    /// A unique index refused a row: decide again, checking every event id.
+    Recheck,
+    /// The request fails with this error.
+    Fail(Error),
+}
+
+impl From<rusqlite::Error> for Stop {
+    fn from(e: rusqlite::Error) -> Self {
+        if is_unique_violation(&e) {
+            Stop::Recheck
+        } else {
+            Stop::Fail(store_error(e))
+        }
+    }
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Fail(e)
+    }
+}
+
+/// A stream as the writer finds it.
+struct StreamRow {
+    pk: i64,
+    aggregate_type: String,
+    version: u64,
+}
+
+/// One write of a request, decided.
+struct Decided<'a> {
+    write: &'a StreamWrite,
+    metadata: &'a [Option<String>],
+    stream: Option<StreamRow>,
+    /// The answer when nothing is to be written (a repeat, an empty write).
+    settled: Option<AppendResult>,
+}
+
+/// Appends every write of one request, or none.
+///
+/// Fast path: a write whose expected version holds is inserted without
+/// looking its event ids up; the unique index on event ids refuses a
+/// repeat, and then (as whenever a version does not hold) the request is
+/// decided again checking every id, to answer with the shared decision
+/// table.
+///
+/// # Errors
+///
+/// The request's own failure (a conflict, a duplicate id, a mismatched
+/// aggregate type, a storage error). Nothing of the request is left in the
+/// transaction; when SQLite rolled the whole transaction back, the writer
+/// sees it and fails the batch.
+pub(crate) fn append(
+    tx: &mut Transaction<'_>,
+    append: &CheckedAppend,
+    now: Timestamp,
+    positions: &mut Positions,
+) -> Result<Vec<AppendResult>> {
+    let decided = decide(tx, append, false)?;
+    match write(tx, &decided, now, positions) {
+        Ok(results) => Ok(results),
+        Err(Stop::Fail(e)) => Err(e),
+        Err(Stop::Recheck) => {
+            let decided = decide(tx, append, true)?;
+            match write(tx, &decided, now, positions) {
+                Ok(results) => Ok(results),
+                Err(Stop::Fail(e)) => Err(e),
+                Err(Stop::Recheck) => Err(corrupt(
+                    "a unique index refused an append whose ids and version were checked",
+                )),
+            }
+        }
+    }
+}
+
+/// Decides every write of the request; reads only.
+fn decide<'a>(
+    conn: &Connection,
+    append: &'a CheckedAppend,
+    check_ids: bool,
+) -> Result<Vec<Decided<'a>>> {
+    let mut decided = Vec::with_capacity(append.writes.len());
+    for (write, metadata) in append.writes.iter().zip(&append.metadata) {
+        let stream = stream(conn, &write.stream)?;
+        let current = stream.as_ref().map_or(0, |s| s.version);
+        if let (Some(stream), Some(first)) = (&stream, write.events.first())
+            && stream.aggregate_type != *first.aggregate_type
+        {
+            return Err(Error::AggregateMismatch {
+                stream: write.stream.clone(),
+                requested: first.aggregate_type.to_string(),
+                actual: stream.aggregate_type.clone(),
+            });
+        }
+        let decision = if check_ids || !write.expected.accepts(current) {
+            decide_append(write, current, &find_ids(conn, write)?)?
+        } else {
+            AppendDecision::Write
+        };
+        decided.push(Decided {
+            write,
+            metadata,
+            settled: decision.settled(write, current),
+            stream,
+        });
+    }
+    Ok(decided)
+}
+
+/// Inserts what the decisions say, in a savepoint when it takes more than
+/// one statement.
+fn write(
+    tx: &mut Transaction<'_>,
+    decided: &[Decided<'_>],
+    now: Timestamp,
+    positions: &mut Positions,
+) -> std::result::Result<Vec<AppendResult>, Stop> {
+    let statements: usize = decided
+        .iter()
+        .filter(|d| d.settled.is_none())
+        .map(|d| d.write.events.len() + usize::from(d.stream.is_none()))
+        .sum();
+    let before = *positions;
+    let written = if statements > 1 {
+        let savepoint = tx.savepoint()?;
+        let written = insert_all(&savepoint, decided, now, positions);
+        if written.is_ok() {
+            savepoint.commit()?;
+        }
+        written
+    } else {
+        insert_all(tx, decided, now, positions)
+    };
+    if written.is_err() {
+        // Undone: the positions it took are free again.
+        *positions = before;
+    }
+    written
+}
+
+fn insert_all(
+    conn: &Connection,
+    decided: &[Decided<'_>],
+    now: Timestamp,
+    positions: &mut Positions,
+) -> std::result::Result<Vec<AppendResult>, Stop> {
+    decided
+        .iter()
+        .map(|d| match &d.settled {
+            Some(settled) => Ok(settled.clone()),
+            None => insert(conn, d, now, positions),
+        })
+        .collect()
+}
+
+fn stream(conn: &Connection, stream: &StreamId) -> Result<Option<StreamRow>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT s.stream_pk, s.aggregate_type, \
+             (SELECT coalesce(max(e.version), 0) FROM events e WHERE e.stream_pk = s.stream_pk) \
+             FROM streams s WHERE s.stream_id = ?1",
+        )
+        .and_then(|mut q| {
+            q.query_row([stream.as_str()], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(store_error)?;
+    row.map(|(pk, aggregate_type, version)| {
+        Ok(StreamRow {
+            pk,
+            aggregate_type,
+            version: u64::try_from(version)
+                .map_err(|_| corrupt(format!("negative version of stream `{stream}`")))?,
+        })
+    })
+    .transpose()
+}
+
+fn find_ids(conn: &Connection, write: &StreamWrite) -> Result<Vec<Option<StoredAt>>> {
+    let mut query = conn
+        .prepare_cached(
+            "SELECT s.stream_id, e.version, e.position FROM events e \
+             JOIN streams s ON s.stream_pk = e.stream_pk WHERE e.event_id = ?1",
+        )
+        .map_err(store_error)?;
+    let mut found = Vec::with_capacity(write.events.len());
+    for event in &write.events {
+        let row = query
+            .query_row([event.event_id.as_bytes().as_slice()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .optional()
+            .map_err(store_error)?;
+        found.push(match row {
+            None => None,
+            Some((stream, version, position)) => Some(StoredAt {
+                stream: StreamId::new(&stream)
+                    .map_err(|e| corrupt(format!("stored stream id {stream:?}: {e}")))?,
+                version: u64::try_from(version)
+                    .map_err(|_| corrupt(format!("stored version {version}")))?,
+                position: u64::try_from(position)
+                    .map_err(|_| corrupt(format!("stored position {position}")))?,
+            }),
+        });
+    }
+    Ok(found)
+}
+
+fn insert(
+    conn: &Connection,
+    decided: &Decided<'_>,
+    now: Timestamp,
+    positions: &mut Positions,
+) -> std::result::Result<AppendResult, Stop> {
+    let write = decided.write;
+    let (pk, mut version) = if let Some(s) = &decided.stream {
+        (s.pk, s.version)
+    } else {
+        let aggregate_type = write.events.first().map_or("", |e| &e.aggregate_type);
+        conn.prepare_cached("INSERT INTO streams (stream_id, aggregate_type) VALUES (?1, ?2)")?
+            .execute(params![write.stream.as_str(), aggregate_type])?;
+        (conn.last_insert_rowid(), 0)
+    };
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (stream_pk, version, event_id, recorded_at, occurred_at, name, \
+         schema_version, payload, metadata, checksum) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut first_position = None;
+    for (event, metadata) in write.events.iter().zip(decided.metadata) {
+        version = version
+            .checked_add(1)
+            .ok_or_else(|| corrupt("stream version overflow"))?;
+        let row = checksum::Row {
+            stream_pk: pk,
+            version: stored_integer("stream version", version)?,
+            event_id: event.event_id.as_bytes(),
+            recorded_at: now.as_unix_micros(),
+            occurred_at: event.occurred_at.map(Timestamp::as_unix_micros),
+            name: event.name.as_bytes(),
+            schema_version: i64::from(event.schema_version),
+            payload: event.payload.as_bytes(),
+            metadata: metadata.as_deref().map(str::as_bytes),
+        };
+        // Payload and metadata are bound as text without a second UTF-8
+        // check: `Payload` and `String` hold UTF-8 by their types.
+        insert.execute(params![
+            row.stream_pk,
+            row.version,
+            row.event_id,
+            row.recorded_at,
+            row.occurred_at,
+            &*event.name,
+            row.schema_version,
+            ToSqlOutput::Borrowed(ValueRef::Text(event.payload.as_bytes())),
+            metadata.as_deref(),
+            row.checksum(),
+        ])?;
+        let position = u64::try_from(conn.last_insert_rowid())
+            .ok()
+            .filter(|&p| p > positions.last)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "SQLite gave position {} after {}: the positions have run out",
+                    conn.last_insert_rowid(),
+                    positions.last
+                ))
+            })?;
+        positions.last = position;
+        first_position.get_or_insert(position);
+    }
+    Ok(AppendResult {
+        stream_id: write.stream.clone(),
+        version,
+        first_position,
+        last_position: first_position.map(|_| positions.last),
+        repeated: false,
+    })
+}
