@@ -82,6 +82,15 @@ where
         }
     }
 
+    /// Whether commands on one aggregate run one at a time; see
+    /// [`crate::Repository::with_serialized_commands`].
+    #[must_use]
+    pub fn with_serialized_commands(self, serialized: bool) -> Self {
+        Repository {
+            inner: self.inner.with_serialized_commands(serialized),
+        }
+    }
+
     /// Keeps recent states in memory; see [`crate::Repository::with_cache`].
     #[must_use]
     pub fn with_cache(self, capacity: usize) -> Self

@@ -10,6 +10,7 @@ use crate::cache::StateCache;
 use crate::envelope::{Decoded, Envelope, EventRef, NewEvent};
 use crate::error::{Conflict, Error, Result};
 use crate::event::IntoEvents;
+use crate::gate::Gates;
 use crate::id::StreamId;
 use crate::metadata::Metadata;
 use crate::snapshot::{Snapshot, SnapshotStore};
@@ -173,6 +174,7 @@ pub struct Repository<A, S> {
     policy: ConflictPolicy,
     snapshots: bool,
     cache: Option<Arc<StateCache<A>>>,
+    gates: Option<Arc<Gates>>,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -184,6 +186,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             policy: self.policy,
             snapshots: self.snapshots,
             cache: self.cache.clone(),
+            gates: self.gates.clone(),
             aggregate: PhantomData,
         }
     }
@@ -198,6 +201,7 @@ impl<A, S: fmt::Debug> fmt::Debug for Repository<A, S> {
             .field("policy", &self.policy)
             .field("snapshots", &self.snapshots)
             .field("cache", &self.cache.as_ref().map(|c| c.capacity()))
+            .field("serialized_commands", &self.gates.is_some())
             .finish()
     }
 }
@@ -301,6 +305,7 @@ where
             policy: ConflictPolicy::Rerun,
             snapshots: true,
             cache: None,
+            gates: Some(Arc::default()),
             aggregate: PhantomData,
         }
     }
@@ -326,6 +331,23 @@ where
     #[must_use]
     pub fn with_snapshots(mut self, snapshots: bool) -> Self {
         self.snapshots = snapshots;
+        self
+    }
+
+    /// Whether commands on one aggregate, through this repository and its
+    /// clones, run one at a time (default `true`): they then queue instead
+    /// of racing, so they never conflict with each other, and a hot
+    /// aggregate does not run its commands out of retries. Conflicts with
+    /// writers outside (other processes, other repositories) are still
+    /// resolved by the [`ConflictPolicy`].
+    ///
+    /// With `false`, commands race and conflicts between them are retried.
+    /// Either way the answers are the same; only throughput and the number
+    /// of retries differ. A decision must not run a command on its own
+    /// aggregate through the blocking facade (it would wait for itself).
+    #[must_use]
+    pub fn with_serialized_commands(mut self, serialized: bool) -> Self {
+        self.gates = serialized.then(Arc::default);
         self
     }
 
@@ -527,6 +549,10 @@ where
         F: FnMut(&A) -> D,
         D: IntoEvents<A>,
     {
+        let _turn = match &self.gates {
+            Some(gates) => Some(gates.enter(stream).await),
+            None => None,
+        };
         let mut folded = self.fold(stream, Target::Latest).await?;
         let mut attempts = 0;
         let mut kept: Option<Vec<A::Event>> = None;

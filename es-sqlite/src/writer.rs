@@ -93,6 +93,7 @@ pub(crate) fn run(
     // known) still leaves nothing waiting: see below.
     let stopped = catch_unwind(AssertUnwindSafe(|| {
         while let Ok(first) = jobs.recv() {
+            fail::fail_point!("es-sqlite::writer::between-batches");
             let mut batch = Vec::with_capacity(16);
             batch.push(first);
             batch.extend(jobs.try_iter().take(max_batch.saturating_sub(1)));
@@ -100,6 +101,8 @@ pub(crate) fn run(
         }
     }));
     if stopped.is_err() {
+        // The batch being formed was dropped while unwinding: its requesters
+        // got `Closed` then (their reply senders went with it).
         tracing::error!("the writer stopped; every further write is refused as closed");
         for job in jobs.iter() {
             answer(job.reply, Err(Error::Closed));

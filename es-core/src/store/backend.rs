@@ -303,19 +303,35 @@ pub fn shared_error(error: &Arc<Error>) -> Error {
     }
 }
 
-/// An error shared by several requesters (see [`shared_error`]).
+/// An error shared by several requesters (see [`shared_error`]). It reads
+/// as the error it shares: for an [`Error::Backend`], as the backend's own
+/// cause, so the chain of causes says what happened once.
 #[derive(Debug, Clone)]
 pub struct SharedError(pub Arc<Error>);
 
+impl SharedError {
+    /// The shared error.
+    pub fn error(&self) -> &Error {
+        &self.0
+    }
+
+    fn shown(&self) -> &(dyn std::error::Error + 'static) {
+        match &*self.0 {
+            Error::Backend(cause) => &**cause,
+            other => other,
+        }
+    }
+}
+
 impl std::fmt::Display for SharedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&self.0, f)
+        std::fmt::Display::fmt(self.shown(), f)
     }
 }
 
 impl std::error::Error for SharedError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&*self.0)
+        self.shown().source()
     }
 }
 

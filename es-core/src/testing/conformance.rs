@@ -48,6 +48,7 @@ macro_rules! store_conformance_tests {
             multi_stream_append_is_atomic, concurrent_appends_one_winner_per_version,
             concurrent_appends_lose_no_update, hostile_stream_ids_round_trip, metadata_round_trips,
             snapshots_keep_the_latest, checkpoints_round_trip, watch_wakes_on_commit,
+            extreme_expected_versions_are_conflicts,
         );
         #[test]
         fn conformance_model_check() {
@@ -636,6 +637,39 @@ pub fn limits_are_enforced<S: ConformanceStore>(store: S) {
         Err(Error::InvalidName { .. })
     ));
     assert_eq!(version(&store, &s), 2 + limits.max_events_per_append as u64);
+}
+
+/// Caller-supplied numbers at their extremes (`Exact(u64::MAX)`, with and
+/// without event ids already stored) are conflicts, never an overflow: the
+/// store goes on working (in a debug build an overflow would panic).
+pub fn extreme_expected_versions_are_conflicts<S: ConformanceStore>(store: S) {
+    let s = stream("extreme");
+    let stored = event("x", 0);
+    append(&store, &s, ExpectedVersion::NoStream, vec![stored.clone()]).expect("append");
+    for expected in [u64::MAX, u64::MAX - 1, i64::MAX as u64, i64::MAX as u64 + 1] {
+        for events in [
+            vec![stored.clone()],
+            vec![event("x", 1)],
+            vec![stored.clone(), event("x", 2)],
+        ] {
+            let result = append(&store, &s, ExpectedVersion::Exact(expected), events);
+            assert!(
+                matches!(&result, Err(Error::Conflict(c)) if c.actual == 1 || c.actual == 0)
+                    || matches!(result, Err(Error::DuplicateEvent { .. })),
+                "Exact({expected}): {result:?}"
+            );
+        }
+    }
+    let range = ReadRange {
+        start: u64::MAX,
+        end: Some(u64::MAX),
+    };
+    assert!(read(&store, &s, range).is_empty());
+    assert_eq!(read(&store, &s, ReadRange::starting_at(u64::MAX)).len(), 0);
+    assert_eq!(read_all(&store, u64::MAX).len(), 0);
+    // Still working.
+    append(&store, &s, ExpectedVersion::Exact(1), vec![event("x", 3)]).expect("append after");
+    assert_eq!(version(&store, &s), 2);
 }
 
 /// Malformed events are refused whole, with typed errors: names that break

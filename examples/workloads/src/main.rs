@@ -60,6 +60,10 @@ struct Args {
     /// default: no cache).
     #[arg(long)]
     cache: Option<usize>,
+    /// Let commands on one ticket race instead of queueing
+    /// (`Repository::with_serialized_commands(false)`).
+    #[arg(long)]
+    race: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -272,6 +276,7 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
                 args.tasks.unwrap_or(8),
                 args.commands.unwrap_or(1_000),
                 raw,
+                args.race,
             )
             .await
         }
@@ -646,63 +651,78 @@ async fn load_snapshot(
     })
 }
 
-/// `contention`: `tasks` tasks on one ticket, `each` commands each, retrying
-/// on conflict; the final version must be exactly `tasks * each + 1`.
+/// `contention`: `tasks` tasks on one ticket, `each` commands each, with the
+/// repository's default retries on conflict: every command must complete
+/// (a command whose retries run out fails the run), and the final version
+/// must be exactly `tasks * each + 1`. Reports the conflicts and the
+/// attempts per command.
 async fn contention(
     db: &Path,
     sync: Sync,
     tasks: usize,
     each: u64,
     raw: bool,
+    race: bool,
 ) -> Result<Report, Failure> {
     let store = open(db, sync)?;
-    let repository = Repository::<Ticket, _>::new(store.clone()).with_retries(u32::MAX);
+    let repository = Repository::<Ticket, _>::new(store.clone()).with_serialized_commands(!race);
     repository
         .execute("hot", |t| t.open("Everyone at once", "c@example.com"))
         .await?;
     let started = Instant::now();
-    let mut conflicts = 0u64;
+    // attempts[k]: how many commands took k + 1 attempts.
+    let mut attempts = vec![0u64; 8];
+    let mut failed = 0u64;
     if raw {
         let handles: Vec<_> = (0..tasks)
             .map(|task| {
                 let db = db.to_path_buf();
-                std::thread::spawn(move || -> Result<u64, Failure> {
+                std::thread::spawn(move || -> Result<Vec<u64>, Failure> {
                     let mut conn = raw::connect(&db, sync)?;
-                    let mut conflicts = 0;
+                    let mut attempts = vec![0u64; 8];
                     for i in 0..each {
-                        conflicts += raw::execute_message(
+                        let conflicts = raw::execute_message(
                             &mut conn,
                             "ticket-hot",
                             &body(task as u64 * each + i),
                             true,
                         )?;
+                        attempts[(conflicts as usize).min(7)] += 1;
                     }
-                    Ok(conflicts)
+                    Ok(attempts)
                 })
             })
             .collect();
         for handle in handles {
-            conflicts += handle.join().map_err(|_| "a task panicked")??;
+            let theirs = handle.join().map_err(|_| "a task panicked")??;
+            attempts.iter_mut().zip(theirs).for_each(|(a, t)| *a += t);
         }
     } else {
         let handles: Vec<_> = (0..tasks)
             .map(|task| {
                 let repository = repository.clone();
                 tokio::spawn(async move {
-                    let mut conflicts = 0u64;
+                    let mut attempts = vec![0u64; 8];
+                    let mut failed = 0u64;
                     for i in 0..each {
                         let text = body(task as u64 * each + i);
-                        let done = repository
+                        match repository
                             .execute("hot", |t| t.add_message(&text, "agent-42"))
-                            .await?;
-                        conflicts += u64::from(done.attempts - 1);
+                            .await
+                        {
+                            Ok(done) => attempts[(done.attempts as usize - 1).min(7)] += 1,
+                            Err(e) if e.as_conflict().is_some() => failed += 1,
+                            Err(e) => return Err(Failure::from(e.to_string())),
+                        }
                     }
-                    Ok::<u64, Failure>(conflicts)
+                    Ok::<_, Failure>((attempts, failed))
                 })
             })
             .collect();
         for handle in handles {
-            conflicts += handle.await??;
+            let (theirs, lost) = handle.await??;
+            attempts.iter_mut().zip(theirs).for_each(|(a, t)| *a += t);
+            failed += lost;
         }
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -711,13 +731,21 @@ async fn contention(
         .stream_version(&StreamId::new("ticket-hot")?)
         .await?;
     let events = read_count(&store, "ticket-hot").await?;
+    let conflicts: u64 = attempts.iter().enumerate().map(|(k, n)| k as u64 * n).sum();
+    let done = attempts.iter().sum::<u64>();
     Ok(Report {
         name: if raw { "raw_contention" } else { "contention" },
-        params: json!({"sync": sync_name(sync), "tasks": tasks, "commands_per_task": each}),
+        params: json!({"sync": sync_name(sync), "tasks": tasks, "commands_per_task": each, "race": race}),
         events: tasks as u64 * each,
         seconds,
-        ok: version == expected && events == expected,
-        extra: json!({"conflicts": conflicts, "final_version": version}),
+        ok: failed == 0 && version == expected && events == expected,
+        extra: json!({
+            "conflicts": conflicts,
+            "failed_commands": failed,
+            "attempts_per_command": round((done + conflicts) as f64 / done.max(1) as f64, 3),
+            "commands_by_attempts": attempts,
+            "final_version": version,
+        }),
     })
 }
 

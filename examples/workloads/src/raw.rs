@@ -124,7 +124,10 @@ pub(crate) fn insert_message(
 ) -> Result<bool, Failure> {
     let payload = serde_json::to_string(event)?;
     let (pk, current): (i64, i64) = tx
-        .prepare_cached("SELECT stream_pk, version FROM streams WHERE stream_id = ?1")?
+        .prepare_cached(
+            "SELECT s.stream_pk, (SELECT max(e.version) FROM events e WHERE e.stream_pk = s.stream_pk) \
+             FROM streams s WHERE s.stream_id = ?1",
+        )?
         .query_row([stream], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if u64::try_from(current)? != version {
         return Ok(false);
@@ -145,13 +148,12 @@ pub(crate) fn insert_message(
          VALUES (?1, ?2, ?3, ?4, 'message-added', 1, ?5, NULL, ?6)",
     )?
     .execute(params![pk, current + 1, id.as_bytes().as_slice(), micros, payload, sum])?;
-    tx.prepare_cached("UPDATE streams SET version = ?1 WHERE stream_pk = ?2")?
-        .execute(params![current + 1, pk])?;
     Ok(true)
 }
 
 /// The store's row checksum (`es-sqlite/src/checksum.rs`), computed the same
-/// way: the column is `NOT NULL`, and the store checks it on every read.
+/// way for a row without metadata or occurred-at time: the column is
+/// `NOT NULL`, and the store checks it on every read.
 fn checksum(
     stream_pk: i64,
     version: i64,
