@@ -6,9 +6,12 @@ pub use core::any::type_name;
 pub use core::clone::Clone;
 pub use core::cmp::PartialEq;
 pub use core::convert::{From, Infallible};
+pub use core::default::Default;
 pub use core::fmt::Debug;
+pub use core::marker::{Send, Sync};
 pub use core::option::Option::{self, None, Some};
 pub use core::result::Result::{self, Err, Ok};
+pub use core::unreachable;
 pub use std::vec;
 pub use std::vec::Vec;
 
@@ -42,7 +45,13 @@ pub fn one<A: Aggregate>(event: impl Into<A::Event>) -> Events<A> {
     Ok(vec![event.into()])
 }
 
+// The compile-time checks below are `#[track_caller]`: a failed check is then
+// reported at its call, which the derives span on the user's token (the
+// `name = "..."` literal, the `upcast_from` path, the `events` key), with no
+// note pointing into this file.
+
 /// Compile-time check of an event's name against the [name rule](crate::name).
+#[track_caller]
 pub const fn check_event_name(name: &str) {
     match check_name(name) {
         Ok(()) => {}
@@ -61,6 +70,7 @@ pub const fn check_event_name(name: &str) {
 }
 
 /// Compile-time check of an aggregate's name against the [name rule](crate::name).
+#[track_caller]
 pub const fn check_aggregate_name(name: &str) {
     match check_name(name) {
         Ok(()) => {}
@@ -82,18 +92,20 @@ pub const fn check_aggregate_name(name: &str) {
 
 /// Compile-time check of an `upcast_from` link: same name, lower version.
 /// (`From<P>` is required, and reported, by the decoding itself.)
+#[track_caller]
 pub const fn check_upcast<E: Event, P: Event>() {
     assert!(
         str_eq(E::NAME, P::NAME),
-        "`upcast_from` must name an older version of the same event: the two `#[event(name)]`s differ"
+        "`upcast_from` must name an older version of the same event, but the two `#[event(name)]`s differ: give both the same name, or name this event's previous version"
     );
     assert!(
         P::VERSION < E::VERSION,
-        "`upcast_from` must name an older version: its `#[event(version)]` must be lower than this event's"
+        "`upcast_from` must name an older version, but its `#[event(version)]` is not lower than this event's: raise this event's `version`, or name its previous version"
     );
 }
 
 /// Compile-time check that an aggregate's events have distinct names.
+#[track_caller]
 pub const fn check_distinct_names(events: &[EventKey]) {
     let mut i = 0;
     while i < events.len() {

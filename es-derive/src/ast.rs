@@ -1,42 +1,69 @@
 //! The model the expansions work from: attributes resolved to their final
 //! values (defaults applied), the user's syntax kept for spans.
+//!
+//! Building the model never fails and checks nothing: what is wrong with it
+//! is `validate`'s to say, and an invalid model still feeds the fallback
+//! stubs (`fallback`).
 
 use proc_macro2::Span;
-use syn::{DeriveInput, Ident, Path, Visibility};
+use syn::ext::IdentExt;
+use syn::{Attribute, DeriveInput, Ident, Path, Visibility};
 
-use crate::attr::{AggregateAttrs, EventAttrs};
+use crate::attr::{AggregateAttrs, EventAttrs, Number};
 use crate::case::kebab_case;
 use crate::ctxt::Ctxt;
-use crate::validate;
 
 /// A `#[derive(Event)]` input.
 pub(crate) struct EventInput<'a> {
+    /// The whole input, for the checks of its shape.
+    pub(crate) original: &'a DeriveInput,
     pub(crate) ident: &'a Ident,
-    /// The stable name (given or the kebab-case of the type).
-    pub(crate) name: String,
-    /// Where the name comes from: the `name = "..."` literal, or the type.
-    pub(crate) name_span: Span,
-    pub(crate) version: u32,
+    pub(crate) name: Name,
+    pub(crate) version: Version,
+    /// `upcast_from = Previous`: the previous link of the upcast chain.
     pub(crate) upcast_from: Option<Path>,
     pub(crate) krate: Path,
 }
 
 /// A `#[derive(Aggregate)]` input.
 pub(crate) struct AggregateInput<'a> {
+    /// The whole input, for the checks of its shape.
+    pub(crate) original: &'a DeriveInput,
     pub(crate) ident: &'a Ident,
     pub(crate) vis: &'a Visibility,
-    pub(crate) name: String,
-    /// Where the name comes from: the `name = "..."` literal, or the type.
-    pub(crate) name_span: Span,
+    pub(crate) name: Name,
     /// The generated enum's name: `<Type>Event`.
     pub(crate) enum_ident: Ident,
-    pub(crate) events: Vec<EventRef>,
-    /// The `events` key, where checks over the whole list are reported.
-    pub(crate) events_span: Span,
+    pub(crate) events: EventList<'a>,
     pub(crate) snapshot: Option<Snapshot>,
     /// `conflicts = path`: the function deciding whether events conflict.
     pub(crate) conflicts: Option<Path>,
     pub(crate) krate: Path,
+}
+
+/// A stored name: the one given, or the kebab-case of the type.
+pub(crate) struct Name {
+    pub(crate) value: String,
+    /// Where it comes from: the `name = "..."` literal, or the type.
+    pub(crate) span: Span,
+}
+
+/// A schema version.
+#[derive(Clone, Copy)]
+pub(crate) struct Version {
+    pub(crate) number: u32,
+    /// The literal, or `None` when the version is the default 1.
+    pub(crate) span: Option<Span>,
+}
+
+/// What `events(...)` says.
+pub(crate) enum EventList<'a> {
+    /// No `events` key; the first `#[aggregate]` attribute, if any.
+    Missing(Option<&'a Attribute>),
+    /// An `events` key that is not a list (already reported by `attr`).
+    Malformed,
+    /// `events(...)`, in source order, and the span of the `events` key.
+    Listed(Span, Vec<EventRef>),
 }
 
 /// One event listed in `events(...)`.
@@ -47,38 +74,52 @@ pub(crate) struct EventRef {
     pub(crate) variant: Ident,
 }
 
+/// `snapshot(every = N, version = V)`.
 pub(crate) struct Snapshot {
-    pub(crate) every: u64,
-    pub(crate) version: u32,
+    /// The `snapshot` key.
+    pub(crate) span: Span,
+    pub(crate) every: Option<Number<u64>>,
+    pub(crate) version: Version,
 }
 
 fn default_krate() -> Path {
     syn::parse_quote!(::es_core)
 }
 
+fn name(given: Option<&syn::LitStr>, ident: &Ident) -> Name {
+    match given {
+        Some(lit) => Name {
+            value: lit.value(),
+            span: lit.span(),
+        },
+        None => Name {
+            value: kebab_case(&ident.unraw().to_string()),
+            span: ident.span(),
+        },
+    }
+}
+
+fn version(given: Option<&Number<u32>>) -> Version {
+    match given {
+        Some(n) => Version {
+            number: n.value,
+            span: Some(n.span),
+        },
+        None => Version {
+            number: 1,
+            span: None,
+        },
+    }
+}
+
 impl<'a> EventInput<'a> {
     pub(crate) fn from_syn(cx: &Ctxt, input: &'a DeriveInput) -> EventInput<'a> {
         let attrs = EventAttrs::from_attrs(cx, &input.attrs);
-        validate::event_shape(cx, input);
-        let (name, name_span) = match attrs.name.spanned() {
-            Some((span, name)) => (name.clone(), span),
-            None => (kebab_case(&input.ident.to_string()), input.ident.span()),
-        };
-        let version = match attrs.version.spanned() {
-            Some((span, &version)) => {
-                validate::version(cx, span, version);
-                version
-            }
-            None => 1,
-        };
-        if let (Some(prev), None) = (attrs.upcast_from.get(), attrs.version.get()) {
-            cx.error_spanned_by(prev, "`upcast_from` needs this event's own `version`, higher than the previous one's: add `version = 2`");
-        }
         EventInput {
+            original: input,
             ident: &input.ident,
-            name,
-            name_span,
-            version,
+            name: name(attrs.name.get(), &input.ident),
+            version: version(attrs.version.get()),
             upcast_from: attrs.upcast_from.get().cloned(),
             krate: attrs.krate.get().cloned().unwrap_or_else(default_krate),
         }
@@ -88,89 +129,63 @@ impl<'a> EventInput<'a> {
 impl<'a> AggregateInput<'a> {
     pub(crate) fn from_syn(cx: &Ctxt, input: &'a DeriveInput) -> AggregateInput<'a> {
         let attrs = AggregateAttrs::from_attrs(cx, &input.attrs);
-        validate::aggregate_shape(cx, input);
-        let (name, name_span) = match attrs.name.spanned() {
-            Some((span, name)) => (name.clone(), span),
-            None => (kebab_case(&input.ident.to_string()), input.ident.span()),
+        let events = match attrs.events.spanned() {
+            Some((span, paths)) => {
+                EventList::Listed(span, paths.iter().map(EventRef::new).collect())
+            }
+            None if attrs.events_written => EventList::Malformed,
+            None => EventList::Missing(attrs.first_attr),
         };
-        let events: Vec<EventRef> = if let Some(paths) = attrs.events.get() {
-            paths
-                .iter()
-                .filter_map(|path| event_ref(cx, path))
-                .collect()
-        } else if attrs.events_written {
-            Vec::new()
-        } else {
-            let span = attrs.first_attr.unwrap_or_else(|| input.ident.span());
-            cx.syn_error(syn::Error::new(
-                span,
-                "missing `events(...)`: list the aggregate's events, e.g. `#[aggregate(events(TicketOpened, TicketClosed))]`",
-            ));
-            Vec::new()
-        };
-        if let Some((span, list)) = attrs.events.spanned()
-            && list.is_empty()
-        {
-            cx.syn_error(syn::Error::new(
-                span,
-                "`events()` is empty: list at least one event type",
-            ));
-        }
-        validate::distinct_events(cx, &events);
-        let snapshot = attrs.snapshot.spanned().map(|(span, s)| {
-            let every = if let Some((every_span, &every)) = s.every.spanned() {
-                if every == 0 {
-                    cx.syn_error(syn::Error::new(
-                        every_span,
-                        "`every` must be 1 or more: a snapshot every N versions",
-                    ));
-                }
-                every
-            } else {
-                cx.syn_error(syn::Error::new(
-                    span,
-                    "`snapshot(...)` needs `every = N`, e.g. `snapshot(every = 100)`",
-                ));
-                1
-            };
-            let version = match s.version.spanned() {
-                Some((version_span, &version)) => {
-                    validate::version(cx, version_span, version);
-                    version
-                }
-                None => 1,
-            };
-            Snapshot { every, version }
+        let snapshot = attrs.snapshot.spanned().map(|(span, s)| Snapshot {
+            span,
+            every: s.every.get().copied(),
+            version: version(s.version.get()),
         });
         AggregateInput {
+            original: input,
             ident: &input.ident,
             vis: &input.vis,
-            enum_ident: Ident::new(&format!("{}Event", input.ident), Span::call_site()),
-            name,
-            name_span,
-            events_span: attrs
-                .events
-                .spanned()
-                .map_or_else(|| input.ident.span(), |(span, _)| span),
+            name: name(attrs.name.get(), &input.ident),
+            enum_ident: Ident::new(&format!("{}Event", input.ident.unraw()), Span::call_site()),
             events,
             snapshot,
             conflicts: attrs.conflicts.get().cloned(),
             krate: attrs.krate.get().cloned().unwrap_or_else(default_krate),
         }
     }
+
+    /// The listed events, in source order (none when the list is missing).
+    pub(crate) fn events(&self) -> &[EventRef] {
+        match &self.events {
+            EventList::Listed(_, events) => events,
+            EventList::Missing(_) | EventList::Malformed => &[],
+        }
+    }
+
+    /// Where checks over the whole list are reported: the `events` key.
+    pub(crate) fn events_span(&self) -> Span {
+        match &self.events {
+            EventList::Listed(span, _) => *span,
+            EventList::Missing(_) | EventList::Malformed => self.ident.span(),
+        }
+    }
 }
 
-fn event_ref(cx: &Ctxt, path: &Path) -> Option<EventRef> {
-    let last = path.segments.last()?;
-    if !last.arguments.is_none() {
-        cx.error_spanned_by(
-            path,
-            "events cannot have generic arguments: list a concrete event type",
+impl EventRef {
+    fn new(path: &Path) -> Self {
+        let variant = path.segments.last().map_or_else(
+            // `Path` parsing guarantees a segment; this is never used.
+            || Ident::new("Event", Span::call_site()),
+            |last| last.ident.clone(),
         );
-        return None;
+        EventRef {
+            path: path.clone(),
+            variant,
+        }
     }
-    Some(EventRef {
-        path: path.clone(),
-        variant: last.ident.clone(),
-    })
+
+    /// Whether the path is a plain type, without generic arguments.
+    pub(crate) fn is_concrete(&self) -> bool {
+        self.path.segments.iter().all(|s| s.arguments.is_none())
+    }
 }

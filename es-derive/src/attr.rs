@@ -2,7 +2,8 @@
 //!
 //! Parsing never stops at the first problem: every unknown key, duplicate
 //! and malformed value becomes a spanned error in the [`Ctxt`], and parsing
-//! goes on with the rest.
+//! goes on with the next attribute. Only the syntax is checked here; what the
+//! values mean (a version of 0, a missing `events`, ...) is `validate`'s job.
 
 use proc_macro2::Span;
 use syn::meta::ParseNestedMeta;
@@ -14,7 +15,7 @@ use crate::symbol::{
     AGGREGATE, CONFLICTS, CRATE, EVENT, EVENTS, EVERY, NAME, SNAPSHOT, Symbol, UPCAST_FROM, VERSION,
 };
 
-/// A value given at most once, remembering where.
+/// A value given at most once, remembering the span of its key.
 pub(crate) struct Attr<T> {
     owner: &'static str,
     key: Symbol,
@@ -22,18 +23,23 @@ pub(crate) struct Attr<T> {
 }
 
 impl<T> Attr<T> {
-    fn new(attr: &'static str, key: Symbol) -> Self {
+    fn new(owner: &'static str, key: Symbol) -> Self {
         Attr {
-            owner: attr,
+            owner,
             key,
             value: None,
         }
     }
 
+    /// Records the value of the key at `span`; a second one is an error
+    /// there.
     fn set(&mut self, cx: &Ctxt, span: Span, value: T) {
         if self.value.is_some() {
             let close = if self.owner.contains('(') { ")" } else { "" };
-            let message = format!("duplicate `#[{}({}){close}]`", self.owner, self.key);
+            let message = format!(
+                "duplicate `#[{}({}){close}]`: give `{}` once",
+                self.owner, self.key, self.key
+            );
             cx.syn_error(syn::Error::new(span, message));
         } else {
             self.value = Some((span, value));
@@ -44,36 +50,46 @@ impl<T> Attr<T> {
         self.value.as_ref().map(|(_, v)| v)
     }
 
+    /// The value and the span of its key.
     pub(crate) fn spanned(&self) -> Option<(Span, &T)> {
         self.value.as_ref().map(|(s, v)| (*s, v))
     }
 }
 
+/// A number as written: its value and the span of its literal.
+#[derive(Clone, Copy)]
+pub(crate) struct Number<N> {
+    pub(crate) value: N,
+    pub(crate) span: Span,
+}
+
 /// `#[event(name = "...", version = N, upcast_from = Path, crate = "...")]`.
 pub(crate) struct EventAttrs {
-    pub(crate) name: Attr<String>,
-    pub(crate) version: Attr<u32>,
+    pub(crate) name: Attr<LitStr>,
+    pub(crate) version: Attr<Number<u32>>,
     pub(crate) upcast_from: Attr<Path>,
     pub(crate) krate: Attr<Path>,
 }
 
 /// `#[aggregate(name = "...", events(...), snapshot(every = N, version = V),
 /// conflicts = path, crate = "...")]`.
-pub(crate) struct AggregateAttrs {
-    pub(crate) name: Attr<String>,
+pub(crate) struct AggregateAttrs<'a> {
+    pub(crate) name: Attr<LitStr>,
     pub(crate) events: Attr<Vec<Path>>,
     pub(crate) snapshot: Attr<SnapshotAttrs>,
     pub(crate) conflicts: Attr<Path>,
     pub(crate) krate: Attr<Path>,
     /// The first `#[aggregate]` attribute, for errors about missing keys.
-    pub(crate) first_attr: Option<Span>,
-    /// Whether an `events` key was written at all (even a malformed one).
+    pub(crate) first_attr: Option<&'a Attribute>,
+    /// Whether an `events` key was written at all (even a malformed one,
+    /// which is reported here and must not be reported again as missing).
     pub(crate) events_written: bool,
 }
 
+/// `snapshot(every = N, version = V)`.
 pub(crate) struct SnapshotAttrs {
-    pub(crate) every: Attr<u64>,
-    pub(crate) version: Attr<u32>,
+    pub(crate) every: Attr<Number<u64>>,
+    pub(crate) version: Attr<Number<u32>>,
 }
 
 impl EventAttrs {
@@ -86,20 +102,16 @@ impl EventAttrs {
         };
         for attr in attrs.iter().filter(|a| a.path() == EVENT) {
             let parsed = attr.parse_nested_meta(|meta| {
-                let span = meta
-                    .path
-                    .get_ident()
-                    .map_or_else(|| meta_span(&meta), syn::Ident::span);
+                let span = key_span(&meta);
                 if meta.path == NAME {
-                    if let Some(name) = lit_str(&meta)? {
-                        out.name.set(cx, name.span(), name.value());
-                    }
+                    let name = lit_str(&meta)?;
+                    out.name.set(cx, span, name);
                 } else if meta.path == VERSION {
                     if let Some(version) = lit_int::<u32>(cx, &meta)? {
                         out.version.set(cx, span, version);
                     }
                 } else if meta.path == UPCAST_FROM {
-                    let path: Path = meta.value()?.parse()?;
+                    let path = path_value(&meta, "TicketEscalatedV1")?;
                     out.upcast_from.set(cx, span, path);
                 } else if meta.path == CRATE {
                     if let Some(path) = crate_path(cx, &meta)? {
@@ -118,8 +130,8 @@ impl EventAttrs {
     }
 }
 
-impl AggregateAttrs {
-    pub(crate) fn from_attrs(cx: &Ctxt, attrs: &[Attribute]) -> Self {
+impl<'a> AggregateAttrs<'a> {
+    pub(crate) fn from_attrs(cx: &Ctxt, attrs: &'a [Attribute]) -> Self {
         let mut out = AggregateAttrs {
             name: Attr::new("aggregate", NAME),
             events: Attr::new("aggregate", EVENTS),
@@ -130,13 +142,12 @@ impl AggregateAttrs {
             events_written: false,
         };
         for attr in attrs.iter().filter(|a| a.path() == AGGREGATE) {
-            out.first_attr.get_or_insert_with(|| attr.pound_token.span);
+            out.first_attr.get_or_insert(attr);
             let parsed = attr.parse_nested_meta(|meta| {
-                let span = meta_span(&meta);
+                let span = key_span(&meta);
                 if meta.path == NAME {
-                    if let Some(name) = lit_str(&meta)? {
-                        out.name.set(cx, name.span(), name.value());
-                    }
+                    let name = lit_str(&meta)?;
+                    out.name.set(cx, span, name);
                 } else if meta.path == EVENTS {
                     out.events_written = true;
                     let events = event_list(&meta)?;
@@ -145,12 +156,7 @@ impl AggregateAttrs {
                     let snapshot = snapshot_attrs(cx, &meta)?;
                     out.snapshot.set(cx, span, snapshot);
                 } else if meta.path == CONFLICTS {
-                    let path: Path = meta.value()?.parse().map_err(|e| {
-                        syn::Error::new(
-                            e.span(),
-                            "expected a function path: `conflicts = Self::conflicts_with`",
-                        )
-                    })?;
+                    let path = path_value(&meta, "Self::conflicts_with")?;
                     out.conflicts.set(cx, span, path);
                 } else if meta.path == CRATE {
                     if let Some(path) = crate_path(cx, &meta)? {
@@ -174,26 +180,37 @@ impl AggregateAttrs {
     }
 }
 
-fn meta_span(meta: &ParseNestedMeta<'_>) -> Span {
+/// The span of the key being parsed (`name` in `name = "..."`).
+fn key_span(meta: &ParseNestedMeta<'_>) -> Span {
     meta.path
         .segments
         .first()
         .map_or_else(Span::call_site, |s| s.ident.span())
 }
 
+/// The key as written, for messages.
+fn key_name(meta: &ParseNestedMeta<'_>) -> String {
+    meta.path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
 /// `events(A, b::B, ...)`: paths only.
 fn event_list(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<Path>> {
     if !meta.input.peek(syn::token::Paren) {
-        return Err(
-            meta.error("expected a list of event types: `events(TicketOpened, TicketClosed)`")
-        );
+        return Err(meta.error(
+            "`events` takes a list of event types in parentheses: write `events(TicketOpened, TicketClosed)`",
+        ));
     }
     let content;
     syn::parenthesized!(content in meta.input);
     let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content).map_err(|e| {
         syn::Error::new(
             e.span(),
-            "expected event types, like `events(TicketOpened, TicketClosed)`",
+            "expected an event type: write `events(TicketOpened, TicketClosed)`",
         )
     })?;
     Ok(paths.into_iter().collect())
@@ -206,10 +223,11 @@ fn snapshot_attrs(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Snapshot
         version: Attr::new("aggregate(snapshot", VERSION),
     };
     if !meta.input.peek(syn::token::Paren) {
-        return Err(meta.error("expected `snapshot(every = N)`, e.g. `snapshot(every = 100)`"));
+        return Err(meta
+            .error("`snapshot` takes its settings in parentheses: write `snapshot(every = 100)`"));
     }
     meta.parse_nested_meta(|inner| {
-        let span = meta_span(&inner);
+        let span = key_span(&inner);
         if inner.path == EVERY {
             if let Some(every) = lit_int::<u64>(cx, &inner)? {
                 out.every.set(cx, span, every);
@@ -226,53 +244,103 @@ fn snapshot_attrs(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Snapshot
     Ok(out)
 }
 
-fn lit_str(meta: &ParseNestedMeta<'_>) -> syn::Result<Option<LitStr>> {
+/// `key = "..."`.
+fn lit_str(meta: &ParseNestedMeta<'_>) -> syn::Result<LitStr> {
     let value = meta.value()?;
     if value.peek(LitStr) {
-        Ok(Some(value.parse()?))
+        value.parse()
     } else {
-        let key = meta
-            .path
-            .get_ident()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        Err(value.error(format!("expected a string: `{key} = \"...\"`")))
+        let key = key_name(meta);
+        Err(value.error(format!(
+            "`{key}` takes a string in quotes: write `{key} = \"...\"`"
+        )))
     }
 }
 
-fn lit_int<N>(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<N>>
-where
-    N: std::str::FromStr,
-    N::Err: std::fmt::Display,
-{
+/// An unsigned integer type an attribute holds.
+trait Unsigned: Sized + TryFrom<u128> {
+    const TYPE: &'static str;
+    const MAX: u128;
+}
+
+impl Unsigned for u32 {
+    const TYPE: &'static str = "u32";
+    const MAX: u128 = u32::MAX as u128;
+}
+
+impl Unsigned for u64 {
+    const TYPE: &'static str = "u64";
+    const MAX: u128 = u64::MAX as u128;
+}
+
+/// `key = N`. A number too large for its type is reported here and yields
+/// `None`, so parsing goes on with the next key.
+fn lit_int<N: Unsigned>(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Number<N>>> {
     let value = meta.value()?;
-    let key = meta
-        .path
-        .get_ident()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let key = key_name(meta);
+    if value.peek(LitStr) {
+        // `version = "2"`: say to drop the quotes when the text is a number.
+        let lit: LitStr = value.parse()?;
+        let text = lit.value();
+        let message = if text.trim().parse::<u128>().is_ok() {
+            format!(
+                "`{key}` takes a number, not a string: write `{key} = {}`",
+                text.trim()
+            )
+        } else {
+            format!("`{key}` takes a whole number: write `{key} = 1`")
+        };
+        return Err(syn::Error::new(lit.span(), message));
+    }
     if !value.peek(LitInt) {
-        return Err(value.error(format!("expected a whole number: `{key} = 1`")));
+        return Err(value.error(format!("`{key}` takes a whole number: write `{key} = 1`")));
     }
     let lit: LitInt = value.parse()?;
-    if let Ok(n) = lit.base10_parse::<N>() {
-        Ok(Some(n))
+    if let Some(Ok(value)) = lit.base10_parse::<u128>().ok().map(N::try_from) {
+        Ok(Some(Number {
+            value,
+            span: lit.span(),
+        }))
     } else {
         cx.error_spanned_by(
             &lit,
             format!(
-                "`{key}` must be a whole number that fits in {}",
-                std::any::type_name::<N>()
+                "`{key} = {}` does not fit in a `{}`: write a number up to {}",
+                lit.base10_digits(),
+                N::TYPE,
+                N::MAX
             ),
         );
         Ok(None)
     }
 }
 
+/// `key = some::path` (a type or a function), not a string.
+fn path_value(meta: &ParseNestedMeta<'_>, example: &str) -> syn::Result<Path> {
+    let value = meta.value()?;
+    let key = key_name(meta);
+    if value.peek(LitStr) {
+        let lit: LitStr = value.parse()?;
+        let message = match lit.parse::<Path>() {
+            Ok(_) => format!(
+                "`{key}` takes a path, not a string: write `{key} = {}` without quotes",
+                lit.value().trim()
+            ),
+            Err(_) => format!("`{key}` takes a path: write `{key} = {example}`"),
+        };
+        return Err(syn::Error::new(lit.span(), message));
+    }
+    value.parse::<Path>().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("`{key}` takes a path: write `{key} = {example}`"),
+        )
+    })
+}
+
+/// `crate = "path"` (a string, like serde's).
 fn crate_path(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Path>> {
-    let Some(lit) = lit_str(meta)? else {
-        return Ok(None);
-    };
+    let lit = lit_str(meta)?;
     if let Ok(path) = lit.parse::<Path>() {
         Ok(Some(path))
     } else {
@@ -290,13 +358,7 @@ fn crate_path(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<Path>
 /// Reports an unknown key and skips its value, so the keys after it are
 /// still checked.
 fn unknown(cx: &Ctxt, meta: &ParseNestedMeta<'_>, attr: &str, known: &[Symbol]) -> syn::Result<()> {
-    let path = meta
-        .path
-        .segments
-        .iter()
-        .map(|s| s.ident.to_string())
-        .collect::<Vec<_>>()
-        .join("::");
+    let path = key_name(meta);
     let list = known
         .iter()
         .map(|k| format!("`{k}`"))

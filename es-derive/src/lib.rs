@@ -8,14 +8,16 @@
 //!
 //! Each derive parses its input into a model (`attr`, `ast`), checks every
 //! rule (`validate`) collecting all errors before reporting them together,
-//! then expands (`expand`). Runtime logic lives in es-core; the generated
-//! code only wires the user's types to it.
+//! then expands (`expand`), or, when the input is invalid, emits the errors
+//! with stub impls so they are the only errors (`fallback`). Runtime logic
+//! lives in es-core; the generated code only wires the user's types to it.
 
 mod ast;
 mod attr;
 mod case;
 mod ctxt;
 mod expand;
+mod fallback;
 mod symbol;
 mod validate;
 
@@ -26,21 +28,14 @@ use syn::{DeriveInput, parse_macro_input};
 #[proc_macro_derive(Event, attributes(event))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand::event::derive(&input)
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    expand::event::derive(&input).into()
 }
 
 /// Derives `es_core::Aggregate` and generates its event enum:
-/// `#[aggregate(name = "...", events(A, B, ...), snapshot(every = N, version = V), crate = "...")]`.
+/// `#[aggregate(name = "...", events(A, B, ...), snapshot(every = N, version = V),
+/// conflicts = path::to_fn, crate = "...")]`.
 #[proc_macro_derive(Aggregate, attributes(aggregate))]
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand::aggregate::derive(&input)
-        .unwrap_or_else(|errors| {
-            let mut tokens = expand::aggregate::fallback(&input);
-            tokens.extend(errors.into_compile_error());
-            tokens
-        })
-        .into()
+    expand::aggregate::derive(&input).into()
 }

@@ -3,17 +3,29 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::DeriveInput;
-use syn::spanned::Spanned;
 
-use super::{register, respan};
+use super::{around_path, name_check, register};
 use crate::ast::EventInput;
 use crate::ctxt::Ctxt;
+use crate::fallback::{self, Invalid};
+use crate::validate;
 
-pub(crate) fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
+/// The expansion, or the errors and the stub emitted beside them.
+pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
+    try_expand(input).unwrap_or_else(Invalid::into_tokens)
+}
+
+pub(crate) fn try_expand(input: &DeriveInput) -> Result<TokenStream, Invalid> {
     let cx = Ctxt::new();
     let event = EventInput::from_syn(&cx, input);
-    cx.check()?;
-    Ok(expand(&event))
+    validate::event(&cx, &event);
+    match cx.check() {
+        Ok(()) => Ok(expand(&event)),
+        Err(errors) => Err(Invalid {
+            errors,
+            stub: fallback::event(&event),
+        }),
+    }
 }
 
 fn expand(event: &EventInput<'_>) -> TokenStream {
@@ -24,6 +36,7 @@ fn expand(event: &EventInput<'_>) -> TokenStream {
         krate,
         ..
     } = event;
+    let (name_value, version) = (&name.value, version.number);
     let private = quote!(#krate::__private);
     let (decode, versions, check) = match &event.upcast_from {
         None => (
@@ -32,34 +45,28 @@ fn expand(event: &EventInput<'_>) -> TokenStream {
             quote!(),
         ),
         Some(prev) => {
-            // Spanned at the user's `upcast_from = X`, so a missing `From<X>`
-            // or a mismatched name or version is reported there.
-            let span = prev.span();
-            let check = respan(
-                quote!(const _: () = #private::check_upcast::<#ident, #prev>();),
-                span,
-            );
+            // Spanned over the user's `upcast_from = X`, so a missing
+            // `From<X>` or a mismatched name or version is reported there.
+            let check = around_path(quote!(#private::check_upcast::<#ident,), prev, quote!(>()));
+            let check = quote!(const _: () = #check;);
             let versions = quote! {
                 fn decodable_versions() -> #private::Vec<u32> {
                     #private::upcast_versions::<Self, #prev>()
                 }
             };
-            let decode = respan(quote!(#private::decode_upcast::<#ident, #prev>), span);
+            let decode = around_path(quote!(#private::decode_upcast::<#ident,), prev, quote!(>));
             (quote!(#decode(version, payload)), versions, check)
         }
     };
     let registration = register::event(krate, ident);
-    let name_check = respan(
-        quote!(const _: () = #private::check_event_name(<#ident as #krate::Event>::NAME);),
-        event.name_span,
-    );
+    let name_check = name_check(krate, "check_event_name", name);
     quote! {
         #[doc(hidden)]
         #[allow(unused_qualifications)]
         const _: () = {
             #[automatically_derived]
             impl #krate::Event for #ident {
-                const NAME: &'static str = #name;
+                const NAME: &'static str = #name_value;
                 const VERSION: u32 = #version;
 
                 fn decode(version: u32, payload: &str) -> #private::Result<Self, #krate::DecodeError> {

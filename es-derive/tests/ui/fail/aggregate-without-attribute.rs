@@ -1,0 +1,6 @@
+use es_core::prelude::*;
+
+#[derive(Aggregate, Default)]
+pub struct Ticket;
+
+fn main() {}

@@ -1,0 +1,8 @@
+use es_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+#[event(name = "")]
+pub struct TicketOpened;
+
+fn main() {}
