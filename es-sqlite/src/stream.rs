@@ -27,8 +27,6 @@ pub(crate) enum Source {
 type PageFuture = flume::r#async::RecvFut<'static, PageRead>;
 
 pub(crate) struct PagedStream {
-    /// Keeps the store open while the stream is read.
-    store: SqliteStore,
     readers: flume::Sender<ReadJob>,
     source: Source,
     /// The first version (or position) not yet read.
@@ -41,6 +39,10 @@ pub(crate) struct PagedStream {
     exhausted: bool,
     /// The error that stopped the last page, reported after its events.
     failure: Option<Error>,
+    /// Keeps the store open while the stream is read. Last, so it is
+    /// dropped last: closing the store waits for the reader threads, which
+    /// stop only once no sender of their queue (`readers`) is left.
+    store: SqliteStore,
 }
 
 impl PagedStream {

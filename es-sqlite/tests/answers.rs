@@ -17,20 +17,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
-use std::pin::Pin;
+mod common;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::task::{Context, Waker};
+
+use common::{Held, enqueue};
 
 use es_core::blocking::block_on;
-use es_core::{Error, EventStore, ExpectedVersion, NewEvent, StreamId};
+use es_core::{Error, EventStore, ExpectedVersion, StreamId};
 use es_sqlite::{SqliteStore, WriterPanic};
 use fail::FailScenario;
 
-fn event(n: u64) -> NewEvent {
-    NewEvent::new("race", "ran", 1, format!(r#"{{"n":{n}}}"#))
-}
+use common::event;
 
 /// The version of `stream` read by a plain SQLite connection: another
 /// reader, with its own view of the file.
@@ -100,56 +99,6 @@ fn after_a_conflict_its_actual_version_is_readable_at_once() {
     assert!(races >= RACES);
     assert_eq!(violations, 0);
     scenario.teardown();
-}
-
-/// Polls `future` once, so a request it makes is in the writer's queue when
-/// this returns (the queue has room, so sending completes at once); the
-/// future is then awaited for its answer.
-fn enqueue<F: Future>(future: F) -> Pin<Box<F>> {
-    let mut future = Box::pin(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(
-        future.as_mut().poll(&mut cx).is_pending(),
-        "the writer is held: nothing can be answered yet"
-    );
-    future
-}
-
-/// The writer held at the start of a batch: a first request is sent and the
-/// writer stops in its batch, so requests sent meanwhile queue up for the
-/// batch after it.
-struct Held {
-    first: std::thread::JoinHandle<Result<es_core::AppendResult, Error>>,
-    release: mpsc::Sender<()>,
-}
-
-impl Held {
-    fn new(store: &SqliteStore) -> Self {
-        let (reached, is_reached) = mpsc::channel();
-        let (release, released) = mpsc::channel::<()>();
-        let gate = Mutex::new(Some((reached, released)));
-        fail::cfg_callback("es-sqlite::writer::batch-start", move || {
-            let first = gate.lock().unwrap().take();
-            if let Some((reached, released)) = first {
-                reached.send(()).unwrap();
-                released.recv().unwrap();
-            }
-        })
-        .unwrap();
-        let store = store.clone();
-        let first = std::thread::spawn(move || {
-            let stream = StreamId::new("first-1").unwrap();
-            block_on(store.append(&stream, ExpectedVersion::Any, vec![event(0)]))
-        });
-        is_reached.recv().unwrap();
-        Held { first, release }
-    }
-
-    /// Lets the writer go on; the first request's answer.
-    fn release(self) -> Result<es_core::AppendResult, Error> {
-        self.release.send(()).unwrap();
-        self.first.join().unwrap()
-    }
 }
 
 #[test]

@@ -7,8 +7,16 @@
     clippy::missing_panics_doc
 )]
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, mpsc};
+use std::task::{Context, Waker};
+
+use es_core::blocking::block_on;
+use es_core::{AppendResult, Error, EventStore, ExpectedVersion, NewEvent, StreamId};
+use es_sqlite::SqliteStore;
 
 /// A small seeded generator (xorshift64*), so runs can be repeated.
 pub struct Rng(u64);
@@ -156,4 +164,59 @@ pub fn reseal(conn: &rusqlite::Connection, position: i64) {
         [sum, position],
     )
     .expect("resealed");
+}
+
+/// A small event: `{"n":n}`.
+pub fn event(n: u64) -> NewEvent {
+    NewEvent::new("race", "ran", 1, format!(r#"{{"n":{n}}}"#))
+}
+
+/// Polls `future` once, so a request it makes is in the writer's queue when
+/// this returns (the queue has room, so sending completes at once); the
+/// future is then awaited for its answer.
+pub fn enqueue<F: Future>(future: F) -> Pin<Box<F>> {
+    let mut future = Box::pin(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(
+        future.as_mut().poll(&mut cx).is_pending(),
+        "the writer is held: nothing can be answered yet"
+    );
+    future
+}
+
+/// The writer held at the start of a batch: a first request is sent and the
+/// writer stops in its batch, so requests sent meanwhile queue up for the
+/// batch after it.
+pub struct Held {
+    first: std::thread::JoinHandle<Result<AppendResult, Error>>,
+    release: mpsc::Sender<()>,
+}
+
+impl Held {
+    pub fn new(store: &SqliteStore) -> Self {
+        let (reached, is_reached) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let gate = Mutex::new(Some((reached, released)));
+        fail::cfg_callback("es-sqlite::writer::batch-start", move || {
+            let first = gate.lock().unwrap().take();
+            if let Some((reached, released)) = first {
+                reached.send(()).unwrap();
+                released.recv().unwrap();
+            }
+        })
+        .unwrap();
+        let store = store.clone();
+        let first = std::thread::spawn(move || {
+            let stream = StreamId::new("first-1").unwrap();
+            block_on(store.append(&stream, ExpectedVersion::Any, vec![event(0)]))
+        });
+        is_reached.recv().unwrap();
+        Held { first, release }
+    }
+
+    /// Lets the writer go on; the first request's answer.
+    pub fn release(self) -> Result<AppendResult, Error> {
+        self.release.send(()).unwrap();
+        self.first.join().unwrap()
+    }
 }
