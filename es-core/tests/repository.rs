@@ -1145,7 +1145,7 @@ async fn a_payload_that_does_not_match_its_type_fails_the_load() {
             assert_eq!(payload.to_json().unwrap()["n"], "one");
             assert!(matches!(**error, DecodeError::Payload { version: 1, .. }));
         }
-        other => panic!("expected the raw event, got {other:?}"),
+        other @ Decoded::Event(_) => panic!("expected the raw event, got {other:?}"),
     }
     assert_eq!((history[1].version, history[1].name.as_str()), (2, "added"));
     assert!(matches!(

@@ -104,7 +104,7 @@ pub(crate) fn run(
         // The batch being formed was dropped while unwinding: its requesters
         // got `Closed` then (their reply senders went with it).
         tracing::error!("the writer stopped; every further write is refused as closed");
-        for job in jobs.iter() {
+        for job in jobs {
             answer(job.reply, Err(Error::Closed));
         }
         return;
@@ -153,14 +153,16 @@ impl Writer {
                 batch.iter().map(|_| Err(shared_error(&error))).collect()
             }
         };
+        // After a full disk, the first batch that commits truncates the log
+        // before it is answered: the space is free again when it is.
+        if self.full && committed {
+            self.truncate_log();
+        }
         for (job, answer_of) in batch.into_iter().zip(answers) {
             if let (None, Err(error)) = (&job.reply, &answer_of) {
                 tracing::warn!(%error, "a queued snapshot was not written");
             }
             answer(job.reply, answer_of);
-        }
-        if self.full && committed {
-            self.truncate_log();
         }
     }
 

@@ -44,6 +44,9 @@ fn version_seen_by(conn: &rusqlite::Connection, stream: &str) -> u64 {
     .unwrap()
 }
 
+const WRITERS: u64 = 8;
+const RACES: u64 = 1_000;
+
 #[test]
 fn after_a_conflict_its_actual_version_is_readable_at_once() {
     let scenario = FailScenario::setup();
@@ -52,8 +55,6 @@ fn after_a_conflict_its_actual_version_is_readable_at_once() {
     let store = SqliteStore::open(&db).unwrap();
     let races = Arc::new(AtomicU64::new(0));
     let violations = Arc::new(AtomicU64::new(0));
-    const WRITERS: u64 = 8;
-    const RACES: u64 = 1_000;
     let threads: Vec<_> = (0..WRITERS)
         .map(|w| {
             let (store, db) = (store.clone(), db.clone());

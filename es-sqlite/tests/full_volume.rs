@@ -87,13 +87,13 @@ fn fill(dir: &Path, left: u64) -> PathBuf {
     let free = stat.f_bavail * stat.f_frsize;
     let ballast = dir.join("ballast");
     let size = free.saturating_sub(left);
-    let chunk = vec![0xA5u8; 1 << 20];
+    let chunk = vec![0xA5u8; 1 << 16];
     let mut file = std::fs::File::create(&ballast).unwrap();
-    let mut written = 0;
+    let mut written = 0u64;
     while written < size {
-        let n = (size - written).min(chunk.len() as u64) as usize;
+        let n = usize::try_from(size - written).map_or(chunk.len(), |left| left.min(chunk.len()));
         std::io::Write::write_all(&mut file, &chunk[..n]).unwrap();
-        written += n as u64;
+        written += u64::try_from(n).unwrap();
     }
     file.sync_all().unwrap();
     ballast

@@ -55,7 +55,7 @@ pub enum AppendDecision {
 }
 
 /// The shared append rule every store applies, so all stores agree on every
-/// case of the idempotency table (see [`EventStore`]).
+/// case of the idempotency table (see [`EventStore`](crate::EventStore)).
 ///
 /// `current` is the stream's version; `found[i]` is where the id of event `i`
 /// is already stored, if anywhere. Every caller-supplied number is compared

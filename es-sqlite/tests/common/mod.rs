@@ -4,6 +4,7 @@
     dead_code,
     unreachable_pub,
     clippy::expect_used,
+    clippy::unwrap_used,
     clippy::missing_panics_doc
 )]
 
