@@ -11,7 +11,7 @@ use es_core::{
     Error, EventRef, Metadata, Payload, RecordedEvent, Result, StreamId, Timestamp, Uuid,
 };
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension, Row};
+use rusqlite::{Connection, Row};
 
 use crate::checksum;
 use crate::error::{corrupt, store_error};
@@ -150,26 +150,15 @@ pub(crate) fn fold_page<F>(
 where
     F: FnMut(EventRef<'_>) -> Result<ControlFlow<()>>,
 {
-    // The stream's key and type, once per page.
-    let Some((stream_pk, aggregate)) = conn
-        .prepare_cached("SELECT stream_pk, aggregate_type FROM streams WHERE stream_id = ?1")
-        .and_then(|mut q| {
-            q.query_row([stream.as_str()], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })
-            .optional()
-        })
-        .map_err(|e| match e {
-            rusqlite::Error::InvalidColumnType(..)
-            | rusqlite::Error::FromSqlConversionFailure(..) => {
-                corrupt(format!("the row of stream `{stream}`: {e}"))
-            }
-            e => store_error(e),
-        })?
-    else {
-        return Ok((0, false));
-    };
-    let sql = stream_sql(FOLD_COLUMNS, limit);
+    // One statement, so one read transaction: a read transaction that
+    // starts after a commit discards the connection's page cache, so every
+    // statement more would read the pages again. The stream's key and type
+    // are uncorrelated subqueries: SQLite evaluates them once.
+    let columns = format!(
+        "{FOLD_COLUMNS}, (SELECT stream_pk FROM streams WHERE stream_id = ?1), \
+         (SELECT aggregate_type FROM streams WHERE stream_id = ?1)"
+    );
+    let sql = stream_sql(&columns, limit);
     let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
     let mut rows = query
         .query(rusqlite::params![stream.as_str(), to_i64(from), to_i64(to)])
@@ -177,10 +166,13 @@ where
     let mut read = 0;
     while let Some(row) = rows.next().map_err(store_error)? {
         read += 1;
+        let stream_pk = integer(row, 9, "stream_pk")?;
+        let aggregate = text(row, 10, "aggregate_type")
+            .map_err(|e| corrupt(format!("the row of stream `{stream}`: {e}")))?;
         let columns = Columns::read(row, stream, Some(stream_pk), false)?;
         let event = EventRef {
             stream_id: stream,
-            aggregate_type: &aggregate,
+            aggregate_type: aggregate,
             version: columns.version,
             recorded_at: columns.recorded_at,
             occurred_at: columns.occurred_at,
