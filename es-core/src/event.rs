@@ -264,6 +264,10 @@ pub struct EncodeError {
     pub source: serde_json::Error,
 }
 
+// The blanket impls below are `do_not_recommend`: when a decision returns
+// something that is not an event of the aggregate, the error names the
+// aggregate's own events, not every shape of container.
+
 /// What a decision (a command method) may return: one event, several, none,
 /// or an error.
 ///
@@ -311,6 +315,7 @@ pub trait IntoEvents<A: Aggregate> {
 /// The events of `A`, or `Infallible`: what a decision that cannot refuse returns.
 pub type Events<A> = Result<Vec<<A as Aggregate>::Event>, Infallible>;
 
+#[diagnostic::do_not_recommend]
 impl<A: Aggregate> IntoEvents<A> for () {
     type Error = Infallible;
     fn into_events(self) -> Events<A> {
@@ -318,6 +323,7 @@ impl<A: Aggregate> IntoEvents<A> for () {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<A: Aggregate, X: Into<A::Event>> IntoEvents<A> for Option<X> {
     type Error = Infallible;
     fn into_events(self) -> Events<A> {
@@ -325,6 +331,7 @@ impl<A: Aggregate, X: Into<A::Event>> IntoEvents<A> for Option<X> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<A: Aggregate, X: Into<A::Event>> IntoEvents<A> for Vec<X> {
     type Error = Infallible;
     fn into_events(self) -> Events<A> {
@@ -332,6 +339,7 @@ impl<A: Aggregate, X: Into<A::Event>> IntoEvents<A> for Vec<X> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<A: Aggregate, X: Into<A::Event>, const N: usize> IntoEvents<A> for [X; N] {
     type Error = Infallible;
     fn into_events(self) -> Events<A> {
@@ -341,6 +349,7 @@ impl<A: Aggregate, X: Into<A::Event>, const N: usize> IntoEvents<A> for [X; N] {
 
 macro_rules! tuple_into_events {
     ($($x:ident),+) => {
+        #[diagnostic::do_not_recommend]
         impl<Agg: Aggregate, $($x: Into<Agg::Event>),+> IntoEvents<Agg> for ($($x,)+) {
             type Error = Infallible;
             #[allow(non_snake_case)]
@@ -357,6 +366,7 @@ tuple_into_events!(A, B, C, D);
 tuple_into_events!(A, B, C, D, E);
 tuple_into_events!(A, B, C, D, E, F);
 
+#[diagnostic::do_not_recommend]
 impl<A: Aggregate, X, Err> IntoEvents<A> for Result<X, Err>
 where
     X: IntoEvents<A, Error = Infallible>,
