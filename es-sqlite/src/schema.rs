@@ -5,7 +5,7 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, config::DbConfig};
 
 use crate::error::OpenError;
-use crate::options::{Durability, SqliteOptions};
+use crate::options::{Durability, SqliteOptions, Verify};
 
 /// `PRAGMA application_id` of an es event store: "esSQ".
 pub(crate) const APPLICATION_ID: i64 = 0x6573_5351;
@@ -117,6 +117,30 @@ pub(crate) fn connect(
         .map_err(sqlite)?;
     }
     Ok(conn)
+}
+
+/// Checks the file as `verify` says (see [`Verify`]).
+pub(crate) fn verify(conn: &Connection, path: &Path, verify: Verify) -> Result<(), OpenError> {
+    let pragma = match verify {
+        Verify::Full => "PRAGMA integrity_check(10)",
+        Verify::Quick => "PRAGMA quick_check(10)",
+        Verify::Off => return Ok(()),
+    };
+    let mut check = conn
+        .prepare(pragma)
+        .map_err(|e| OpenError::sqlite(path, e))?;
+    let found: Vec<String> = check
+        .query_map([], |r| r.get(0))
+        .and_then(Iterator::collect)
+        .map_err(|e| OpenError::sqlite(path, e))?;
+    if found == ["ok"] {
+        Ok(())
+    } else {
+        Err(OpenError::Corrupt {
+            path: path.to_path_buf(),
+            detail: found.join("; "),
+        })
+    }
 }
 
 /// Puts the file in WAL mode and brings its schema to [`SCHEMA_VERSION`].

@@ -168,6 +168,7 @@ impl SqliteStore {
         temporary: Option<tempfile::TempDir>,
     ) -> Result<Self, OpenError> {
         let mut writer_conn = schema::connect(path, options, Role::Writer)?;
+        schema::verify(&writer_conn, path, options.verify)?;
         schema::migrate(&mut writer_conn, path)?;
         let last = events::last_position(&writer_conn).map_err(|e| OpenError::Corrupt {
             path: path.to_path_buf(),

@@ -97,9 +97,20 @@ impl PagedStream {
             events: page,
             error,
         } = read;
+        let mut page = page;
         if let Some(error) = error {
             self.exhausted = true;
             self.failure = Some(error);
+        }
+        if let Some(gap) = self.gap(&page) {
+            // Versions of a stream, and positions of `$all`, have no gaps in
+            // this store: a gap is a damaged index or table (a flipped byte
+            // that SQLite reads without error), reported after the events
+            // before it.
+            let (at, detail) = gap;
+            page.truncate(at);
+            self.exhausted = true;
+            self.failure = Some(crate::error::corrupt(detail));
         }
         if let Some(last) = page.last() {
             self.next = match self.source {
@@ -117,6 +128,33 @@ impl PagedStream {
             // consumed: no event of this page is lost to it.
             self.pending = self.request().ok();
         }
+    }
+
+    /// The first event of `page` that does not follow the one before it
+    /// (or the start), and what is missing.
+    fn gap(&self, page: &[RecordedEvent]) -> Option<(usize, String)> {
+        let key = |e: &RecordedEvent| match self.source {
+            Source::Stream { .. } => e.version,
+            Source::All => e.position,
+        };
+        let mut expected = self.next;
+        for (at, event) in page.iter().enumerate() {
+            if key(event) != expected {
+                let detail = match &self.source {
+                    Source::Stream { id, .. } => format!(
+                        "stream `{id}` jumps to version {} where version {expected} should be",
+                        event.version
+                    ),
+                    Source::All => format!(
+                        "the log jumps to position {} where position {expected} should be",
+                        event.position
+                    ),
+                };
+                return Some((at, detail));
+            }
+            expected = expected.saturating_add(1);
+        }
+        None
     }
 
     fn fail(&mut self, error: Error) -> Poll<Option<Result<RecordedEvent>>> {
