@@ -57,7 +57,6 @@ impl<A> StateCache<A> {
     }
 
     /// How many aggregates it holds now.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries
             .lock()

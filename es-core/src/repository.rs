@@ -351,6 +351,12 @@ where
         self
     }
 
+    /// How many aggregate states the cache holds now (0 without a cache;
+    /// see [`with_cache`](Repository::with_cache)).
+    pub fn cached(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.len())
+    }
+
     /// The store.
     pub fn store(&self) -> &S {
         &self.store

@@ -1248,12 +1248,24 @@ async fn a_stream_of_another_aggregate_type_is_not_folded() {
         tallies.execute("x-1", |_| Added { n: 1 }).await,
         Err(ExecuteError::Store(Error::AggregateMismatch { .. }))
     ));
-    // ... but reading folds the other aggregate's events as a tally's.
-    let loaded = tallies.load("x-1").await;
-    assert!(
-        loaded.is_err(),
-        "stream `tally-x-1` holds events of aggregate `tally-x`, not `tally`: {loaded:?}"
-    );
+    // ... and reading it as a tally's is refused, naming both types, on
+    // every way of reading.
+    let stream = others.stream_id("1").unwrap();
+    let mismatch = |result: Result<(), Error>| match result {
+        Err(Error::AggregateMismatch {
+            stream: s,
+            requested,
+            actual,
+        }) => {
+            assert_eq!(s, stream);
+            assert_eq!((requested.as_str(), actual.as_str()), ("tally", "tally-x"));
+        }
+        other => panic!("expected an aggregate mismatch, got {other:?}"),
+    };
+    mismatch(tallies.load("x-1").await.map(drop));
+    mismatch(tallies.load_at("x-1", 1).await.map(drop));
+    mismatch(tallies.load_as_of("x-1", Timestamp::now()).await.map(drop));
+    mismatch(tallies.history("x-1").await.map(drop));
 }
 
 // ---------------------------------------------------------------------------
@@ -1437,7 +1449,17 @@ async fn the_cache_keeps_at_most_its_capacity() {
             .execute(&format!("c{n}"), |_| Added { n: 1 })
             .await
             .unwrap();
+        assert!(cached.cached() <= 4, "after c{n}: {}", cached.cached());
     }
+    assert_eq!(
+        Repository::<Snappy, _>::new(probe.clone()).cached(),
+        0,
+        "no cache, nothing cached"
+    );
+    // Never more than its capacity; when full, the least recently used
+    // quarter goes.
+    assert!(cached.cached() <= 4, "{}", cached.cached());
+    assert!(cached.cached() >= 3, "{}", cached.cached());
     // The most recent ones are cached; old ones are folded again, correctly.
     probe.forget_reads();
     assert_eq!(cached.load("c19").await.unwrap().version, 1);

@@ -75,6 +75,26 @@ pub fn role() -> Option<String> {
     std::env::var(ROLE).ok()
 }
 
+/// When this process runs as root, runs `test` of this test binary again as
+/// the unprivileged user `nobody`, whose writes file modes do refuse, waits
+/// for it and fails when it failed; returns `true` then, and the caller
+/// returns. Otherwise (not root, or that child itself) returns `false` and
+/// the test runs here.
+pub fn rerun_unprivileged(test: &str) -> bool {
+    if !rustix::process::geteuid().is_root() {
+        return false;
+    }
+    let status = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(std::env::current_exe().expect("the test binary's path"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ROLE, "unprivileged")
+        .status()
+        .expect("`runuser` (util-linux) runs the test as `nobody`");
+    assert!(status.success(), "{test} as `nobody` failed: {status}");
+    true
+}
+
 /// `PRAGMA quick_check` (or `integrity_check`) on a database file.
 pub fn check_integrity(db: &Path, full: bool) -> String {
     let conn = rusqlite::Connection::open(db).expect("a raw connection opens");
