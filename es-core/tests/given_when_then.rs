@@ -7,19 +7,19 @@ use es_core::testing::given;
 use serde::{Deserialize, Serialize};
 
 #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct Opened;
+struct Opened;
 
 #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct Noted {
-    pub text: String,
+struct Noted {
+    text: String,
 }
 
 #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct Closed;
+struct Closed;
 
 #[derive(Aggregate, Default, Debug, PartialEq)]
 #[aggregate(name = "door", events(Opened, Noted, Closed))]
-pub struct Door {
+struct Door {
     open: bool,
     notes: usize,
 }
