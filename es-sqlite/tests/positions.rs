@@ -173,7 +173,7 @@ fn a_position_that_is_not_the_largest_yet_is_refused() {
     ));
     match appended {
         Err(Error::Corrupt { detail }) => {
-            assert!(detail.contains("positions have run out"), "{detail}")
+            assert!(detail.contains("positions have run out"), "{detail}");
         }
         other => panic!("expected the position to be refused, got {other:?}"),
     }
