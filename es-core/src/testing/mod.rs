@@ -165,6 +165,10 @@ impl<A: Aggregate, E: Debug> When<A, E> {
     }
 
     /// The raw outcome.
+    ///
+    /// # Errors
+    ///
+    /// The decision's refusal.
     pub fn outcome(self) -> Result<Vec<A::Event>, E> {
         self.outcome
     }

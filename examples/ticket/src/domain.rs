@@ -179,6 +179,11 @@ impl Apply<TicketClosed> for Ticket {
 
 impl Ticket {
     /// Opens the ticket.
+    ///
+    /// # Errors
+    ///
+    /// [`TicketError::AlreadyOpened`], or [`TicketError::Empty`] for an
+    /// empty title.
     pub fn open(&self, title: &str, customer_email: &str) -> Result<TicketOpened, TicketError> {
         if self.status != Status::New {
             return Err(TicketError::AlreadyOpened);
@@ -193,6 +198,10 @@ impl Ticket {
     }
 
     /// Adds a message by `by` (`customer` or an agent id).
+    ///
+    /// # Errors
+    ///
+    /// When the ticket is not open, or the message is empty.
     pub fn add_message(&self, body: &str, by: &str) -> Result<MessageAdded, TicketError> {
         self.require_open()?;
         if body.trim().is_empty() {
@@ -206,6 +215,11 @@ impl Ticket {
 
     /// Escalates the ticket: only an open, not yet escalated ticket whose
     /// customer waits for an answer, with a reason.
+    ///
+    /// # Errors
+    ///
+    /// When the ticket is not open, is already escalated, no customer
+    /// waits, or the reason is empty.
     pub fn escalate(&self, reason: Reason, by: AgentId) -> Result<TicketEscalated, TicketError> {
         self.require_open()?;
         if self.escalated {
@@ -221,6 +235,10 @@ impl Ticket {
     }
 
     /// Closes the ticket.
+    ///
+    /// # Errors
+    ///
+    /// When the ticket is not open.
     pub fn close(&self, resolution: &str) -> Result<TicketClosed, TicketError> {
         self.require_open()?;
         Ok(TicketClosed {

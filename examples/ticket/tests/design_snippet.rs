@@ -99,6 +99,11 @@ impl Apply<TicketClosed> for Ticket {
 }
 
 impl Ticket {
+    /// Escalates an open ticket.
+    ///
+    /// # Errors
+    ///
+    /// When the ticket is not open.
     pub fn escalate(&self, reason: Reason, by: AgentId) -> Result<TicketEscalated, TicketError> {
         if self.status != Status::Open {
             return Err(TicketError::NotOpen);
