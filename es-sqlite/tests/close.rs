@@ -16,16 +16,6 @@ use es_core::store::next;
 use es_core::{CheckpointStore, EventStore, ExpectedVersion, SnapshotStore, StreamId};
 use es_sqlite::SqliteStore;
 
-fn count_all(store: &SqliteStore) -> u64 {
-    let mut all = store.read_all(0);
-    let mut n = 0;
-    while let Some(e) = block_on(next(&mut all)) {
-        e.unwrap();
-        n += 1;
-    }
-    n
-}
-
 fn log_exists(db: &Path) -> bool {
     db.with_file_name("events.db-wal").exists()
 }
@@ -48,7 +38,7 @@ fn every_clean_close_leaves_no_log_and_the_db_file_alone_is_complete() {
             ));
             stored = appended.unwrap().version;
         }
-        assert_eq!(count_all(&store), stored);
+        assert_eq!(block_on(common::all_events(&store)).len() as u64, stored);
         block_on(store.save_checkpoint("p", stored)).unwrap();
         store.queue_snapshot(es_core::Snapshot {
             stream_id: stream.clone(),
@@ -72,7 +62,7 @@ fn every_clean_close_leaves_no_log_and_the_db_file_alone_is_complete() {
         let copied = copy.path().join("events.db");
         std::fs::copy(&db, &copied).unwrap();
         let store = SqliteStore::open(&copied).unwrap();
-        assert_eq!(count_all(&store), stored);
+        assert_eq!(block_on(common::all_events(&store)).len() as u64, stored);
         assert_eq!(block_on(store.load_checkpoint("p")).unwrap(), Some(stored));
         let snapshot = block_on(store.load_snapshot(&stream)).unwrap().unwrap();
         assert_eq!(snapshot.version, stored);

@@ -35,15 +35,6 @@ fn golden(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture(name)).unwrap()).unwrap()
 }
 
-async fn all(store: &SqliteStore) -> Vec<RecordedEvent> {
-    let mut events = store.read_all(0);
-    let mut out = Vec::new();
-    while let Some(e) = next(&mut events).await {
-        out.push(e.unwrap());
-    }
-    out
-}
-
 /// `event` is the golden list's `want`, field by field.
 fn check_event(event: &RecordedEvent, want: &Value) {
     let at = format!("{} v{}", event.stream_id, event.version);
@@ -81,7 +72,7 @@ async fn schema_1_opens_migrates_and_reads_back_exactly() {
 
     let store = SqliteStore::open(&db).unwrap();
     // $all, in position order.
-    let events = all(&store).await;
+    let events = common::all_events(&store).await;
     assert_eq!(events.len(), want.len());
     for (event, want) in events.iter().zip(want) {
         check_event(event, want);
@@ -190,7 +181,7 @@ async fn schema_1_keeps_taking_appends_after_migrating() {
             .unwrap();
         assert_eq!((done.version, done.position), (4, Some(before + 1)));
         // An id stored by schema 1 is still recognised: a repeat.
-        let stored = all(&store).await;
+        let stored = common::all_events(&store).await;
         let old = &stored[0];
         let again = NewEvent::new("ticket", old.name.clone(), 1, old.payload().clone())
             .with_id(old.event_id);
@@ -221,7 +212,7 @@ async fn schema_1_keeps_taking_appends_after_migrating() {
     assert_eq!(common::check_integrity(&db, true), "ok");
     drop(conn);
     let store = SqliteStore::open(&db).unwrap();
-    let events = all(&store).await;
+    let events = common::all_events(&store).await;
     assert_eq!(events.len() as u64, before + 2);
     let last = events.last().unwrap();
     assert_eq!(

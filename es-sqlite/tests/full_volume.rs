@@ -22,7 +22,6 @@ use std::process::Command;
 
 use common::{Held, enqueue};
 use es_core::blocking::block_on;
-use es_core::store::next;
 use es_core::{Error, EventStore, ExpectedVersion, NewEvent, StreamId};
 use es_sqlite::SqliteStore;
 use fail::FailScenario;
@@ -108,16 +107,6 @@ fn message(n: u64, size: usize) -> NewEvent {
     )
 }
 
-fn count_all(store: &SqliteStore) -> u64 {
-    let mut all = store.read_all(0);
-    let mut n = 0;
-    while let Some(e) = block_on(next(&mut all)) {
-        e.unwrap();
-        n += 1;
-    }
-    n
-}
-
 #[test]
 fn t6_a_full_volume_fails_typed_and_the_store_recovers_once_space_is_freed() {
     let Some(dir) = on_a_small_volume(
@@ -158,7 +147,7 @@ fn t6_a_full_volume_fails_typed_and_the_store_recovers_once_space_is_freed() {
     }
     assert_eq!(full, 20, "the volume filled up");
     assert_eq!(block_on(store.stream_version(&stream)).unwrap(), acked);
-    assert_eq!(count_all(&store), acked);
+    assert_eq!(block_on(common::all_events(&store)).len() as u64, acked);
     let log_when_full = std::fs::metadata(&wal).unwrap().len();
 
     // Space is freed: the first commit that succeeds moves the log into the
@@ -193,11 +182,11 @@ fn t6_a_full_volume_fails_typed_and_the_store_recovers_once_space_is_freed() {
         "T6 volume: {acked} events stored, {full} appends refused while full; \
          log {log_when_full} bytes when full, {log_after} after the first commit"
     );
-    assert_eq!(count_all(&store), acked);
+    assert_eq!(block_on(common::all_events(&store)).len() as u64, acked);
     drop(store);
     assert_eq!(common::check_integrity(&db, true), "ok");
     let store = SqliteStore::open(&db).unwrap();
-    assert_eq!(count_all(&store), acked);
+    assert_eq!(block_on(common::all_events(&store)).len() as u64, acked);
 }
 
 #[test]

@@ -6,13 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 
 use es_core::prelude::*;
 use es_core::store::next;
-use es_core::{
-    DecodeError, Error, LimitError, Limits, NewEvent, ReadRange, RecordedEvent, StreamIdError,
-};
+use es_core::{DecodeError, Error, LimitError, Limits, NewEvent, ReadRange, StreamIdError};
 use es_sqlite::SqliteStore;
 use serde::{Deserialize, Serialize};
 
@@ -55,24 +55,6 @@ fn count(db: &Path, table: &str) -> i64 {
     raw(db)
         .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .unwrap()
-}
-
-async fn read(store: &SqliteStore, stream: &StreamId) -> Vec<RecordedEvent> {
-    let mut events = store.read_stream(stream, ReadRange::all());
-    let mut out = Vec::new();
-    while let Some(e) = next(&mut events).await {
-        out.push(e.unwrap());
-    }
-    out
-}
-
-async fn read_all(store: &SqliteStore) -> Vec<RecordedEvent> {
-    let mut events = store.read_all(0);
-    let mut out = Vec::new();
-    while let Some(e) = next(&mut events).await {
-        out.push(e.unwrap());
-    }
-    out
 }
 
 fn event(payload: impl Into<es_core::Payload>) -> NewEvent {
@@ -250,7 +232,7 @@ async fn s1_hostile_stream_ids_round_trip_and_leave_the_schema_unchanged() {
 
     for (i, id) in ids.iter().enumerate() {
         let stream = StreamId::new(id).unwrap();
-        let events = read(&store, &stream).await;
+        let events = common::stream_events(&store, &stream).await;
         assert_eq!(events.len(), i % 3 + 1, "{id:?} reads only its own events");
         for (k, e) in events.iter().enumerate() {
             assert_eq!(e.stream_id.as_str(), id);
@@ -269,10 +251,13 @@ async fn s1_hostile_stream_ids_round_trip_and_leave_the_schema_unchanged() {
     // Ids that differ only in case, or in a wildcard's place, are other streams.
     for absent in ["A%", "a", "b", "AB ", "%a", "x", "$ALL"] {
         let stream = StreamId::new(absent).unwrap();
-        assert!(read(&store, &stream).await.is_empty(), "{absent:?}");
+        assert!(
+            common::stream_events(&store, &stream).await.is_empty(),
+            "{absent:?}"
+        );
         assert_eq!(store.stream_version(&stream).await.unwrap(), 0);
     }
-    let all = read_all(&store).await;
+    let all = common::all_events(&store).await;
     let expected: usize = (0..ids.len()).map(|i| i % 3 + 1).sum();
     assert_eq!(all.len(), expected);
 
@@ -331,7 +316,7 @@ async fn s2_payload_at_the_limit_passes_and_one_byte_more_fails() {
         .await
         .unwrap();
     assert_eq!(done.version, 1);
-    let stored = read(&store, &s).await;
+    let stored = common::stream_events(&store, &s).await;
     assert_eq!(stored.len(), 1);
     assert_eq!(
         stored[0].payload().as_str(),
@@ -416,7 +401,7 @@ async fn s2_configured_limits_at_and_over() {
     };
     let at = event("{}").with_metadata(meta_of_len(80));
     let done = append(vec![at.clone()]).await.unwrap();
-    let back = read(&store, &s).await;
+    let back = common::stream_events(&store, &s).await;
     assert_eq!(back.last().unwrap().metadata, at.metadata);
     assert_eq!(back.last().unwrap().version, done.version);
     expect_limit(
@@ -506,7 +491,7 @@ async fn s2_deeply_nested_payloads_are_decode_errors_not_crashes() {
         }
         // The store itself hands the bytes out unchanged.
         let stream = StreamId::new(format!("note-{id}")).unwrap();
-        let stored = read(&store, &stream).await;
+        let stored = common::stream_events(&store, &stream).await;
         assert_eq!(
             stored[0].payload().len(),
             2 * depth + 1 + r#"{"tree":}"#.len()
@@ -520,7 +505,7 @@ async fn s2_deeply_nested_payloads_are_decode_errors_not_crashes() {
         Err(Error::Decode { version: 1, .. })
     ));
     // Everything else still reads.
-    assert_eq!(read_all(&store).await.len(), 6);
+    assert_eq!(common::all_events(&store).await.len(), 6);
 }
 
 #[tokio::test]

@@ -12,18 +12,13 @@ mod common;
 
 use common::{Held, enqueue, event};
 use es_core::blocking::block_on;
-use es_core::store::next;
 use es_core::{Error, EventStore, ExpectedVersion, NewEvent, StreamId, StreamWrite, Uuid};
 use es_sqlite::SqliteStore;
 use fail::FailScenario;
 
 fn positions(store: &SqliteStore) -> Vec<u64> {
-    let mut all = store.read_all(0);
-    let mut out = Vec::new();
-    while let Some(e) = block_on(next(&mut all)) {
-        out.push(e.unwrap().position);
-    }
-    out
+    let all = block_on(common::all_events(store));
+    all.iter().map(|e| e.position).collect()
 }
 
 #[test]

@@ -16,7 +16,11 @@ use std::sync::{Mutex, mpsc};
 use std::task::{Context, Waker};
 
 use es_core::blocking::block_on;
-use es_core::{AppendResult, Error, EventStore, ExpectedVersion, NewEvent, StreamId};
+use es_core::store::next;
+use es_core::{
+    AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, ReadRange,
+    RecordedEvent, StreamId,
+};
 use es_sqlite::SqliteStore;
 
 /// A small seeded generator (xorshift64*), so runs can be repeated.
@@ -240,4 +244,23 @@ impl Held {
         self.release.send(()).unwrap();
         self.first.join().unwrap()
     }
+}
+
+/// Every event of `events`; fails the test on an error.
+pub async fn collect_ok(mut events: EventStream) -> Vec<RecordedEvent> {
+    let mut out = Vec::new();
+    while let Some(e) = next(&mut events).await {
+        out.push(e.expect("every event reads back"));
+    }
+    out
+}
+
+/// Every event of `$all`, in order.
+pub async fn all_events(store: &SqliteStore) -> Vec<RecordedEvent> {
+    collect_ok(store.read_all(0)).await
+}
+
+/// Every event of `stream`, in order.
+pub async fn stream_events(store: &SqliteStore, stream: &StreamId) -> Vec<RecordedEvent> {
+    collect_ok(store.read_stream(stream, ReadRange::all())).await
 }
