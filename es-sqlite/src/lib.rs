@@ -35,10 +35,49 @@
 //! ## Threads and group commit
 //!
 //! One writer thread takes every queued request and commits them in one
-//! `BEGIN IMMEDIATE` transaction (one flush for many appends); each request
-//! runs in its own savepoint, so a conflict in one never fails another.
-//! Reader threads, each with its own connection, answer reads one page per
-//! short read transaction.
+//! `BEGIN IMMEDIATE` transaction (one flush for many appends); a request
+//! that fails its own check (a conflict, a duplicate id) fails alone, and
+//! every answer is given only once the transaction has committed, so what
+//! it reports is readable at once.
+//!
+//! Which thread runs SQLite, for every call:
+//!
+//! - **Writes** (appends, snapshots, checkpoints) run on the writer thread;
+//!   the caller's future only waits for the answer. A snapshot the
+//!   repository queues ([`queue_snapshot`](es_core::SnapshotStore::queue_snapshot))
+//!   rides along with the next batch: no command waits for it.
+//! - **Short reads** run on the caller's thread, on a pooled read
+//!   connection: a stream's version, the last position, a snapshot, a
+//!   checkpoint, the first page (64 events) of a stream, and folds (what
+//!   `Repository::load` does). A fold reads one page (512 events, one
+//!   statement, one short read transaction) at a time and yields to the
+//!   executor between pages, so it holds the caller's thread for one page
+//!   at most: about 0.3 ms for 512 Ticket events on this project's CI
+//!   machine (`load_stream` folds about 1.7 million events per second).
+//! - **Long reads** (the pages of `read_stream` and `read_all` after the
+//!   first) run on reader threads, each with its own connection, one short
+//!   read transaction per page, the next page asked for as soon as one
+//!   arrives, so a slow consumer never holds a snapshot of the log open.
+//!
+//! A store closes when its last handle, and the last stream read from it,
+//! is dropped: queued writes are committed, the readers close, and the
+//! writer moves the write-ahead log into the database file, so the `.db`
+//! file alone is then a complete copy.
+//!
+//! ## Integrity
+//!
+//! Every event row carries a checksum checked on every read; reads refuse
+//! gaps in a stream's versions or in `$all`'s positions; opening checks the
+//! file's structure ([`Verify`]). A damaged file is a typed error, never a
+//! different answer.
+//!
+//! ## A full disk
+//!
+//! An append that finds no room fails with `Error::StorageFull` and writes
+//! nothing. The store needs free space for its data plus about 4 MB for the
+//! write-ahead log between checkpoints (1,000 pages); after a full disk, the
+//! first batch that commits again moves the log into the database file and
+//! truncates it, so the store recovers fully once space is freed.
 //!
 //! ## Several processes
 //!

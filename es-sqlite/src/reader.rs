@@ -1,24 +1,7 @@
-//! Which thread runs SQLite.
-//!
-//! One policy for every read and write of the store:
-//!
-//! - **Writes** (appends, snapshots, checkpoints) run on the one writer
-//!   thread, which commits the requests queued at one moment together
-//!   (`writer.rs`). The caller's future only waits for the answer.
-//! - **Short reads** run on the caller's thread, on a pooled read
-//!   connection (`pool.rs`): a stream's version, the last position, a
-//!   snapshot, a checkpoint, the first page of a stream (64 events), and
-//!   folds. Handing them to another thread would cost more than running
-//!   them. A fold reads one page (512 events by default, one short read
-//!   transaction) at a time and yields to the executor between pages, so it
-//!   holds the caller's thread for at most one page: about 0.4 ms for 512
-//!   Ticket events on this project's CI machine (`load_stream` folds
-//!   1.2 million events per second).
-//! - **Long reads** (the pages of `read_stream` and `read_all` after the
-//!   first) run on reader threads, each with its own connection: each page
-//!   is one short read transaction, asked for as soon as the previous one
-//!   arrives, so reading and decoding overlap and a slow consumer never
-//!   holds a snapshot of the log open.
+//! Reader threads: each owns a connection and reads a page of a stream or
+//! of `$all` per request, one short read transaction each. Which thread runs
+//! what, for every call of the store, is in the crate docs ("Threads and
+//! group commit").
 
 use rusqlite::Connection;
 

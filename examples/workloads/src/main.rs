@@ -612,6 +612,8 @@ async fn load_snapshot(
     let stream = populate(&store, "huge", messages).await?;
     let tickets = Repository::<Ticket, _>::new(store.clone());
     let first = tickets.load("huge").await?;
+    // The load queued its snapshot without waiting for it: wait here.
+    store.flush().await?;
     let snapshot = store.load_snapshot(&stream).await?;
     let mut ok =
         first.version == messages + 1 && snapshot.is_some_and(|s| s.version == first.version);
