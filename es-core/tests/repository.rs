@@ -202,6 +202,9 @@ struct Hooks {
     snapshots_saved: AtomicUsize,
     /// `delete_snapshot` calls.
     snapshots_deleted: AtomicUsize,
+    /// Recorded-at times read back instead of the stored ones, by version:
+    /// a store whose clock was stepped back.
+    recorded_at: Mutex<std::collections::HashMap<u64, Timestamp>>,
 }
 
 impl Probe {
@@ -251,9 +254,12 @@ impl Stream for Counting {
     type Item = es_core::Result<RecordedEvent>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.inner.as_mut().poll_next(cx);
-        if let Poll::Ready(Some(Ok(_))) = &polled {
+        let mut polled = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Ok(event))) = &mut polled {
             self.hooks.events_read.fetch_add(1, Ordering::SeqCst);
+            if let Some(at) = self.hooks.recorded_at.lock().unwrap().get(&event.version) {
+                event.recorded_at = *at;
+            }
         }
         polled
     }
@@ -1090,6 +1096,91 @@ async fn load_as_of_bounds() {
     assert_eq!(after, tallies.load("t").await.unwrap());
     let now = tallies.load_as_of("t", Timestamp::now()).await.unwrap();
     assert_eq!(now.version, 3);
+}
+
+#[tokio::test]
+async fn load_as_of_counts_each_event_by_its_own_business_time() {
+    // Imported events carry their own times, out of order: the second was
+    // reported late, the third happened between the first two.
+    let tallies = Repository::<Tally, _>::new(InMemoryStore::new());
+    let t = |s: &str| s.parse::<Timestamp>().unwrap();
+    for (n, at) in [
+        (1, "2020-03-01T00:00:00Z"),
+        (2, "2020-01-01T00:00:00Z"),
+        (3, "2020-02-01T00:00:00Z"),
+    ] {
+        tallies
+            .command("t")
+            .occurred_at(t(at))
+            .metadata(Metadata::new().actor("import"))
+            .execute(|_| Added { n })
+            .await
+            .unwrap();
+    }
+    let cases = [
+        ("2019-12-31T00:00:00Z", vec![], 0),
+        ("2020-01-15T00:00:00Z", vec![2], 2),
+        ("2020-02-15T00:00:00Z", vec![2, 3], 3),
+        ("2020-03-15T00:00:00Z", vec![1, 2, 3], 3),
+    ];
+    for (at, seen, version) in cases {
+        let then = tallies
+            .load_as_of("t", AsOf::Occurred(t(at)))
+            .await
+            .unwrap();
+        assert_eq!(then.sums.seen, seen, "as of {at}");
+        assert_eq!(
+            then.version, version,
+            "the last event that counts, as of {at}"
+        );
+    }
+    // By the store's clock, all three were recorded just now; a bare
+    // timestamp asks about recorded time.
+    let now = tallies
+        .load_as_of("t", AsOf::Recorded(Timestamp::now()))
+        .await;
+    assert_eq!(now.unwrap().version, 3);
+    assert_eq!(
+        tallies
+            .load_as_of("t", t("2021-01-01T00:00:00Z"))
+            .await
+            .unwrap()
+            .version,
+        0
+    );
+    let history = tallies.history("t").await.unwrap();
+    assert_eq!(history[1].occurred_at, t("2020-01-01T00:00:00Z"));
+    assert!(history[1].recorded_at > history[1].occurred_at);
+}
+
+#[tokio::test]
+async fn load_as_of_does_not_assume_the_store_clock_moves_forward() {
+    // The store's clock was stepped back before the third event: it reads
+    // as recorded before the second.
+    let probe = Probe::default();
+    let tallies = Repository::<Tally, _>::new(probe.clone());
+    for n in 1..=3 {
+        tallies.execute("t", |_| Added { n }).await.unwrap();
+    }
+    let at = |micros| Timestamp::from_unix_micros(micros);
+    {
+        let mut clock = probe.hooks.recorded_at.lock().unwrap();
+        clock.insert(1, at(1_000));
+        clock.insert(2, at(3_000));
+        clock.insert(3, at(2_000));
+    }
+    let seen = |micros| {
+        let tallies = tallies.clone();
+        async move {
+            let then = tallies.load_as_of("t", at(micros)).await.unwrap();
+            (then.sums.seen.clone(), then.version)
+        }
+    };
+    assert_eq!(seen(999).await, (vec![], 0));
+    assert_eq!(seen(1_500).await, (vec![1], 1));
+    // The third counts before the second: each event by its own time.
+    assert_eq!(seen(2_500).await, (vec![1, 3], 3));
+    assert_eq!(seen(3_000).await, (vec![1, 2, 3], 3));
 }
 
 // ---------------------------------------------------------------------------

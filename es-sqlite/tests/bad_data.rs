@@ -383,6 +383,14 @@ struct Damage {
 
 const DAMAGES: &[Damage] = &[
     Damage {
+        what: "business time set by hand (back-dated)",
+        sql: "UPDATE events SET occurred_at = 12345 WHERE position = ?1",
+    },
+    Damage {
+        what: "recorded time changed by hand",
+        sql: "UPDATE events SET recorded_at = recorded_at - 1 WHERE position = ?1",
+    },
+    Damage {
         what: "event id of 15 bytes",
         sql: "UPDATE events SET event_id = zeroblob(15) WHERE position = ?1",
     },

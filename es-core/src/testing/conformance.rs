@@ -48,7 +48,7 @@ macro_rules! store_conformance_tests {
             multi_stream_append_is_atomic, concurrent_appends_one_winner_per_version,
             concurrent_appends_lose_no_update, hostile_stream_ids_round_trip, metadata_round_trips,
             snapshots_keep_the_latest, checkpoints_round_trip, watch_wakes_on_commit,
-            extreme_expected_versions_are_conflicts,
+            extreme_expected_versions_are_conflicts, two_times_round_trip,
         );
         #[test]
         fn conformance_model_check() {
@@ -921,6 +921,40 @@ pub fn metadata_round_trips<S: ConformanceStore>(store: S) {
     let stored = read(&store, &s, ..);
     assert_eq!(stored[0].metadata, meta);
     assert_eq!(stored[1].metadata, Metadata::default());
+}
+
+/// Every event has two times: `recorded_at` from the store's clock, and
+/// `occurred_at` as the caller gave it (before or after the recording, in
+/// any order), or `recorded_at` when not given. Both come back on every
+/// read.
+pub fn two_times_round_trip<S: ConformanceStore>(store: S) {
+    let s = stream("times");
+    let before = Timestamp::now();
+    let long_ago = Timestamp::from_unix_micros(1_500_000_000_000_000);
+    let later = Timestamp::from_unix_micros(1_000_000_000_000_000);
+    let in_the_future = Timestamp::from_unix_micros(before.as_unix_micros() + 86_400_000_000);
+    let events = vec![
+        event("t", 1).with_occurred_at(long_ago),
+        event("t", 2),
+        event("t", 3).with_occurred_at(later),
+        event("t", 4).with_occurred_at(in_the_future),
+    ];
+    append(&store, &s, ExpectedVersion::Any, events).expect("append");
+    let after = Timestamp::now();
+    for stored in [read(&store, &s, ..), read_all(&store, 0)] {
+        assert_eq!(stored.len(), 4);
+        for e in &stored {
+            assert!(
+                before <= e.recorded_at && e.recorded_at <= after,
+                "recorded by the store's clock: {e:?}"
+            );
+        }
+        let occurred: Vec<Timestamp> = stored.iter().map(|e| e.occurred_at).collect();
+        assert_eq!(
+            occurred,
+            [long_ago, stored[1].recorded_at, later, in_the_future]
+        );
+    }
 }
 
 /// The latest snapshot per stream is kept; older ones do not replace it.
