@@ -30,6 +30,22 @@ enum Stop {
     Recheck,
     /// The request fails with this error.
     Fail(Error),
+    /// What the request wrote could not be undone: the batch must fail.
+    Undo(Error),
+}
+
+/// Why a request failed.
+pub(crate) enum Failure {
+    /// The request alone: nothing of it is left in the transaction.
+    Request(Error),
+    /// The whole batch: the transaction may hold part of this request.
+    Batch(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Request(e)
+    }
 }
 
 impl From<rusqlite::Error> for Stop {
@@ -74,30 +90,36 @@ struct Decided<'a> {
 ///
 /// # Errors
 ///
-/// The request's own failure (a conflict, a duplicate id, a mismatched
-/// aggregate type, a storage error). Nothing of the request is left in the
-/// transaction; when SQLite rolled the whole transaction back, the writer
-/// sees it and fails the batch.
+/// [`Failure::Request`]: the request's own failure (a conflict, a
+/// duplicate id, a mismatched aggregate type, a storage error), with nothing
+/// of it left in the transaction (when SQLite rolled the whole transaction
+/// back, the writer sees it and fails the batch). [`Failure::Batch`]: what
+/// the request wrote could not be undone.
 pub(crate) fn append(
     tx: &mut Transaction<'_>,
     append: &CheckedAppend,
     now: Timestamp,
     positions: &mut Positions,
-) -> Result<Vec<AppendResult>> {
+) -> std::result::Result<Vec<AppendResult>, Failure> {
     let decided = decide(tx, append, false)?;
     match write(tx, &decided, now, positions) {
-        Ok(results) => Ok(results),
-        Err(Stop::Fail(e)) => Err(e),
-        Err(Stop::Recheck) => {
-            let decided = decide(tx, append, true)?;
-            match write(tx, &decided, now, positions) {
-                Ok(results) => Ok(results),
-                Err(Stop::Fail(e)) => Err(e),
-                Err(Stop::Recheck) => Err(corrupt(
-                    "a unique index refused an append whose ids and version were checked",
-                )),
-            }
-        }
+        Err(Stop::Recheck) => {}
+        done => return done.map_err(failure),
+    }
+    let decided = decide(tx, append, true)?;
+    write(tx, &decided, now, positions).map_err(failure)
+}
+
+/// What a request's stop means for the writer. A second refusal by a
+/// unique index, after every id and version was checked, cannot be a
+/// decision: the indexes disagree with what was read.
+fn failure(stop: Stop) -> Failure {
+    match stop {
+        Stop::Fail(e) => Failure::Request(e),
+        Stop::Undo(e) => Failure::Batch(e),
+        Stop::Recheck => Failure::Request(corrupt(
+            "a unique index refused an append whose ids and version were checked",
+        )),
     }
 }
 
@@ -152,10 +174,23 @@ fn write(
     let written = if statements > 1 {
         let savepoint = tx.savepoint()?;
         let written = insert_all(&savepoint, decided, now, positions);
-        if written.is_ok() {
-            savepoint.commit()?;
+        match written {
+            Ok(results) => savepoint.commit().map(|()| results).map_err(|e| {
+                // RELEASE failed: the savepoint may still hold the rows.
+                Stop::Undo(store_error(e))
+            }),
+            // Undone and released, and known to be: a failure here leaves
+            // the request's rows in the transaction, so the batch fails.
+            Err(stop) => {
+                fail::fail_point!("es-sqlite::append::undo", |message| Err(Stop::Undo(
+                    Error::backend(message.unwrap_or_default())
+                )));
+                match savepoint.finish() {
+                    Ok(()) => Err(stop),
+                    Err(e) => Err(Stop::Undo(store_error(e))),
+                }
+            }
         }
-        written
     } else {
         insert_all(tx, decided, now, positions)
     };

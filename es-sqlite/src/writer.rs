@@ -35,7 +35,7 @@ use es_core::store::backend::{CheckedAppend, Notifier, shared_error};
 use es_core::{AppendResult, Error, Result, Snapshot, StreamId, Timestamp};
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::append::{self, Positions};
+use crate::append::{self, Failure, Positions};
 use crate::error::store_error;
 use crate::{checkpoints, snapshots};
 
@@ -179,8 +179,15 @@ impl Writer {
         for job in batch {
             fail::fail_point!("es-sqlite::writer::request");
             let answer = match &job.work {
-                Work::Append(checked) => append::append(&mut tx, checked, now, &mut self.positions)
-                    .map(Outcome::Appended),
+                Work::Append(checked) => {
+                    match append::append(&mut tx, checked, now, &mut self.positions) {
+                        Ok(results) => Ok(Outcome::Appended(results)),
+                        Err(Failure::Request(error)) => Err(error),
+                        // Part of the request may be left: nothing of the
+                        // batch may commit.
+                        Err(Failure::Batch(error)) => return Err(error),
+                    }
+                }
                 Work::SaveSnapshot(snapshot) => {
                     snapshots::save(&tx, snapshot).map(|()| Outcome::Done)
                 }

@@ -180,6 +180,43 @@ fn a_panic_in_a_batch_fails_that_batch_and_the_writer_goes_on() {
 }
 
 #[test]
+fn a_request_that_cannot_be_undone_fails_its_whole_batch() {
+    let scenario = FailScenario::setup();
+    let store = SqliteStore::open_temporary().unwrap();
+    let a = StreamId::new("undo-a").unwrap();
+    let b = StreamId::new("undo-b").unwrap();
+    let stored = es_core::Uuid::now_v7();
+    block_on(store.append(
+        &b,
+        ExpectedVersion::NoStream,
+        vec![event(0).with_id(stored)],
+    ))
+    .unwrap();
+    // In one batch: a good request, then one of two statements whose
+    // second event's id is stored (so it is undone in its savepoint), and
+    // the undo fails.
+    let held = Held::new(&store);
+    let good = enqueue(store.append(&a, ExpectedVersion::NoStream, vec![event(1)]));
+    let undone = enqueue(store.append(
+        &a,
+        ExpectedVersion::Any,
+        vec![event(2), event(3).with_id(stored)],
+    ));
+    fail::cfg("es-sqlite::append::undo", "1*return(the undo failed)->off").unwrap();
+    held.release().unwrap();
+    for answer in [block_on(good), block_on(undone)] {
+        match answer {
+            Err(Error::Backend(source)) => assert_eq!(source.to_string(), "the undo failed"),
+            other => panic!("expected the batch's error, got {other:?}"),
+        }
+    }
+    // Nothing of that batch was written: not the good request, not the
+    // first event of the one that could not be undone.
+    assert_eq!(block_on(store.stream_version(&a)).unwrap(), 0);
+    scenario.teardown();
+}
+
+#[test]
 fn a_stopped_writer_answers_every_request_closed() {
     let scenario = FailScenario::setup();
     let store = SqliteStore::open_temporary().unwrap();
