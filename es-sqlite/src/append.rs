@@ -12,7 +12,7 @@
 use es_core::store::backend::{AppendDecision, CheckedAppend, StoredAt, decide_append};
 use es_core::{AppendResult, Error, Result, StreamId, StreamWrite, Timestamp};
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, DropBehavior, OptionalExtension, Transaction, params};
 
 use crate::checksum;
 use crate::error::{corrupt, is_unique_violation, store_error, stored_integer};
@@ -172,7 +172,7 @@ fn write(
         .sum();
     let before = *positions;
     let written = if statements > 1 {
-        let savepoint = tx.savepoint()?;
+        let mut savepoint = tx.savepoint()?;
         let written = insert_all(&savepoint, decided, now, positions);
         match written {
             Ok(results) => savepoint.commit().map(|()| results).map_err(|e| {
@@ -185,6 +185,13 @@ fn write(
                 fail::fail_point!("es-sqlite::append::undo", |message| Err(Stop::Undo(
                     Error::backend(message.unwrap_or_default())
                 )));
+                if savepoint.is_autocommit() {
+                    // SQLite rolled the whole transaction back by itself (a
+                    // full disk, an I/O error): the savepoint is gone with
+                    // everything of the batch, and the writer fails it.
+                    savepoint.set_drop_behavior(DropBehavior::Ignore);
+                    return Err(stop);
+                }
                 match savepoint.finish() {
                     Ok(()) => Err(stop),
                     Err(e) => Err(Stop::Undo(store_error(e))),
