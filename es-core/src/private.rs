@@ -24,8 +24,11 @@ pub use crate::codec::{
     decode_exact, decode_snapshot, decode_upcast, encode, encode_snapshot, upcast_versions,
 };
 pub use crate::event::Events;
+pub use crate::registry::{AggregateRegistration, EventRegistration};
 
-use crate::event::{DecodeError, EncodeError};
+use crate::aggregate::Aggregate;
+use crate::event::{DecodeError, EncodeError, Event, EventKey};
+use crate::name::{NameError, check_name};
 use crate::payload::Payload;
 
 /// What `EventSet::encode` returns.
@@ -34,11 +37,6 @@ pub type Encoded = Result<Payload, EncodeError>;
 pub type EncodedSnapshot = Option<Result<Vec<u8>, EncodeError>>;
 /// What `Aggregate::decode_snapshot` returns.
 pub type DecodedSnapshot<A> = Option<Result<A, DecodeError>>;
-pub use crate::registry::{AggregateRegistration, EventRegistration};
-
-use crate::aggregate::Aggregate;
-use crate::event::{Event, EventKey};
-use crate::name::{NameError, check_name};
 
 /// One event as a decision's result: `Ok(vec![event])`.
 pub fn one<A: Aggregate>(event: impl Into<A::Event>) -> Events<A> {
