@@ -182,9 +182,54 @@ impl Envelope<Payload> {
     }
 }
 
+impl Envelope<()> {
+    /// This envelope holding `event`.
+    fn put<F>(self, event: F) -> Envelope<F> {
+        let Envelope {
+            stream_id,
+            aggregate_type,
+            version,
+            position,
+            event_id,
+            recorded_at,
+            occurred_at,
+            name,
+            schema_version,
+            metadata,
+            event: (),
+        } = self;
+        Envelope {
+            stream_id,
+            aggregate_type,
+            version,
+            position,
+            event_id,
+            recorded_at,
+            occurred_at,
+            name,
+            schema_version,
+            metadata,
+            event,
+        }
+    }
+}
+
 impl<E> Envelope<E> {
     /// The same envelope with its event mapped by `f`.
     pub fn map<F>(self, f: impl FnOnce(E) -> F) -> Envelope<F> {
+        let (envelope, event) = self.split();
+        envelope.put(f(event))
+    }
+
+    /// The same envelope holding `event` instead.
+    pub fn with_event<F>(self, event: F) -> Envelope<F> {
+        self.split().0.put(event)
+    }
+
+    /// The event, and the envelope without it (to put another event in with
+    /// [`with_event`](Envelope::with_event)): every field moves, none is
+    /// cloned.
+    pub fn split(self) -> (Envelope<()>, E) {
         let Envelope {
             stream_id,
             aggregate_type,
@@ -198,7 +243,7 @@ impl<E> Envelope<E> {
             metadata,
             event,
         } = self;
-        Envelope {
+        let envelope = Envelope {
             stream_id,
             aggregate_type,
             version,
@@ -209,13 +254,9 @@ impl<E> Envelope<E> {
             name,
             schema_version,
             metadata,
-            event: f(event),
-        }
-    }
-
-    /// The same envelope holding `event` instead.
-    pub fn with_event<F>(self, event: F) -> Envelope<F> {
-        self.map(|_| event)
+            event: (),
+        };
+        (envelope, event)
     }
 
     /// The id of the aggregate this event belongs to, as text: the stream id

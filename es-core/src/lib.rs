@@ -63,6 +63,7 @@ mod metadata;
 pub mod name;
 mod payload;
 mod personal;
+pub mod projection;
 pub mod registry;
 mod repository;
 mod snapshot;
@@ -86,6 +87,7 @@ pub use id::{MAX_STREAM_ID_LEN, StreamId, StreamIdError};
 pub use metadata::Metadata;
 pub use payload::Payload;
 pub use personal::Personal;
+pub use projection::{Dispatch, Handle, Projected, Projection};
 pub use registry::Registry;
 pub use repository::{Command, ConflictPolicy, ExecuteError, Executed, Loaded, Repository};
 pub use snapshot::{Snapshot, SnapshotStore};
@@ -96,7 +98,7 @@ pub use version::{ExpectedVersion, ReadRange};
 
 /// The derive macros (with the default `derive` feature).
 #[cfg(feature = "derive")]
-pub use es_derive::{Aggregate, Event};
+pub use es_derive::{Aggregate, Event, Projection};
 
 /// Re-exported so users need no direct dependency for event ids.
 pub use uuid::Uuid;
@@ -105,7 +107,8 @@ pub use uuid::Uuid;
 pub mod prelude {
     pub use crate::{
         Aggregate, Apply, AsOf, CheckpointStore, ConflictPolicy, Decoded, Envelope, Event,
-        EventSet, EventStore, ExecuteError, ExpectedVersion, InMemoryStore, IntoEvents, Loaded,
-        Metadata, Personal, Registry, Repository, SnapshotStore, StreamId, Timestamp,
+        EventSet, EventStore, ExecuteError, ExpectedVersion, Handle, InMemoryStore, IntoEvents,
+        Loaded, Metadata, Personal, Projection, Registry, Repository, SnapshotStore, StreamId,
+        Timestamp,
     };
 }

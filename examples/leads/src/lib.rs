@@ -1,0 +1,1 @@
+//! The sales leads of the seeds (Learning Domain-Driven Design, ch. 7).
