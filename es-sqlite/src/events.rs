@@ -117,7 +117,84 @@ fn all_page(
          JOIN streams s ON s.stream_pk = e.stream_pk WHERE e.position >= ?1 ORDER BY e.position LIMIT {limit}"
     );
     let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
-    let mut rows = query.query([to_i64(from)]).map_err(store_error)?;
+    let rows = query.query([to_i64(from)]).map_err(store_error)?;
+    all_rows(rows, page)
+}
+
+/// What [`named_page`] read: the events, and how far it looked.
+pub(crate) struct NamedPage {
+    /// The events, in position order.
+    pub(crate) events: Vec<RecordedEvent>,
+    /// Every event up to this position was looked at: the last event's
+    /// position when the page is full, else the head.
+    pub(crate) scanned_to: u64,
+    /// The last position of the log, in the same read transaction.
+    pub(crate) head: u64,
+}
+
+/// Up to `limit` events after position `after` whose names are in `names`,
+/// in one read transaction. Events of other names are skipped by the query
+/// itself: their payloads are never decoded, nor read when they overflow
+/// the row's page.
+pub(crate) fn named_page(
+    conn: &Connection,
+    after: u64,
+    names: &[&str],
+    limit: usize,
+) -> Result<NamedPage> {
+    // The head and the rows in one snapshot: everything up to the head that
+    // the query does not return is an event of another name.
+    let snapshot = conn.unchecked_transaction().map_err(store_error)?;
+    let head = last_position(&snapshot)?;
+    let placeholders = (0..names.len())
+        .map(|i| format!("?{}", i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id FROM events e \
+         JOIN streams s ON s.stream_pk = e.stream_pk \
+         WHERE e.position > ?1 AND e.position <= ?2 AND e.name IN ({placeholders}) \
+         ORDER BY e.position LIMIT {limit}"
+    );
+    let (after_param, head_param) = (to_i64(after), to_i64(head));
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after_param, &head_param];
+    for name in names {
+        params.push(name);
+    }
+    let mut events = Vec::with_capacity(limit.min(256));
+    {
+        let mut query = snapshot.prepare_cached(&sql).map_err(store_error)?;
+        let rows = query.query(params.as_slice()).map_err(store_error)?;
+        all_rows(rows, &mut events)?;
+    }
+    snapshot.finish().map_err(store_error)?;
+    let scanned_to = match events.last() {
+        Some(last) if events.len() >= limit => last.position,
+        _ => head.max(after),
+    };
+    Ok(NamedPage {
+        events,
+        scanned_to,
+        head,
+    })
+}
+
+/// The event at `position`, if there is one.
+pub(crate) fn at_position(conn: &Connection, position: u64) -> Result<Option<RecordedEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id FROM events e \
+         JOIN streams s ON s.stream_pk = e.stream_pk WHERE e.position = ?1"
+    );
+    let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
+    let rows = query.query([to_i64(position)]).map_err(store_error)?;
+    let mut found = Vec::with_capacity(1);
+    all_rows(rows, &mut found)?;
+    Ok(found.pop())
+}
+
+/// The rows of an `$all` query: the event columns, then the aggregate type
+/// and the stream id.
+fn all_rows(mut rows: rusqlite::Rows<'_>, page: &mut Vec<RecordedEvent>) -> Result<()> {
     let mut streams: HashMap<i64, (StreamId, Arc<str>)> = HashMap::new();
     while let Some(row) = rows.next().map_err(store_error)? {
         let pk = integer(row, 10, "stream_pk")?;

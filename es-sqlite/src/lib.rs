@@ -94,7 +94,10 @@ mod error;
 mod events;
 mod options;
 mod pool;
+mod read_model;
+mod read_models;
 mod reader;
+mod runner;
 mod schema;
 mod snapshots;
 mod store;
@@ -103,6 +106,14 @@ mod writer;
 
 pub use error::OpenError;
 pub use options::{Durability, SqliteOptions, Verify};
+pub use read_model::{
+    FromRow, OnError, Parked, ReadModel, ReadModelError, Retried, RunOptions, Status,
+};
+pub use read_models::ReadModels;
+pub use runner::Runner;
+/// The SQLite bindings read models are written with: a handler gets a
+/// [`rusqlite::Connection`], and so does a query.
+pub use rusqlite;
 pub use store::SqliteStore;
 pub use writer::WriterPanic;
 

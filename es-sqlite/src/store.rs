@@ -61,6 +61,7 @@ struct Inner {
     notifier: Notifier,
     limits: Limits,
     page_size: usize,
+    options: SqliteOptions,
     path: PathBuf,
     /// Keeps a temporary database's directory until the store is dropped.
     _temporary: Option<tempfile::TempDir>,
@@ -213,6 +214,7 @@ impl SqliteStore {
                 notifier,
                 limits: options.limits,
                 page_size: options.page_size,
+                options: options.clone(),
                 path: path.to_path_buf(),
                 _temporary: temporary,
             }),
@@ -238,6 +240,11 @@ impl SqliteStore {
     fn write_done(&self, work: Work) -> impl Future<Output = Result<()>> + Send + 'static {
         let done = self.write(work);
         async move { done.await.map(drop) }
+    }
+
+    /// The options the store was opened with.
+    pub(crate) fn opened_with(&self) -> &SqliteOptions {
+        &self.inner.options
     }
 
     /// The pool of connections for reads on the calling thread.

@@ -2,8 +2,9 @@
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 /// The sending side: a store calls [`Notifier::notify`] after every commit.
 #[derive(Debug, Clone, Default)]
@@ -15,6 +16,9 @@ pub struct Notifier {
 struct Shared {
     position: AtomicU64,
     wakers: Mutex<Vec<Waker>>,
+    /// Wakes the threads blocked in [`Watch::wait_timeout`]; waited on with
+    /// the `wakers` lock.
+    threads: Condvar,
 }
 
 impl Notifier {
@@ -40,6 +44,7 @@ impl Notifier {
             for waker in wakers {
                 waker.wake();
             }
+            self.shared.threads.notify_all();
         }
     }
 
@@ -104,6 +109,45 @@ impl Watch {
         self.seen = position;
         position
     }
+
+    /// Blocks the calling thread until a position past the last one seen is
+    /// committed, or `timeout` passes: `Some(position)`, or `None` on
+    /// timeout. For threads that follow a store without an executor (a
+    /// read-model runner); async code uses [`changed`](Watch::changed).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use es_core::store::backend::Notifier;
+    ///
+    /// let notifier = Notifier::new(0);
+    /// let mut watch = notifier.watch();
+    /// assert_eq!(watch.wait_timeout(Duration::from_millis(1)), None);
+    /// notifier.notify(2);
+    /// assert_eq!(watch.wait_timeout(Duration::from_secs(5)), Some(2));
+    /// ```
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<u64> {
+        let seen = self.seen;
+        let nothing_newer =
+            |_: &mut Vec<Waker>| self.shared.position.load(Ordering::SeqCst) <= seen;
+        let wakers = self
+            .shared
+            .wakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The position is stored before `notify` takes the lock, and checked
+        // here under it: a notification cannot fall between check and wait.
+        let (wakers, waited) = self
+            .shared
+            .threads
+            .wait_timeout_while(wakers, timeout, nothing_newer)
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(wakers);
+        if waited.timed_out() {
+            return None;
+        }
+        self.seen = self.shared.position.load(Ordering::SeqCst);
+        Some(self.seen)
+    }
 }
 
 #[cfg(test)]
@@ -122,5 +166,21 @@ mod tests {
         });
         assert_eq!(pollster::block_on(watch.changed()), 9);
         handle.join().unwrap();
+    }
+
+    #[test]
+    fn a_notification_from_another_thread_wakes_a_blocked_thread() {
+        let notifier = Notifier::new(1);
+        let mut watch = notifier.watch();
+        let sender = notifier.clone();
+        let handle = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            sender.notify(1); // not newer: wakes nobody
+            sender.notify(7);
+        });
+        // A minute: the notification, not the timeout, ends the wait.
+        assert_eq!(watch.wait_timeout(Duration::from_secs(60)), Some(7));
+        handle.join().unwrap();
+        assert_eq!(watch.wait_timeout(Duration::from_millis(5)), None);
     }
 }

@@ -1,0 +1,312 @@
+//! The read-model side of es-sqlite: what a read model is ([`ReadModel`]),
+//! how its runner is configured ([`RunOptions`], [`OnError`]), what it
+//! reports ([`Status`], [`Parked`]), and its errors ([`ReadModelError`]).
+//! [`ReadModels`](crate::ReadModels) runs and queries them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use es_core::projection::ProjectionError;
+use es_core::{Dispatch, StreamId, Timestamp};
+use rusqlite::Connection;
+
+use crate::error::OpenError;
+
+/// A durable read model in SQLite tables, fed from `$all` by a
+/// [`Runner`](crate::Runner): derive [`Projection`](es_core::Projection)
+/// with `context = rusqlite::Connection`, write a
+/// [`Handle<E, Connection>`](es_core::Handle) impl per event, and say here
+/// which tables it has.
+///
+/// Each handler gets the connection of the runner's open transaction: its
+/// changes and the read model's checkpoint commit together, so after any
+/// crash every event has taken effect exactly once. A handler must not
+/// commit, roll back or begin transactions itself.
+///
+/// The model's tables are its state: when a batch is rolled back (a handler
+/// failed part way), the events before the failing one are handed to the
+/// handlers again. Fields of the struct are for what does not change with
+/// events (settings, a cache the tables can rebuild).
+///
+/// ```
+/// use es_core::prelude::*;
+/// use es_core::{BoxError, Envelope};
+/// use es_sqlite::rusqlite::{self, Connection};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// # pub struct Opened { pub title: String }
+///
+/// /// Open tickets by title.
+/// #[derive(Projection, Default)]
+/// #[projection(name = "ticket-titles", events(Opened), context = Connection)]
+/// pub struct Titles;
+///
+/// impl es_sqlite::ReadModel for Titles {
+///     fn create(db: &Connection) -> rusqlite::Result<()> {
+///         db.execute_batch("CREATE TABLE titles (ticket TEXT PRIMARY KEY, title TEXT NOT NULL)")
+///     }
+/// }
+///
+/// impl Handle<Opened, Connection> for Titles {
+///     fn handle(&mut self, db: &Connection, e: &Envelope<Opened>) -> Result<(), BoxError> {
+///         db.prepare_cached("INSERT INTO titles VALUES (?1, ?2)")?
+///             .execute((e.aggregate_id(), &e.event.title))?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait ReadModel: Dispatch<Connection> {
+    /// Creates the model's tables and indexes in its fresh file (in a
+    /// transaction, before the first event). Table names starting with
+    /// `_es_` are the runner's.
+    ///
+    /// # Errors
+    ///
+    /// What SQLite reports; the file is left without the model.
+    fn create(db: &Connection) -> rusqlite::Result<()>;
+}
+
+/// What a runner does with an event its handler refuses (or that does not
+/// decode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnError {
+    /// Stop the read model at the event, with a
+    /// [`ProjectionError`] naming it (the default): nothing is skipped, and
+    /// a restarted runner tries the event again.
+    #[default]
+    Stop,
+    /// Park the event and go on: it is kept, with the error, in the model's
+    /// `_es_parked` table, listed by [`ReadModels::parked`](crate::ReadModels::parked)
+    /// and tried again by [`Runner::retry_parked`](crate::Runner::retry_parked).
+    /// The read model then lacks the event until a retry takes it: use this
+    /// only for a model that can live with that (a search index, not a
+    /// balance).
+    Park,
+}
+
+/// How a runner runs.
+///
+/// ```
+/// use std::time::Duration;
+/// use es_sqlite::{OnError, RunOptions};
+///
+/// let options = RunOptions::new().on_error(OnError::Park).poll_interval(Duration::from_millis(10));
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub(crate) on_error: OnError,
+    pub(crate) poll_interval: Duration,
+    pub(crate) batch: usize,
+    pub(crate) progress_every: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            on_error: OnError::Stop,
+            poll_interval: Duration::from_millis(50),
+            batch: 1024,
+            progress_every: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RunOptions {
+    /// The defaults: stop on a failing event, look for other processes'
+    /// appends every 50 ms, 1,024 events per transaction, log progress
+    /// every 5 s while catching up.
+    pub fn new() -> Self {
+        RunOptions::default()
+    }
+
+    /// What to do with an event the handler refuses.
+    #[must_use]
+    pub fn on_error(mut self, on_error: OnError) -> Self {
+        self.on_error = on_error;
+        self
+    }
+
+    /// How often a live runner looks for events appended by other
+    /// processes (in its own process, the store wakes it at once). Also
+    /// bounds how long a stop request or a retry waits.
+    #[must_use]
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// At most this many events per transaction (1 or more).
+    #[must_use]
+    pub fn batch(mut self, events: usize) -> Self {
+        self.batch = events.max(1);
+        self
+    }
+
+    /// How often a catch-up logs its progress (`tracing`, level info).
+    #[must_use]
+    pub fn progress_every(mut self, every: Duration) -> Self {
+        self.progress_every = every;
+        self
+    }
+}
+
+/// What a runner is doing.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Status {
+    /// Opening the model's file, or taking the events committed before it
+    /// started.
+    CatchingUp,
+    /// Caught up, following new events as they are committed.
+    Live,
+    /// Stopped on request; a new runner resumes at its checkpoint.
+    Stopped,
+    /// A newer version of the read model serves now: this one stopped.
+    Superseded {
+        /// The serving version.
+        serving: u32,
+    },
+    /// Stopped by an error: a failing event (with [`OnError::Stop`]), or
+    /// the store or the model's file.
+    Failed(Arc<ReadModelError>),
+}
+
+impl Status {
+    /// Whether the runner has ended (stopped, superseded or failed).
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, Status::CatchingUp | Status::Live)
+    }
+}
+
+/// An event parked by [`OnError::Park`]: where it is and why it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    /// Its position in `$all`.
+    pub position: u64,
+    /// Its stream.
+    pub stream: StreamId,
+    /// Its version in the stream.
+    pub version: u64,
+    /// Its name.
+    pub name: String,
+    /// The last error, as text (with its causes).
+    pub error: String,
+    /// How many times it was tried (1 when first parked).
+    pub attempts: u32,
+    /// When it was first parked.
+    pub parked_at: Timestamp,
+}
+
+/// What [`Runner::retry_parked`](crate::Runner::retry_parked) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retried {
+    /// Events taken this time (and no longer parked).
+    pub taken: usize,
+    /// Events that failed again and stay parked.
+    pub still_parked: usize,
+}
+
+/// What can go wrong running or querying a read model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadModelError {
+    /// An event failed: the read model stopped at it.
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    /// No version of the read model has caught up yet: there is nothing to
+    /// read (a model is served only once it has taken every event committed
+    /// before it started).
+    #[error("read model `{name}` is not serving yet: no version has caught up")]
+    NotServing {
+        /// The model's name.
+        name: &'static str,
+    },
+    /// A newer version of the read model serves: this program's version of
+    /// it is retired (versions only move forward; to go back, release the
+    /// old logic under a newer version).
+    #[error("read model `{name}` version {version} is superseded by version {serving}")]
+    Superseded {
+        /// The model's name.
+        name: &'static str,
+        /// This program's version.
+        version: u32,
+        /// The serving version.
+        serving: u32,
+    },
+    /// The runner ended before the position waited for was reached.
+    #[error("the runner of read model `{name}` has ended")]
+    Ended {
+        /// The model's name.
+        name: &'static str,
+        /// Why, when it failed.
+        #[source]
+        cause: Option<Arc<ReadModelError>>,
+    },
+    /// The event store failed.
+    #[error(transparent)]
+    Store(#[from] es_core::Error),
+    /// SQLite failed on the model's file (a query, a table of the model).
+    #[error("read model `{name}`: SQLite failed")]
+    Sqlite {
+        /// The model's name.
+        name: &'static str,
+        /// What SQLite reported.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The model's file (or the directory of read models) cannot be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The model's file is not the model it should be (another name or
+    /// version, a damaged checkpoint).
+    #[error("`{}` is not a file of read model `{name}`: {detail}", path.display())]
+    Foreign {
+        /// The model's name.
+        name: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What was found.
+        detail: String,
+    },
+}
+
+/// A row of a query result as a Rust value: implemented for tuples of up to
+/// eight columns of any [`FromSql`](rusqlite::types::FromSql) types, so
+/// [`ReadModels::rows`](crate::ReadModels::rows) returns `Vec<(String, i64)>`
+/// for `SELECT name, count ...`.
+pub trait FromRow: Sized {
+    /// Reads the row.
+    ///
+    /// # Errors
+    ///
+    /// A column of another type, or a missing column.
+    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+}
+
+macro_rules! from_row_tuples {
+    ($($len:literal: ($($t:ident $i:tt),+);)+) => {$(
+        impl<$($t: rusqlite::types::FromSql),+> FromRow for ($($t,)+) {
+            fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                Ok(($(row.get::<_, $t>($i)?,)+))
+            }
+        }
+    )+};
+}
+
+from_row_tuples! {
+    1: (A 0);
+    2: (A 0, B 1);
+    3: (A 0, B 1, C 2);
+    4: (A 0, B 1, C 2, D 3);
+    5: (A 0, B 1, C 2, D 3, E 4);
+    6: (A 0, B 1, C 2, D 3, E 4, F 5);
+    7: (A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+    8: (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+}
+
+pub(crate) fn sqlite(name: &'static str) -> impl Fn(rusqlite::Error) -> ReadModelError {
+    move |source| ReadModelError::Sqlite { name, source }
+}

@@ -1,0 +1,607 @@
+//! [`ReadModels`]: the directory of read-model files beside an event store,
+//! their runners, and queries.
+//!
+//! # Where read models live, and why
+//!
+//! Each read model version is a file of its own, `<name>.v<version>.db`, in
+//! a directory beside the events file (`events.db` → `events.read-models/`),
+//! with a small registry, `serving.db`, naming the version that serves
+//! queries. Not in the events file, because SQLite lets one writer at a time
+//! into a file: a runner committing there would queue behind the event
+//! writer's group commits and make appends wait behind read-model work;
+//! in files of their own, both commit side by side, a rebuild's bulk writes
+//! stay out of the events file's log, and retiring a version is deleting a
+//! file (no `VACUUM`). The price: a read model's commit is not the append's
+//! commit (read your writes with [`Runner::wait_for`]), and a query that
+//! joins two read models attaches the other file itself.
+//!
+//! # Blue/green rebuilds
+//!
+//! A runner of version N opens (or creates) N's file and catches up in it
+//! while the serving version keeps serving; once N has taken every event up
+//! to the head, the registry is switched to N in one transaction, and the
+//! files of older versions are deleted. Queries that began before the switch
+//! finish on the old file; those after it read N. A model is served only
+//! once a version has caught up: before that, a query is
+//! [`ReadModelError::NotServing`], never an empty or half-built model.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use es_core::{Projection, StreamId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::OpenError;
+use crate::options::{Durability, SqliteOptions};
+use crate::read_model::{FromRow, Parked, ReadModel, ReadModelError, RunOptions, sqlite};
+use crate::runner::Runner;
+use crate::schema::{self, Role};
+use crate::store::SqliteStore;
+
+/// `PRAGMA application_id` of a read-model file: "esRM".
+const MODEL_APP_ID: i64 = 0x6573_524D;
+/// The read-model file format (`PRAGMA user_version`).
+const MODEL_FORMAT: i64 = 1;
+const MODEL_SCHEMA: &str = include_str!("sql/read_models/model_0001.sql");
+
+/// `PRAGMA application_id` of the registry: "esRR".
+const REGISTRY_APP_ID: i64 = 0x6573_5252;
+/// The registry format (`PRAGMA user_version`).
+const REGISTRY_FORMAT: i64 = 1;
+const REGISTRY_SCHEMA: &str = include_str!("sql/read_models/registry_0001.sql");
+
+/// Read models beside one [`SqliteStore`]: starts their runners, answers
+/// queries from the serving version of each.
+///
+/// Cloning is cheap; clones share the registry and the query connections.
+///
+/// ```
+/// use es_core::prelude::*;
+/// use es_core::{BoxError, Envelope};
+/// use es_sqlite::rusqlite::{self, Connection};
+/// use es_sqlite::{ReadModel, ReadModels, SqliteStore};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// # pub struct Opened { pub title: String }
+/// # #[derive(Aggregate, Default, Debug)]
+/// # #[aggregate(name = "ticket", events(Opened))]
+/// # pub struct Ticket;
+/// # impl Apply<Opened> for Ticket { fn apply(&mut self, _: &Opened) {} }
+///
+/// #[derive(Projection, Default)]
+/// #[projection(name = "ticket-titles", events(Opened), context = Connection)]
+/// pub struct Titles;
+///
+/// impl ReadModel for Titles {
+///     fn create(db: &Connection) -> rusqlite::Result<()> {
+///         db.execute_batch("CREATE TABLE titles (ticket TEXT PRIMARY KEY, title TEXT NOT NULL)")
+///     }
+/// }
+/// impl Handle<Opened, Connection> for Titles {
+///     fn handle(&mut self, db: &Connection, e: &Envelope<Opened>) -> Result<(), BoxError> {
+///         db.prepare_cached("INSERT INTO titles VALUES (?1, ?2)")?
+///             .execute((e.aggregate_id(), &e.event.title))?;
+///         Ok(())
+///     }
+/// }
+///
+/// # es_core::blocking::block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let store = SqliteStore::open(dir.path().join("tickets.db"))?;
+/// let models = ReadModels::open(&store)?;
+/// let titles = models.start(Titles)?;
+///
+/// let tickets = Repository::<Ticket, _>::new(store.clone());
+/// let done = tickets.execute("t-1", |_| Opened { title: "printer".into() }).await?;
+/// titles.wait_for(done.position.unwrap_or(0)).await?; // read your write
+///
+/// let rows: Vec<(String, String)> = models.rows::<Titles, _>("SELECT ticket, title FROM titles", [])?;
+/// assert_eq!(rows, [("t-1".to_string(), "printer".to_string())]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct ReadModels {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: SqliteStore,
+    dir: PathBuf,
+    options: SqliteOptions,
+    registry: Mutex<Connection>,
+    /// Idle read connections per (model, version) file.
+    idle: Mutex<HashMap<(String, u32), Vec<Connection>>>,
+}
+
+impl std::fmt::Debug for ReadModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadModels")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReadModels {
+    /// The read models of `store`, in the directory beside its file
+    /// (`events.db` → `events.read-models/`), created (owner-only) when
+    /// missing.
+    ///
+    /// # Errors
+    ///
+    /// When the directory or its registry cannot be created or opened, or
+    /// the registry is not one.
+    pub fn open(store: &SqliteStore) -> Result<Self, ReadModelError> {
+        Self::open_in(store, store.path().with_extension("read-models"))
+    }
+
+    /// The read models of `store`, in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](ReadModels::open).
+    pub fn open_in(store: &SqliteStore, dir: impl Into<PathBuf>) -> Result<Self, ReadModelError> {
+        let dir = dir.into();
+        create_dir(&dir)?;
+        // Read models are rebuilt from the events: a commit they lose to a
+        // power cut is taken again from their checkpoint, so they need no
+        // flush per commit (`synchronous = NORMAL` keeps them consistent).
+        let mut options = store.opened_with().clone();
+        options.durability = Durability::Normal;
+        options.max_page_count = None;
+        let registry = open_registry(&dir.join("serving.db"), &options)?;
+        let models = ReadModels {
+            inner: Arc::new(Inner {
+                store: store.clone(),
+                dir,
+                options,
+                registry: Mutex::new(registry),
+                idle: Mutex::new(HashMap::new()),
+            }),
+        };
+        Ok(models)
+    }
+
+    /// The directory of the read-model files.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The event store the models are fed from.
+    pub fn store(&self) -> &SqliteStore {
+        &self.inner.store
+    }
+
+    /// Starts a runner for `model` with the default [`RunOptions`]: it
+    /// catches up from the model's checkpoint, then follows new events.
+    ///
+    /// # Errors
+    ///
+    /// When the model's file cannot be opened or created (its `create`
+    /// failed, it belongs to another model), or a newer version serves.
+    pub fn start<R: ReadModel>(&self, model: R) -> Result<Runner<R>, ReadModelError> {
+        self.start_with(model, RunOptions::default())
+    }
+
+    /// [`start`](ReadModels::start) with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](ReadModels::start).
+    pub fn start_with<R: ReadModel>(
+        &self,
+        model: R,
+        options: RunOptions,
+    ) -> Result<Runner<R>, ReadModelError> {
+        if let Some(serving) = self.serving_version(R::NAME)?
+            && serving > R::VERSION
+        {
+            return Err(ReadModelError::Superseded {
+                name: R::NAME,
+                version: R::VERSION,
+                serving,
+            });
+        }
+        let conn = self.open_model::<R>()?;
+        Runner::spawn(self.clone(), model, conn, options)
+    }
+
+    /// The version of read model `name` that serves queries, if one does.
+    ///
+    /// # Errors
+    ///
+    /// When the registry cannot be read.
+    pub fn serving_version(&self, name: &str) -> Result<Option<u32>, ReadModelError> {
+        let registry = self.registry();
+        serving(&registry, name).map_err(|e| self.registry_error(e))
+    }
+
+    /// Runs `read` on a read-only connection to the serving version of
+    /// `R`'s tables: plain SQL over the tables the model's
+    /// [`create`](ReadModel::create) made.
+    ///
+    /// During a rebuild, the serving version is the older one until the new
+    /// one has caught up.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::NotServing`] before any version has caught up;
+    /// [`ReadModelError::Superseded`] when a newer version than `R`'s
+    /// serves; what `read` fails with.
+    pub fn query<R: Projection, T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ReadModelError> {
+        // A swap may delete the file between reading the registry and
+        // opening it: read the registry again, once.
+        let conn = match self.serving_connection::<R>() {
+            Err(ReadModelError::Open(_)) => self.serving_connection::<R>()?,
+            other => other?,
+        };
+        let result = read(&conn.1).map_err(sqlite(R::NAME));
+        self.give_back(conn);
+        result
+    }
+
+    /// The rows of `sql` over the serving version of `R`, each read as a
+    /// tuple ([`FromRow`]).
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use es_sqlite::{ReadModel, ReadModels, SqliteStore, rusqlite::{self, Connection}};
+    /// # #[derive(Event, serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Opened;
+    /// # #[derive(Projection, Default)]
+    /// # #[projection(name = "counts", events(Opened), context = Connection)]
+    /// # pub struct Counts;
+    /// # impl ReadModel for Counts {
+    /// #     fn create(db: &Connection) -> rusqlite::Result<()> {
+    /// #         db.execute_batch("CREATE TABLE counts (kind TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+    /// #     }
+    /// # }
+    /// # impl Handle<Opened, Connection> for Counts {
+    /// #     fn handle(&mut self, _: &Connection, _: &Envelope<Opened>) -> Result<(), es_core::BoxError> { Ok(()) }
+    /// # }
+    /// # let store = SqliteStore::open_temporary()?;
+    /// # let models = ReadModels::open(&store)?;
+    /// # let counts = models.start(Counts)?;
+    /// # es_core::blocking::block_on(counts.wait_for(0))?;
+    /// let rows: Vec<(String, i64)> =
+    ///     models.rows::<Counts, _>("SELECT kind, n FROM counts WHERE n > ?1", [10])?;
+    /// # assert!(rows.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`query`](ReadModels::query).
+    pub fn rows<R: Projection, T: FromRow>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<T>, ReadModelError> {
+        self.query::<R, _>(|db| {
+            let mut statement = db.prepare_cached(sql)?;
+            let rows = statement.query_map(params, |row| T::from_row(row))?;
+            rows.collect()
+        })
+    }
+
+    /// The events of `R`'s version parked by [`OnError::Park`](crate::OnError::Park),
+    /// in position order.
+    ///
+    /// # Errors
+    ///
+    /// When the model's file cannot be read.
+    pub fn parked<R: Projection>(&self) -> Result<Vec<Parked>, ReadModelError> {
+        let path = self.model_path(R::NAME, R::VERSION);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let conn = schema::connect(&path, &self.inner.options, Role::Reader)?;
+        parked(&conn, R::NAME)
+    }
+
+    /// The file of version `version` of read model `name`.
+    pub fn model_path(&self, name: &str, version: u32) -> PathBuf {
+        self.inner.dir.join(format!("{name}.v{version}.db"))
+    }
+
+    pub(crate) fn registry(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn registry_error(&self, e: rusqlite::Error) -> ReadModelError {
+        ReadModelError::Open(OpenError::sqlite(&self.inner.dir.join("serving.db"), e))
+    }
+
+    /// Makes `version` of `name` the serving one, if the registry still
+    /// says `expected` (another runner may have swapped first); then deletes
+    /// the files of older versions. Returns the version serving after.
+    pub(crate) fn swap(
+        &self,
+        name: &str,
+        expected: Option<u32>,
+        version: u32,
+    ) -> Result<u32, ReadModelError> {
+        let serving_now = {
+            let mut registry = self.registry();
+            let swapped = (|| {
+                let tx = registry.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let current = serving(&tx, name)?;
+                if current != expected {
+                    return Ok(current.unwrap_or(version));
+                }
+                tx.execute(
+                    "INSERT INTO serving (name, version, since) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (name) DO UPDATE SET version = excluded.version, since = excluded.since",
+                    (name, version, Timestamp::now().as_unix_micros()),
+                )?;
+                tx.commit()?;
+                Ok(version)
+            })();
+            swapped.map_err(|e| self.registry_error(e))?
+        };
+        if serving_now == version {
+            self.retire_below(name, version);
+        }
+        Ok(serving_now)
+    }
+
+    /// Deletes the files of the versions of `name` older than `version`
+    /// and forgets their idle connections. A file still open elsewhere (a
+    /// query that began before the swap) stays readable to it until closed.
+    fn retire_below(&self, name: &str, version: u32) {
+        self.inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(n, v), _| n != name || *v >= version);
+        let Ok(entries) = std::fs::read_dir(&self.inner.dir) else {
+            return;
+        };
+        let prefix = format!("{name}.v");
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let Some(file) = file.to_str() else { continue };
+            let Some(rest) = file.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((old, suffix)) = rest.split_once(".db") else {
+                continue;
+            };
+            let Ok(old) = old.parse::<u32>() else {
+                continue;
+            };
+            if old < version && matches!(suffix, "" | "-wal" | "-shm") {
+                if let Err(error) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(file, %error, "cannot delete a retired read-model file");
+                } else {
+                    tracing::info!(file, "deleted a retired read-model file");
+                }
+            }
+        }
+    }
+
+    /// Opens (creating when new) the file of `R`'s version for its runner.
+    fn open_model<R: ReadModel>(&self) -> Result<Connection, ReadModelError> {
+        let path = self.model_path(R::NAME, R::VERSION);
+        let mut conn = schema::connect(&path, &self.inner.options, Role::Writer)?;
+        let name = R::NAME;
+        let foreign = |detail: String| ReadModelError::Foreign {
+            name,
+            path: path.clone(),
+            detail,
+        };
+        let wal: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| OpenError::sqlite(&path, e))?;
+        if !wal.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode = %wal, "cannot switch a read model to WAL mode");
+        }
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| OpenError::sqlite(&path, e))?;
+        let app: i64 = tx
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(sqlite(name))?;
+        let format: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sqlite(name))?;
+        if app == 0 && format == 0 {
+            let tables: i64 = tx
+                .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+                .map_err(sqlite(name))?;
+            if tables != 0 {
+                return Err(foreign("it holds tables of another application".into()));
+            }
+            tx.execute_batch(MODEL_SCHEMA).map_err(sqlite(name))?;
+            tx.execute(
+                "INSERT INTO _es_read_model (name, version, position, created_at) VALUES (?1, ?2, 0, ?3)",
+                (name, R::VERSION, Timestamp::now().as_unix_micros()),
+            )
+            .map_err(sqlite(name))?;
+            R::create(&tx).map_err(sqlite(name))?;
+            tx.pragma_update(None, "application_id", MODEL_APP_ID)
+                .map_err(sqlite(name))?;
+            tx.pragma_update(None, "user_version", MODEL_FORMAT)
+                .map_err(sqlite(name))?;
+            tx.commit().map_err(sqlite(name))?;
+            tracing::info!(read_model = name, version = R::VERSION, path = %path.display(), "created a read-model file");
+            return Ok(conn);
+        }
+        if app != MODEL_APP_ID {
+            return Err(foreign("not a read-model file".into()));
+        }
+        if format != MODEL_FORMAT {
+            return Err(foreign(format!(
+                "read-model file format {format}; this program knows {MODEL_FORMAT}"
+            )));
+        }
+        let (stored_name, stored_version): (String, i64) = tx
+            .query_row("SELECT name, version FROM _es_read_model", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(|e| foreign(format!("no checkpoint row: {e}")))?;
+        if stored_name != name || stored_version != i64::from(R::VERSION) {
+            return Err(foreign(format!(
+                "it holds `{stored_name}` version {stored_version}"
+            )));
+        }
+        drop(tx);
+        Ok(conn)
+    }
+
+    /// An idle (or new) read connection to the serving file of `R`.
+    fn serving_connection<R: Projection>(
+        &self,
+    ) -> Result<((String, u32), Connection), ReadModelError> {
+        let version = self
+            .serving_version(R::NAME)?
+            .ok_or(ReadModelError::NotServing { name: R::NAME })?;
+        if version > R::VERSION {
+            return Err(ReadModelError::Superseded {
+                name: R::NAME,
+                version: R::VERSION,
+                serving: version,
+            });
+        }
+        let key = (R::NAME.to_owned(), version);
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&key)
+            .and_then(Vec::pop);
+        let conn = match idle {
+            Some(conn) => conn,
+            None => schema::connect(
+                &self.model_path(R::NAME, version),
+                &self.inner.options,
+                Role::Reader,
+            )?,
+        };
+        Ok((key, conn))
+    }
+
+    fn give_back(&self, (key, conn): ((String, u32), Connection)) {
+        let mut idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let pool = idle.entry(key).or_default();
+        if pool.len() < self.inner.options.readers.max(1) {
+            pool.push(conn);
+        }
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), OpenError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|source| OpenError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn open_registry(path: &Path, options: &SqliteOptions) -> Result<Connection, OpenError> {
+    let mut conn = schema::connect(path, options, Role::Writer)?;
+    let sqlite = |e| OpenError::sqlite(path, e);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), %mode, "cannot switch the registry to WAL mode");
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite)?;
+    let app: i64 = tx
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    let format: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    match (app, format) {
+        (REGISTRY_APP_ID, REGISTRY_FORMAT) => {}
+        (REGISTRY_APP_ID, found) if found > REGISTRY_FORMAT => {
+            return Err(OpenError::SchemaTooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: REGISTRY_FORMAT,
+            });
+        }
+        (0, 0) => {
+            tx.execute_batch(REGISTRY_SCHEMA).map_err(sqlite)?;
+            tx.pragma_update(None, "application_id", REGISTRY_APP_ID)
+                .map_err(sqlite)?;
+            tx.pragma_update(None, "user_version", REGISTRY_FORMAT)
+                .map_err(sqlite)?;
+        }
+        _ => {
+            return Err(OpenError::ForeignDatabase {
+                path: path.to_path_buf(),
+            });
+        }
+    }
+    tx.commit().map_err(sqlite)?;
+    Ok(conn)
+}
+
+fn serving(conn: &Connection, name: &str) -> rusqlite::Result<Option<u32>> {
+    conn.prepare_cached("SELECT version FROM serving WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()
+}
+
+pub(crate) fn parked(conn: &Connection, name: &'static str) -> Result<Vec<Parked>, ReadModelError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT position, stream_id, version, name, error, attempts, parked_at \
+             FROM _es_parked ORDER BY position",
+        )
+        .map_err(sqlite(name))?;
+    let rows = statement
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, u32>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .map_err(sqlite(name))?;
+    let mut found = Vec::new();
+    for row in rows {
+        let (position, stream, version, event, error, attempts, at) = row.map_err(sqlite(name))?;
+        let stream = StreamId::new(&stream).map_err(|e| ReadModelError::Store(e.into()))?;
+        let (Ok(position), Ok(version)) = (u64::try_from(position), u64::try_from(version)) else {
+            return Err(ReadModelError::Store(es_core::Error::Corrupt {
+                detail: format!("read model `{name}` parked an event at a negative position"),
+            }));
+        };
+        found.push(Parked {
+            position,
+            stream,
+            version,
+            name: event,
+            error,
+            attempts,
+            parked_at: Timestamp::from_unix_micros(at),
+        });
+    }
+    Ok(found)
+}

@@ -1,0 +1,617 @@
+//! [`Runner`]: the thread that feeds one read model from `$all`.
+//!
+//! Each round reads a page of the events the model lists (the store's query
+//! filters by name: the others are never decoded), hands them to the
+//! model's handlers inside one `BEGIN IMMEDIATE` transaction of the model's
+//! file, and commits the checkpoint with them. The checkpoint is read again
+//! inside that transaction: a second runner of the same model (in another
+//! process) that got there first makes this one skip the page, not take it
+//! twice.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use es_core::projection::{Progress, ProjectionError, StopReason};
+use es_core::{BoxError, EventSet, EventStore, RecordedEvent, Timestamp, Watch};
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::events;
+use crate::read_model::{OnError, ReadModel, ReadModelError, Retried, RunOptions, Status, sqlite};
+use crate::read_models::ReadModels;
+
+/// A running read model: started by [`ReadModels::start`], it catches up
+/// from the model's checkpoint, then follows new events, woken at once by
+/// appends of this process and within the poll interval by those of
+/// others.
+///
+/// Dropping it stops the runner (within the poll interval) and waits for
+/// it; [`stop`](Runner::stop) does the same and gives the model back.
+pub struct Runner<R> {
+    shared: Arc<Shared>,
+    commands: flume::Sender<Command>,
+    thread: Option<JoinHandle<R>>,
+    store: crate::SqliteStore,
+    _model: PhantomData<fn() -> R>,
+}
+
+impl<R> std::fmt::Debug for Runner<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("read_model", &self.shared.name)
+            .field("version", &self.shared.version)
+            .field("progress", &self.shared.lock().progress)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a runner and its handles share.
+struct Shared {
+    name: &'static str,
+    version: u32,
+    stop: AtomicBool,
+    state: Mutex<State>,
+}
+
+struct State {
+    progress: Progress,
+    /// Whether this runner's version is the one serving queries.
+    serving: bool,
+    status: Status,
+    waiters: Vec<Waker>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the state and wakes every waiter.
+    fn publish(&self, change: impl FnOnce(&mut State)) {
+        let waiters = {
+            let mut state = self.lock();
+            change(&mut state);
+            std::mem::take(&mut state.waiters)
+        };
+        for waiter in waiters {
+            waiter.wake();
+        }
+    }
+}
+
+/// Requests to the runner's thread, taken between batches.
+enum Command {
+    RetryParked(flume::Sender<Result<Retried, ReadModelError>>),
+}
+
+impl<R: ReadModel> Runner<R> {
+    pub(crate) fn spawn(
+        models: ReadModels,
+        model: R,
+        conn: Connection,
+        options: RunOptions,
+    ) -> Result<Self, ReadModelError> {
+        let shared = Arc::new(Shared {
+            name: R::NAME,
+            version: R::VERSION,
+            stop: AtomicBool::new(false),
+            state: Mutex::new(State {
+                progress: Progress::default(),
+                serving: false,
+                status: Status::CatchingUp,
+                waiters: Vec::new(),
+            }),
+        });
+        let (commands, requests) = flume::unbounded();
+        let store = models.store().clone();
+        let mut follow = Follow {
+            watch: store.watch(),
+            names: R::event_names(),
+            checkpoint: checkpoint(&conn, R::NAME)?,
+            conn,
+            models,
+            options,
+            shared: shared.clone(),
+            requests,
+            limit_once: None,
+            last_registry_check: Instant::now(),
+            last_log: Instant::now(),
+            _model: PhantomData,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("es-read-model-{}", R::NAME))
+            .spawn(move || {
+                let mut model = model;
+                let span = tracing::info_span!("read_model", name = R::NAME, version = R::VERSION);
+                let _entered = span.enter();
+                let status = match follow.run(&mut model) {
+                    Ok(status) => status,
+                    Err(error) => {
+                        tracing::error!(error = %error, "the read model stopped");
+                        Status::Failed(Arc::new(error))
+                    }
+                };
+                follow.shared.publish(|state| state.status = status);
+                model
+            })
+            .map_err(|source| crate::error::OpenError::Io {
+                path: store.path().to_path_buf(),
+                source,
+            })?;
+        Ok(Runner {
+            shared,
+            commands,
+            thread: Some(thread),
+            store,
+            _model: PhantomData,
+        })
+    }
+
+    /// Where the read model is: its checkpoint, the head, the rate, the lag.
+    pub fn progress(&self) -> Progress {
+        self.shared.lock().progress
+    }
+
+    /// What the runner is doing.
+    pub fn status(&self) -> Status {
+        self.shared.lock().status.clone()
+    }
+
+    /// Waits until this runner's version serves queries and has taken every
+    /// event up to `position` (a command's
+    /// [`Executed::position`](es_core::Executed)): read your writes. During a
+    /// rebuild, that is after the swap.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Ended`] when the runner stops (on request, on an
+    /// error, superseded) before.
+    pub fn wait_for(
+        &self,
+        position: u64,
+    ) -> impl Future<Output = Result<(), ReadModelError>> + Send + 'static {
+        let shared = self.shared.clone();
+        std::future::poll_fn(move |cx| {
+            let mut state = shared.lock();
+            if state.serving && state.progress.position >= position {
+                return Poll::Ready(Ok(()));
+            }
+            if state.status.is_finished() {
+                let cause = match &state.status {
+                    Status::Failed(error) => Some(error.clone()),
+                    _ => None,
+                };
+                return Poll::Ready(Err(ReadModelError::Ended {
+                    name: shared.name,
+                    cause,
+                }));
+            }
+            if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                state.waiters.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+    }
+
+    /// Waits until the read model has taken every event committed before
+    /// this call, and serves.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_for`](Runner::wait_for), and when the store cannot be read.
+    pub fn caught_up(&self) -> impl Future<Output = Result<(), ReadModelError>> + Send + 'static {
+        let head = self.store.pool().with(events::last_position);
+        let wait = head.map(|head| self.wait_for(head));
+        async move { wait?.await }
+    }
+
+    /// Tries every parked event again, in position order: those the
+    /// handler now takes leave the parked list; the others stay, with the
+    /// new error. Runs on the runner's thread between batches.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Ended`] when the runner has ended; when the model's
+    /// file or the store fails.
+    pub fn retry_parked(
+        &self,
+    ) -> impl Future<Output = Result<Retried, ReadModelError>> + Send + 'static {
+        let (reply, answer) = flume::bounded(1);
+        let sent = self.commands.send(Command::RetryParked(reply));
+        let name = self.shared.name;
+        async move {
+            let ended = || ReadModelError::Ended { name, cause: None };
+            sent.map_err(|_| ended())?;
+            answer.recv_async().await.map_err(|_| ended())?
+        }
+    }
+
+    /// Stops the runner (it finishes the batch it is in) and gives the model
+    /// back; a runner started again resumes at the checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::Ended`] when the runner's thread panicked outside a
+    /// handler (a handler's panic fails its event instead).
+    pub fn stop(mut self) -> Result<R, ReadModelError> {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let thread = self.thread.take();
+        let name = self.shared.name;
+        match thread.map(JoinHandle::join) {
+            Some(Ok(model)) => Ok(model),
+            _ => Err(ReadModelError::Ended { name, cause: None }),
+        }
+    }
+}
+
+impl<R> Drop for Runner<R> {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(
+                read_model = self.shared.name,
+                "the runner's thread panicked"
+            );
+        }
+    }
+}
+
+/// The runner's thread.
+struct Follow<R> {
+    conn: Connection,
+    models: ReadModels,
+    options: RunOptions,
+    shared: Arc<Shared>,
+    requests: flume::Receiver<Command>,
+    watch: Watch,
+    names: Vec<&'static str>,
+    /// The model's checkpoint: every event up to it is taken.
+    checkpoint: u64,
+    /// Reads the next page with this limit: the events before one that
+    /// failed in the last batch.
+    limit_once: Option<usize>,
+    last_registry_check: Instant,
+    last_log: Instant,
+    _model: PhantomData<fn() -> R>,
+}
+
+/// Why a batch stopped at an event.
+struct Failed {
+    index: usize,
+    reason: StopReason,
+}
+
+impl<R: ReadModel> Follow<R> {
+    fn run(&mut self, model: &mut R) -> Result<Status, ReadModelError> {
+        let mut serving = self.models.serving_version(R::NAME)?;
+        self.shared.publish(|state| {
+            state.serving = serving == Some(R::VERSION);
+            state.progress.position = self.checkpoint;
+        });
+        tracing::info!(checkpoint = self.checkpoint, serving = ?serving, "read model starting");
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                tracing::info!(checkpoint = self.checkpoint, "read model stopped");
+                return Ok(Status::Stopped);
+            }
+            while let Ok(command) = self.requests.try_recv() {
+                match command {
+                    Command::RetryParked(reply) => drop(reply.send(self.retry_parked(model))),
+                }
+            }
+            if self.last_registry_check.elapsed() >= self.options.poll_interval {
+                self.last_registry_check = Instant::now();
+                serving = self.models.serving_version(R::NAME)?;
+                if let Some(newer) = serving.filter(|&v| v > R::VERSION) {
+                    tracing::info!(serving = newer, "a newer version serves: stopping");
+                    return Ok(Status::Superseded { serving: newer });
+                }
+            }
+            let limit = self.limit_once.take().unwrap_or(self.options.batch);
+            let store = self.models.store();
+            let page = store
+                .pool()
+                .with(|conn| events::named_page(conn, self.checkpoint, &self.names, limit))?;
+            let head = page.head;
+            if page.events.is_empty() && page.scanned_to <= self.checkpoint {
+                if serving != Some(R::VERSION) {
+                    serving = Some(self.models.swap(R::NAME, serving, R::VERSION)?);
+                    if serving == Some(R::VERSION) {
+                        tracing::info!(checkpoint = self.checkpoint, "caught up: serving");
+                    } else if let Some(newer) = serving.filter(|&v| v > R::VERSION) {
+                        return Ok(Status::Superseded { serving: newer });
+                    }
+                    continue;
+                }
+                self.shared.publish(|state| {
+                    state.serving = true;
+                    state.status = Status::Live;
+                    state.progress = Progress {
+                        position: self.checkpoint,
+                        head,
+                        events_per_second: state.progress.events_per_second,
+                        lag_micros: 0,
+                    };
+                });
+                self.watch.wait_timeout(self.options.poll_interval);
+                continue;
+            }
+            let started = Instant::now();
+            let lag_micros = page.events.first().map_or(0, |e| {
+                Timestamp::now().as_unix_micros() - e.recorded_at.as_unix_micros()
+            });
+            let taken = page.events.len();
+            self.take(model, page.events, page.scanned_to)?;
+            let elapsed = started.elapsed().as_secs_f64();
+            #[allow(clippy::cast_precision_loss)] // a rate, for people
+            let rate = if elapsed > 0.0 {
+                taken as f64 / elapsed
+            } else {
+                0.0
+            };
+            let checkpoint = self.checkpoint;
+            self.shared.publish(|state| {
+                state.progress = Progress {
+                    position: checkpoint,
+                    head,
+                    events_per_second: rate,
+                    lag_micros: if checkpoint >= head { 0 } else { lag_micros },
+                };
+            });
+            tracing::debug!(checkpoint, head, events = taken, "batch taken");
+            if self.last_log.elapsed() >= self.options.progress_every && checkpoint < head {
+                self.last_log = Instant::now();
+                tracing::info!(
+                    checkpoint,
+                    head,
+                    behind = head - checkpoint,
+                    events_per_second = rate.round(),
+                    "catching up"
+                );
+            }
+        }
+    }
+
+    /// Takes a page: its events and the checkpoint `to` in one transaction.
+    fn take(
+        &mut self,
+        model: &mut R,
+        events: Vec<RecordedEvent>,
+        to: u64,
+    ) -> Result<(), ReadModelError> {
+        let name = R::NAME;
+        let first = events
+            .first()
+            .map(|e| (e.position, e.stream_id.clone(), e.version));
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite(name))?;
+        let stored = checkpoint(&tx, name)?;
+        if stored != self.checkpoint {
+            tracing::warn!(
+                stored,
+                ours = self.checkpoint,
+                "another runner moved the checkpoint: skipping to it"
+            );
+            self.checkpoint = stored;
+            return Ok(());
+        }
+        match dispatch_all(model, &tx, events) {
+            Ok(()) => {
+                set_checkpoint(&tx, name, to)?;
+                tx.commit().map_err(sqlite(name))?;
+                self.checkpoint = to;
+                Ok(())
+            }
+            Err(Failed { index, reason }) => {
+                drop(tx); // rolls the batch back
+                if index > 0 {
+                    // Take the events before the failing one alone next time.
+                    self.limit_once = Some(index);
+                    return Ok(());
+                }
+                let Some((position, stream, version)) = first else {
+                    return Ok(());
+                };
+                let error = ProjectionError {
+                    projection: name,
+                    position,
+                    stream,
+                    version,
+                    reason,
+                };
+                match self.options.on_error {
+                    OnError::Stop => Err(error.into()),
+                    OnError::Park => {
+                        tracing::warn!(%position, error = %display_chain(&error), "parked an event");
+                        self.park(&error)?;
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parks the failing event and moves the checkpoint past it, in one
+    /// transaction.
+    fn park(&mut self, error: &ProjectionError) -> Result<(), ReadModelError> {
+        let name = R::NAME;
+        let event_name = self.event_name(error.position)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite(name))?;
+        let stored = checkpoint(&tx, name)?;
+        if stored != self.checkpoint {
+            self.checkpoint = stored;
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO _es_parked (position, stream_id, version, name, error, attempts, parked_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6) \
+             ON CONFLICT (position) DO UPDATE SET error = excluded.error, attempts = attempts + 1",
+            (
+                events::to_i64(error.position),
+                error.stream.as_str(),
+                events::to_i64(error.version),
+                event_name,
+                display_chain(error),
+                Timestamp::now().as_unix_micros(),
+            ),
+        )
+        .map_err(sqlite(name))?;
+        set_checkpoint(&tx, name, error.position)?;
+        tx.commit().map_err(sqlite(name))?;
+        self.checkpoint = error.position;
+        Ok(())
+    }
+
+    fn event_name(&self, position: u64) -> Result<String, ReadModelError> {
+        let event = self
+            .models
+            .store()
+            .pool()
+            .with(|conn| events::at_position(conn, position))?;
+        Ok(event.map(|e| e.name).unwrap_or_default())
+    }
+
+    /// Tries each parked event again, each in its own transaction.
+    fn retry_parked(&mut self, model: &mut R) -> Result<Retried, ReadModelError> {
+        let name = R::NAME;
+        let parked = crate::read_models::parked(&self.conn, name)?;
+        let mut retried = Retried::default();
+        for entry in parked {
+            let event = self
+                .models
+                .store()
+                .pool()
+                .with(|conn| events::at_position(conn, entry.position))?;
+            let Some(event) = event else {
+                return Err(ReadModelError::Store(es_core::Error::Corrupt {
+                    detail: format!(
+                        "parked event at position {} is not in the store",
+                        entry.position
+                    ),
+                }));
+            };
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite(name))?;
+            match dispatch_all(model, &tx, vec![event]) {
+                Ok(()) => {
+                    tx.execute(
+                        "DELETE FROM _es_parked WHERE position = ?1",
+                        [events::to_i64(entry.position)],
+                    )
+                    .map_err(sqlite(name))?;
+                    tx.commit().map_err(sqlite(name))?;
+                    retried.taken += 1;
+                }
+                Err(Failed { reason, .. }) => {
+                    drop(tx);
+                    let error = ProjectionError {
+                        projection: name,
+                        position: entry.position,
+                        stream: entry.stream.clone(),
+                        version: entry.version,
+                        reason,
+                    };
+                    self.conn
+                        .execute(
+                            "UPDATE _es_parked SET error = ?2, attempts = attempts + 1 WHERE position = ?1",
+                            (events::to_i64(entry.position), display_chain(&error)),
+                        )
+                        .map_err(sqlite(name))?;
+                    retried.still_parked += 1;
+                }
+            }
+        }
+        tracing::info!(
+            taken = retried.taken,
+            still_parked = retried.still_parked,
+            "retried parked events"
+        );
+        Ok(retried)
+    }
+}
+
+/// Decodes each event and hands it to the model's handler, in order; a
+/// handler's panic is its event's failure.
+fn dispatch_all<R: ReadModel>(
+    model: &mut R,
+    tx: &Connection,
+    events: Vec<RecordedEvent>,
+) -> Result<(), Failed> {
+    for (index, recorded) in events.into_iter().enumerate() {
+        let decoded = <R::Event as EventSet>::decode(
+            &recorded.name,
+            recorded.schema_version,
+            recorded.event.as_str(),
+        )
+        .map_err(|e| Failed {
+            index,
+            reason: StopReason::Decode(e),
+        })?;
+        let envelope = recorded.with_event(decoded);
+        let handled = catch_unwind(AssertUnwindSafe(|| model.dispatch(tx, envelope)))
+            .unwrap_or_else(|panic| Err(panicked(&*panic)));
+        handled.map_err(|e| Failed {
+            index,
+            reason: StopReason::Handler(e),
+        })?;
+    }
+    Ok(())
+}
+
+fn panicked(panic: &(dyn std::any::Any + Send)) -> BoxError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    format!("the handler panicked: {message}").into()
+}
+
+/// The error and its causes, `: `-separated, for the parked table and logs.
+fn display_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn checkpoint(conn: &Connection, name: &'static str) -> Result<u64, ReadModelError> {
+    let position: i64 = conn
+        .prepare_cached("SELECT position FROM _es_read_model")
+        .and_then(|mut q| q.query_row([], |r| r.get(0)))
+        .map_err(sqlite(name))?;
+    u64::try_from(position).map_err(|_| {
+        ReadModelError::Store(es_core::Error::Corrupt {
+            detail: format!("read model `{name}` has a negative checkpoint"),
+        })
+    })
+}
+
+fn set_checkpoint(
+    conn: &Connection,
+    name: &'static str,
+    position: u64,
+) -> Result<(), ReadModelError> {
+    conn.prepare_cached("UPDATE _es_read_model SET position = ?1")
+        .and_then(|mut q| q.execute([events::to_i64(position)]))
+        .map_err(sqlite(name))?;
+    Ok(())
+}
