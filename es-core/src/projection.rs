@@ -188,7 +188,11 @@ where
 /// # Errors
 ///
 /// As [`project`].
-pub async fn project_until<P, S>(store: &S, stream: &StreamId, range: ReadRange) -> Result<Projected<P>>
+pub async fn project_until<P, S>(
+    store: &S,
+    stream: &StreamId,
+    range: ReadRange,
+) -> Result<Projected<P>>
 where
     P: Projection + Default + Apply<P::Event>,
     S: EventStore,
@@ -238,6 +242,7 @@ pub struct ProjectionError {
     /// The event's version in its stream.
     pub version: u64,
     /// What went wrong.
+    #[source]
     pub reason: StopReason,
 }
 
