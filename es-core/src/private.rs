@@ -88,6 +88,27 @@ pub const fn check_aggregate_name(name: &str) {
     }
 }
 
+/// Compile-time check of a projection's name against the [name rule](crate::name).
+#[track_caller]
+pub const fn check_projection_name(name: &str) {
+    match check_name(name) {
+        Ok(()) => {}
+        Err(NameError::Empty) => {
+            panic!(
+                "the projection name is empty: write a name like `#[projection(name = \"ticket-search\")]`"
+            )
+        }
+        Err(NameError::TooLong { .. }) => {
+            panic!(
+                "the projection name is longer than 128 bytes: choose a shorter `#[projection(name)]`"
+            )
+        }
+        Err(NameError::InvalidStart | NameError::InvalidCharacter { .. }) => panic!(
+            "the projection name must be ASCII letters, digits, `-`, `_` and `.`, starting with a letter: write e.g. `#[projection(name = \"ticket-search\")]`"
+        ),
+    }
+}
+
 /// Compile-time check of an `upcast_from` link: same name, lower version.
 /// (`From<P>` is required, and reported, by the decoding itself.)
 #[track_caller]
@@ -102,7 +123,8 @@ pub const fn check_upcast<E: Event, P: Event>() {
     );
 }
 
-/// Compile-time check that an aggregate's events have distinct names.
+/// Compile-time check that the events an aggregate or a projection lists
+/// have distinct names.
 #[track_caller]
 pub const fn check_distinct_names(events: &[EventKey]) {
     let mut i = 0;
@@ -111,7 +133,7 @@ pub const fn check_distinct_names(events: &[EventKey]) {
         while j < events.len() {
             assert!(
                 !str_eq(events[i].name, events[j].name),
-                "an aggregate lists two events with the same `#[event(name)]`: list only the newest version, older ones are reached through `upcast_from`"
+                "`events(...)` lists two events with the same `#[event(name)]`: list only the newest version, older ones are reached through `upcast_from`"
             );
             j += 1;
         }

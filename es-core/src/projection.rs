@@ -69,6 +69,58 @@ use crate::version::ReadRange;
 
 /// A view of events built for reading: derive it with `#[derive(Projection)]`.
 ///
+/// The attribute is `#[projection(name = "...", version = N, events(A, B,
+/// ...), context = Cx)]`: `name` defaults to the kebab-case of the type
+/// (`LeadSearch`: `"lead-search"`), `version` to 1, and the events may belong
+/// to different aggregates. The derive generates the event enum
+/// (`<Type>Event`, with `From` for each event) and the dispatch: without
+/// `context`, `Apply<<Type>Event>` to each [`Apply<E>`](crate::Apply) impl (a
+/// per-stream projection, folded with [`project`]); with `context = Cx`,
+/// [`Dispatch<Cx>`] to each [`Handle<E, Cx>`] impl (a read model, which a
+/// runner feeds):
+///
+/// ```
+/// use std::cell::RefCell;
+///
+/// use es_core::prelude::*;
+/// use es_core::{BoxError, Dispatch, NewEvent};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// # pub struct Renamed { pub name: String }
+///
+/// /// Every rename, as a line written to the context.
+/// #[derive(Projection, Default)]
+/// #[projection(events(Renamed), context = RefCell<Vec<String>>)]
+/// pub struct RenameLog;
+///
+/// impl Handle<Renamed, RefCell<Vec<String>>> for RenameLog {
+///     fn handle(&mut self, cx: &RefCell<Vec<String>>, e: &Envelope<Renamed>) -> Result<(), BoxError> {
+///         cx.borrow_mut().push(format!("{} v{}: {}", e.stream_id, e.version, e.event.name));
+///         Ok(())
+///     }
+/// }
+///
+/// # es_core::blocking::block_on(async {
+/// let store = InMemoryStore::new();
+/// let renamed = RenameLogEvent::from(Renamed { name: "Casey".into() });
+/// let events = vec![NewEvent::encode("lead", &renamed, Metadata::new())?];
+/// store.append(&StreamId::new("lead-12")?, ExpectedVersion::NoStream, events).await?;
+///
+/// // What a runner does with each event of `$all`:
+/// let (lines, mut log) = (RefCell::new(Vec::new()), RenameLog);
+/// let mut all = store.read_all(0);
+/// while let Some(event) = es_core::store::next(&mut all).await {
+///     let event = event?;
+///     if RenameLog::handles(&event.name) {
+///         log.dispatch(&lines, event.into_envelope()?)?;
+///     }
+/// }
+/// assert_eq!(lines.into_inner(), ["lead-12 v1: Casey"]);
+/// # Ok::<(), BoxError>(())
+/// # })?;
+/// # Ok::<(), BoxError>(())
+/// ```
+///
 /// The name is stored (read model files, checkpoints, parked events are
 /// kept under it), so it must not change; the version is the version of the
 /// projection's logic and of its tables: raising it rebuilds a read model

@@ -9,7 +9,7 @@ use proc_macro2::Span;
 use syn::ext::IdentExt;
 use syn::{Attribute, DeriveInput, Ident, Path, Visibility};
 
-use crate::attr::{AggregateAttrs, EventAttrs, Number};
+use crate::attr::{AggregateAttrs, EventAttrs, EventsAttr, Number, ProjectionAttrs};
 use crate::case::kebab_case;
 use crate::ctxt::Ctxt;
 
@@ -30,15 +30,58 @@ pub(crate) struct AggregateInput<'a> {
     /// The whole input, for the checks of its shape.
     pub(crate) original: &'a DeriveInput,
     pub(crate) ident: &'a Ident,
-    pub(crate) vis: &'a Visibility,
     pub(crate) name: Name,
-    /// The generated enum's name: `<Type>Event`.
-    pub(crate) enum_ident: Ident,
-    pub(crate) events: EventList<'a>,
+    /// The generated event enum and the events it lists.
+    pub(crate) events: EventEnum<'a>,
     pub(crate) snapshot: Option<Snapshot>,
     /// `conflicts = path`: the function deciding whether events conflict.
     pub(crate) conflicts: Option<Path>,
     pub(crate) krate: Path,
+}
+
+/// A `#[derive(Projection)]` input.
+pub(crate) struct ProjectionInput<'a> {
+    /// The whole input, for the checks of its shape.
+    pub(crate) original: &'a DeriveInput,
+    pub(crate) ident: &'a Ident,
+    pub(crate) name: Name,
+    pub(crate) version: Version,
+    /// The generated event enum and the events it lists.
+    pub(crate) events: EventEnum<'a>,
+    /// `context = Cx`: a read model handed `Cx` by its runner
+    /// (`Dispatch<Cx>`); `None`: a per-stream projection (`Apply`).
+    pub(crate) context: Option<Path>,
+    pub(crate) krate: Path,
+}
+
+/// The derive that generates an event enum, for its docs and messages.
+#[derive(Clone, Copy)]
+pub(crate) enum Owner {
+    Aggregate,
+    Projection,
+}
+
+impl Owner {
+    /// The derive's name: `Aggregate`.
+    pub(crate) fn derive(self) -> &'static str {
+        match self {
+            Owner::Aggregate => "Aggregate",
+            Owner::Projection => "Projection",
+        }
+    }
+}
+
+/// The event enum an aggregate or a projection generates (`<Type>Event`),
+/// with one variant per listed event: the same code for both derives.
+pub(crate) struct EventEnum<'a> {
+    pub(crate) owner: Owner,
+    /// The type deriving it.
+    pub(crate) ty: &'a Ident,
+    /// The type's visibility, which the enum gets.
+    pub(crate) vis: &'a Visibility,
+    /// The enum's name: `<Type>Event`.
+    pub(crate) ident: Ident,
+    pub(crate) list: EventList<'a>,
 }
 
 /// A stored name: the one given, or the kebab-case of the type.
@@ -58,7 +101,8 @@ pub(crate) struct Version {
 
 /// What `events(...)` says.
 pub(crate) enum EventList<'a> {
-    /// No `events` key; the first `#[aggregate]` attribute, if any.
+    /// No `events` key; the first `#[aggregate]` (`#[projection]`)
+    /// attribute, if any.
     Missing(Option<&'a Attribute>),
     /// An `events` key that is not a list (already reported by `attr`).
     Malformed,
@@ -129,13 +173,6 @@ impl<'a> EventInput<'a> {
 impl<'a> AggregateInput<'a> {
     pub(crate) fn from_syn(cx: &Ctxt, input: &'a DeriveInput) -> AggregateInput<'a> {
         let attrs = AggregateAttrs::from_attrs(cx, &input.attrs);
-        let events = match attrs.events.spanned() {
-            Some((span, paths)) => {
-                EventList::Listed(span, paths.iter().map(EventRef::new).collect())
-            }
-            None if attrs.events_written => EventList::Malformed,
-            None => EventList::Missing(attrs.first_attr),
-        };
         let snapshot = attrs.snapshot.spanned().map(|(span, s)| Snapshot {
             span,
             every: s.every.get().copied(),
@@ -144,29 +181,61 @@ impl<'a> AggregateInput<'a> {
         AggregateInput {
             original: input,
             ident: &input.ident,
-            vis: &input.vis,
             name: name(attrs.name.get(), &input.ident),
-            enum_ident: Ident::new(&format!("{}Event", input.ident.unraw()), Span::call_site()),
-            events,
+            events: EventEnum::new(Owner::Aggregate, input, &attrs.events),
             snapshot,
             conflicts: attrs.conflicts.get().cloned(),
             krate: attrs.krate.get().cloned().unwrap_or_else(default_krate),
         }
     }
+}
+
+impl<'a> ProjectionInput<'a> {
+    pub(crate) fn from_syn(cx: &Ctxt, input: &'a DeriveInput) -> ProjectionInput<'a> {
+        let attrs = ProjectionAttrs::from_attrs(cx, &input.attrs);
+        ProjectionInput {
+            original: input,
+            ident: &input.ident,
+            name: name(attrs.name.get(), &input.ident),
+            version: version(attrs.version.get()),
+            events: EventEnum::new(Owner::Projection, input, &attrs.events),
+            context: attrs.context.get().cloned(),
+            krate: attrs.krate.get().cloned().unwrap_or_else(default_krate),
+        }
+    }
+}
+
+impl<'a> EventEnum<'a> {
+    fn new(owner: Owner, input: &'a DeriveInput, attr: &EventsAttr<'a>) -> Self {
+        let list = match attr.list.spanned() {
+            Some((span, paths)) => {
+                EventList::Listed(span, paths.iter().map(EventRef::new).collect())
+            }
+            None if attr.written => EventList::Malformed,
+            None => EventList::Missing(attr.first_attr),
+        };
+        EventEnum {
+            owner,
+            ty: &input.ident,
+            vis: &input.vis,
+            ident: Ident::new(&format!("{}Event", input.ident.unraw()), Span::call_site()),
+            list,
+        }
+    }
 
     /// The listed events, in source order (none when the list is missing).
-    pub(crate) fn events(&self) -> &[EventRef] {
-        match &self.events {
+    pub(crate) fn listed(&self) -> &[EventRef] {
+        match &self.list {
             EventList::Listed(_, events) => events,
             EventList::Missing(_) | EventList::Malformed => &[],
         }
     }
 
     /// Where checks over the whole list are reported: the `events` key.
-    pub(crate) fn events_span(&self) -> Span {
-        match &self.events {
+    pub(crate) fn span(&self) -> Span {
+        match &self.list {
             EventList::Listed(span, _) => *span,
-            EventList::Missing(_) | EventList::Malformed => self.ident.span(),
+            EventList::Missing(_) | EventList::Malformed => self.ty.span(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `#[event(...)]` and `#[aggregate(...)]` parsed into typed attributes.
+//! `#[event(...)]`, `#[aggregate(...)]` and `#[projection(...)]` parsed into
+//! typed attributes.
 //!
 //! Parsing never stops at the first problem: every unknown key, duplicate
 //! and malformed value becomes a spanned error in the [`Ctxt`], and parsing
@@ -12,7 +13,8 @@ use syn::{Attribute, LitInt, LitStr, Path, Token};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, CONFLICTS, CRATE, EVENT, EVENTS, EVERY, NAME, SNAPSHOT, Symbol, UPCAST_FROM, VERSION,
+    AGGREGATE, CONFLICTS, CONTEXT, CRATE, EVENT, EVENTS, EVERY, NAME, PROJECTION, SNAPSHOT, Symbol,
+    UPCAST_FROM, VERSION,
 };
 
 /// A value given at most once, remembering the span of its key.
@@ -75,15 +77,49 @@ pub(crate) struct EventAttrs {
 /// conflicts = path, crate = "...")]`.
 pub(crate) struct AggregateAttrs<'a> {
     pub(crate) name: Attr<LitStr>,
-    pub(crate) events: Attr<Vec<Path>>,
+    pub(crate) events: EventsAttr<'a>,
     pub(crate) snapshot: Attr<SnapshotAttrs>,
     pub(crate) conflicts: Attr<Path>,
     pub(crate) krate: Attr<Path>,
-    /// The first `#[aggregate]` attribute, for errors about missing keys.
+}
+
+/// `#[projection(name = "...", version = N, events(...), context = Path,
+/// crate = "...")]`.
+pub(crate) struct ProjectionAttrs<'a> {
+    pub(crate) name: Attr<LitStr>,
+    pub(crate) version: Attr<Number<u32>>,
+    pub(crate) events: EventsAttr<'a>,
+    pub(crate) context: Attr<Path>,
+    pub(crate) krate: Attr<Path>,
+}
+
+/// `events(A, B, ...)`, the key `#[aggregate]` and `#[projection]` share.
+pub(crate) struct EventsAttr<'a> {
+    pub(crate) list: Attr<Vec<Path>>,
+    /// The first `#[aggregate]` (`#[projection]`) attribute, for the error
+    /// about a missing `events`.
     pub(crate) first_attr: Option<&'a Attribute>,
     /// Whether an `events` key was written at all (even a malformed one,
     /// which is reported here and must not be reported again as missing).
-    pub(crate) events_written: bool,
+    pub(crate) written: bool,
+}
+
+impl EventsAttr<'_> {
+    fn new(owner: &'static str) -> Self {
+        EventsAttr {
+            list: Attr::new(owner, EVENTS),
+            first_attr: None,
+            written: false,
+        }
+    }
+
+    /// The value of the `events` key at `span`.
+    fn parse(&mut self, cx: &Ctxt, span: Span, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        self.written = true;
+        let events = event_list(meta)?;
+        self.list.set(cx, span, events);
+        Ok(())
+    }
 }
 
 /// `snapshot(every = N, version = V)`.
@@ -134,24 +170,20 @@ impl<'a> AggregateAttrs<'a> {
     pub(crate) fn from_attrs(cx: &Ctxt, attrs: &'a [Attribute]) -> Self {
         let mut out = AggregateAttrs {
             name: Attr::new("aggregate", NAME),
-            events: Attr::new("aggregate", EVENTS),
+            events: EventsAttr::new("aggregate"),
             snapshot: Attr::new("aggregate", SNAPSHOT),
             conflicts: Attr::new("aggregate", CONFLICTS),
             krate: Attr::new("aggregate", CRATE),
-            first_attr: None,
-            events_written: false,
         };
         for attr in attrs.iter().filter(|a| a.path() == AGGREGATE) {
-            out.first_attr.get_or_insert(attr);
+            out.events.first_attr.get_or_insert(attr);
             let parsed = attr.parse_nested_meta(|meta| {
                 let span = key_span(&meta);
                 if meta.path == NAME {
                     let name = lit_str(&meta)?;
                     out.name.set(cx, span, name);
                 } else if meta.path == EVENTS {
-                    out.events_written = true;
-                    let events = event_list(&meta)?;
-                    out.events.set(cx, span, events);
+                    out.events.parse(cx, span, &meta)?;
                 } else if meta.path == SNAPSHOT {
                     let snapshot = snapshot_attrs(cx, &meta)?;
                     out.snapshot.set(cx, span, snapshot);
@@ -168,6 +200,53 @@ impl<'a> AggregateAttrs<'a> {
                         &meta,
                         "aggregate",
                         &[NAME, EVENTS, SNAPSHOT, CONFLICTS, CRATE],
+                    )?;
+                }
+                Ok(())
+            });
+            if let Err(e) = parsed {
+                cx.syn_error(e);
+            }
+        }
+        out
+    }
+}
+
+impl<'a> ProjectionAttrs<'a> {
+    pub(crate) fn from_attrs(cx: &Ctxt, attrs: &'a [Attribute]) -> Self {
+        let mut out = ProjectionAttrs {
+            name: Attr::new("projection", NAME),
+            version: Attr::new("projection", VERSION),
+            events: EventsAttr::new("projection"),
+            context: Attr::new("projection", CONTEXT),
+            krate: Attr::new("projection", CRATE),
+        };
+        for attr in attrs.iter().filter(|a| a.path() == PROJECTION) {
+            out.events.first_attr.get_or_insert(attr);
+            let parsed = attr.parse_nested_meta(|meta| {
+                let span = key_span(&meta);
+                if meta.path == NAME {
+                    let name = lit_str(&meta)?;
+                    out.name.set(cx, span, name);
+                } else if meta.path == VERSION {
+                    if let Some(version) = lit_int::<u32>(cx, &meta)? {
+                        out.version.set(cx, span, version);
+                    }
+                } else if meta.path == EVENTS {
+                    out.events.parse(cx, span, &meta)?;
+                } else if meta.path == CONTEXT {
+                    let path = path_value(&meta, "rusqlite::Connection")?;
+                    out.context.set(cx, span, path);
+                } else if meta.path == CRATE {
+                    if let Some(path) = crate_path(cx, &meta)? {
+                        out.krate.set(cx, span, path);
+                    }
+                } else {
+                    unknown(
+                        cx,
+                        &meta,
+                        "projection",
+                        &[NAME, VERSION, EVENTS, CONTEXT, CRATE],
                     )?;
                 }
                 Ok(())

@@ -7,11 +7,11 @@
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
-use syn::{Data, DeriveInput};
+use syn::{Data, DeriveInput, Path};
 
-use crate::ast::{AggregateInput, EventInput, EventRef};
-use crate::expand::aggregate::{conversions, event_enum};
-use crate::expand::name_check;
+use crate::ast::{AggregateInput, EventEnum, EventInput, EventRef, ProjectionInput};
+use crate::expand::aggregate::conversions;
+use crate::expand::{event_enum, name_check};
 
 /// An input the derive refuses: every error, and the stub emitted beside
 /// them.
@@ -82,51 +82,35 @@ pub(crate) fn aggregate(aggregate: &AggregateInput<'_>) -> TokenStream {
         original,
         ident,
         name,
-        enum_ident,
+        events,
         krate,
         ..
     } = aggregate;
     let private = quote!(#krate::__private);
-    let events = usable_events(aggregate.events());
-    let event_enum = event_enum(aggregate, &events);
+    let usable = usable_events(events.listed());
+    let definition = event_enum::definition(events, krate, &usable);
     // `IntoEvents<Thing>` needs `Thing: Aggregate`, which a type that needs
     // the workaround bound may not have: skip them there.
-    let conversions = conversions(aggregate, &events, !needs_workaround(original));
-    let (impl_generics, ty_generics, apply_where) = original.generics.split_for_impl();
+    let conversions = conversions(aggregate, &usable, !needs_workaround(original));
+    let event_set = event_set(events, krate);
+    let apply = apply(original, events, krate);
+    let (impl_generics, ty_generics, _) = original.generics.split_for_impl();
     let aggregate_where = where_clause(
         original,
         &quote!(#private::Default + #private::Send + #private::Sync + 'static),
     );
+    let enum_ident = &events.ident;
     let name_value = &name.value;
     let name_check = name_check(krate, "check_aggregate_name", name);
     quote! {
-        #event_enum
+        #definition
 
         #[doc(hidden)]
         #[allow(unused_qualifications)]
         const _: () = {
             #conversions
-
-            #[automatically_derived]
-            impl #krate::EventSet for #enum_ident {
-                const EVENTS: &'static [#krate::EventKey] = &[];
-                const DECODERS: &'static [#krate::Decoder<Self>] = &[];
-
-                fn index(&self) -> usize {
-                    #private::unreachable!()
-                }
-
-                fn encode(&self) -> #private::Encoded {
-                    #private::unreachable!()
-                }
-            }
-
-            #[automatically_derived]
-            impl #impl_generics #krate::Apply<#enum_ident> for #ident #ty_generics #apply_where {
-                fn apply(&mut self, _: &#enum_ident) {
-                    #private::unreachable!()
-                }
-            }
+            #event_set
+            #apply
 
             #[automatically_derived]
             impl #impl_generics #krate::Aggregate for #ident #ty_generics #aggregate_where {
@@ -136,6 +120,104 @@ pub(crate) fn aggregate(aggregate: &AggregateInput<'_>) -> TokenStream {
 
             #name_check
         };
+    }
+}
+
+/// The event enum with every listed event that can be a variant, their
+/// `From` impls, and stub `EventSet`, `Projection` and `Apply<Enum>` (or,
+/// with `context = Cx`, `Dispatch<Cx>`) impls: code naming `ViewEvent`,
+/// `project::<View, _>` or `impl Handle<E, Cx> for View` then compiles as it
+/// will once the input is fixed.
+pub(crate) fn projection(projection: &ProjectionInput<'_>) -> TokenStream {
+    let ProjectionInput {
+        original,
+        ident,
+        name,
+        version,
+        events,
+        context,
+        krate,
+    } = projection;
+    let private = quote!(#krate::__private);
+    let usable = usable_events(events.listed());
+    let definition = event_enum::definition(events, krate, &usable);
+    let from_impls = event_enum::from_impls(events, krate, &usable);
+    let event_set = event_set(events, krate);
+    let (impl_generics, ty_generics, _) = original.generics.split_for_impl();
+    let projection_where = where_clause(original, &quote!(#private::Send + 'static));
+    let enum_ident = &events.ident;
+    let dispatch = match context {
+        None => apply(original, events, krate),
+        Some(context) => quote! {
+            #[automatically_derived]
+            impl #impl_generics #krate::Dispatch<#context> for #ident #ty_generics #projection_where {
+                fn dispatch(
+                    &mut self,
+                    _: &#context,
+                    _: #krate::Envelope<#enum_ident>,
+                ) -> #private::Result<(), #krate::BoxError> {
+                    #private::unreachable!()
+                }
+            }
+        },
+    };
+    let (name_value, version) = (&name.value, version.number);
+    let name_check = name_check(krate, "check_projection_name", name);
+    quote! {
+        #definition
+
+        #[doc(hidden)]
+        #[allow(unused_qualifications)]
+        const _: () = {
+            #from_impls
+            #event_set
+
+            #[automatically_derived]
+            impl #impl_generics #krate::Projection for #ident #ty_generics #projection_where {
+                type Event = #enum_ident;
+                const NAME: &'static str = #name_value;
+                const VERSION: u32 = #version;
+            }
+
+            #dispatch
+            #name_check
+        };
+    }
+}
+
+/// A stub `impl EventSet` for the enum.
+fn event_set(events: &EventEnum<'_>, krate: &Path) -> TokenStream {
+    let ident = &events.ident;
+    let private = quote!(#krate::__private);
+    quote! {
+        #[automatically_derived]
+        impl #krate::EventSet for #ident {
+            const EVENTS: &'static [#krate::EventKey] = &[];
+            const DECODERS: &'static [#krate::Decoder<Self>] = &[];
+
+            fn index(&self) -> usize {
+                #private::unreachable!()
+            }
+
+            fn encode(&self) -> #private::Encoded {
+                #private::unreachable!()
+            }
+        }
+    }
+}
+
+/// A stub `impl Apply<Enum>` for the type (`Apply` has no supertraits, so
+/// the input's own where clause is enough).
+fn apply(original: &DeriveInput, events: &EventEnum<'_>, krate: &Path) -> TokenStream {
+    let (ident, enum_ident) = (&original.ident, &events.ident);
+    let (impl_generics, ty_generics, where_clause) = original.generics.split_for_impl();
+    quote! {
+        #[automatically_derived]
+        impl #impl_generics #krate::Apply<#enum_ident> for #ident #ty_generics #where_clause {
+            fn apply(&mut self, _: &#enum_ident) {
+                #krate::__private::unreachable!()
+            }
+        }
     }
 }
 

@@ -1,10 +1,10 @@
 //! Derive macros for [`es-core`](https://docs.rs/es-core):
-//! `#[derive(Event)]` and `#[derive(Aggregate)]`.
+//! `#[derive(Event)]`, `#[derive(Aggregate)]` and `#[derive(Projection)]`.
 //!
 //! Use them through `es_core` (`use es_core::prelude::*;`), which re-exports
 //! them; the generated code names everything through `::es_core` (or the path
-//! given with `crate = "..."`). See `es_core::Event` and `es_core::Aggregate`
-//! for the attributes.
+//! given with `crate = "..."`). See `es_core::Event`, `es_core::Aggregate`
+//! and `es_core::Projection` for the attributes.
 //!
 //! Each derive parses its input into a model (`attr`, `ast`), checks every
 //! rule (`validate`) collecting all errors before reporting them together,
@@ -42,8 +42,21 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 
 /// Derives `es_core::Projection` and generates its event enum:
 /// `#[projection(name = "...", version = N, events(A, B, ...), context = Cx, crate = "...")]`.
+///
+/// - `events(A, b::B, ...)` (required): the events it handles, of any
+///   aggregates; the enum `<Type>Event` gets one variant per event, named
+///   after its type, and `From` for each.
+/// - `name = "..."`: the stored name; the kebab-case of the type by default.
+/// - `version = N`: the version of its logic and shape, 1 or more; 1 by
+///   default.
+/// - `context = Cx` (a type path): a read model, handed `Cx` by its runner:
+///   the derive implements `es_core::Dispatch<Cx>`, which needs
+///   `Handle<E, Cx>` for each event. Without it, a per-stream projection:
+///   the derive implements `Apply<<Type>Event>`, which needs `Apply<E>` for
+///   each event.
+/// - `crate = "..."`: the path to es-core, when it is renamed.
 #[proc_macro_derive(Projection, attributes(projection))]
 pub fn derive_projection(input: TokenStream) -> TokenStream {
-    let _ = parse_macro_input!(input as DeriveInput);
-    TokenStream::new()
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::projection::derive(&input).into()
 }

@@ -9,6 +9,7 @@ pub(crate) struct Symbol(pub(crate) &'static str);
 
 pub(crate) const EVENT: Symbol = Symbol("event");
 pub(crate) const AGGREGATE: Symbol = Symbol("aggregate");
+pub(crate) const PROJECTION: Symbol = Symbol("projection");
 
 pub(crate) const NAME: Symbol = Symbol("name");
 pub(crate) const VERSION: Symbol = Symbol("version");
@@ -18,6 +19,7 @@ pub(crate) const EVENTS: Symbol = Symbol("events");
 pub(crate) const SNAPSHOT: Symbol = Symbol("snapshot");
 pub(crate) const EVERY: Symbol = Symbol("every");
 pub(crate) const CONFLICTS: Symbol = Symbol("conflicts");
+pub(crate) const CONTEXT: Symbol = Symbol("context");
 
 impl PartialEq<Symbol> for Ident {
     fn eq(&self, word: &Symbol) -> bool {

@@ -8,7 +8,10 @@
 use quote::ToTokens;
 use syn::{Data, DeriveInput};
 
-use crate::ast::{AggregateInput, EventInput, EventList, EventRef, Snapshot, Version};
+use crate::ast::{
+    AggregateInput, EventEnum, EventInput, EventList, EventRef, Owner, ProjectionInput, Snapshot,
+    Version,
+};
 use crate::ctxt::Ctxt;
 
 /// Every rule of `#[derive(Event)]`.
@@ -21,15 +24,28 @@ pub(crate) fn event(cx: &Ctxt, input: &EventInput<'_>) {
 
 /// Every rule of `#[derive(Aggregate)]`.
 pub(crate) fn aggregate(cx: &Ctxt, input: &AggregateInput<'_>) {
-    aggregate_is_not_a_union(cx, input.original);
+    state_is_not_a_union(cx, input.original, "Aggregate");
     no_generics(cx, input.original, "Aggregate");
-    events_are_listed(cx, input);
-    events_are_concrete(cx, input.events());
-    events_are_distinct(cx, input.events());
+    event_enum(cx, &input.events);
     if let Some(snapshot) = &input.snapshot {
         snapshot_has_every(cx, snapshot);
         version_starts_at_one(cx, snapshot.version, " in `snapshot(...)`");
     }
+}
+
+/// Every rule of `#[derive(Projection)]`.
+pub(crate) fn projection(cx: &Ctxt, input: &ProjectionInput<'_>) {
+    state_is_not_a_union(cx, input.original, "Projection");
+    no_generics(cx, input.original, "Projection");
+    event_enum(cx, &input.events);
+    version_starts_at_one(cx, input.version, "");
+}
+
+/// The rules of `events(...)`, the same for aggregates and projections.
+fn event_enum(cx: &Ctxt, events: &EventEnum<'_>) {
+    events_are_listed(cx, events);
+    events_are_concrete(cx, events.listed());
+    events_are_distinct(cx, events.listed());
 }
 
 /// An event is one struct: one fact, one stable name. An enum would give one
@@ -48,13 +64,13 @@ fn event_is_a_struct(cx: &Ctxt, input: &DeriveInput) {
     }
 }
 
-/// An aggregate's state can be a struct or an enum (a state machine); a
-/// union cannot be folded or serialized safely.
-fn aggregate_is_not_a_union(cx: &Ctxt, input: &DeriveInput) {
+/// An aggregate's or a projection's state can be a struct or an enum (a
+/// state machine); a union cannot be folded or serialized safely.
+fn state_is_not_a_union(cx: &Ctxt, input: &DeriveInput, derive: &str) {
     if let Data::Union(u) = &input.data {
         cx.error_spanned_by(
             u.union_token,
-            "`#[derive(Aggregate)]` works on structs and enums, not unions: write `struct` or `enum`",
+            format!("`#[derive({derive})]` works on structs and enums, not unions: write `struct` or `enum`"),
         );
     }
 }
@@ -95,15 +111,22 @@ fn upcast_needs_own_version(cx: &Ctxt, input: &EventInput<'_>) {
 }
 
 /// The events are what the derive is for: the enum, its codec and the
-/// dispatch. An aggregate without events could never change, so a missing
-/// or empty list is a mistake.
-fn events_are_listed(cx: &Ctxt, input: &AggregateInput<'_>) {
-    match &input.events {
+/// dispatch. An aggregate or a projection without events could never
+/// change, so a missing or empty list is a mistake.
+fn events_are_listed(cx: &Ctxt, events: &EventEnum<'_>) {
+    match &events.list {
         EventList::Missing(attr) => {
-            let message = "missing `events(...)`: list the aggregate's events, e.g. `#[aggregate(events(TicketOpened, TicketClosed))]`";
+            let message = match events.owner {
+                Owner::Aggregate => {
+                    "missing `events(...)`: list the aggregate's events, e.g. `#[aggregate(events(TicketOpened, TicketClosed))]`"
+                }
+                Owner::Projection => {
+                    "missing `events(...)`: list the events the projection handles, e.g. `#[projection(events(TicketOpened, TicketClosed))]`"
+                }
+            };
             match attr {
                 Some(attr) => cx.error_spanned_by(attr, message),
-                None => cx.error_spanned_by(input.ident, message),
+                None => cx.error_spanned_by(events.ty, message),
             }
         }
         EventList::Listed(span, events) if events.is_empty() => {

@@ -3,8 +3,8 @@
 //!
 //! The shadowing items are declared by a macro in every module where a
 //! derive runs (the crate root and `mod domain`), so every expansion (plain
-//! events, `upcast_from`, `snapshot(...)`, `conflicts = ...`) is compiled in
-//! their scope.
+//! events, `upcast_from`, `snapshot(...)`, `conflicts = ...`, projections
+//! with and without `context = ...`) is compiled in their scope.
 
 #![allow(
     dead_code,
@@ -51,7 +51,7 @@ shadow_everything!();
 mod domain {
     // Only what a user writes: the derives, serde, and the traits (through
     // `::`, since this module shadows the crate names too).
-    use ::es_core::{Aggregate, Apply, Event};
+    use ::es_core::{Aggregate, Apply, Event, Handle, Projection};
     use ::serde::{Deserialize, Serialize};
 
     shadow_everything!();
@@ -107,6 +107,57 @@ mod domain {
             self.open = false;
         }
     }
+
+    /// A per-stream projection.
+    #[derive(Projection, Default)]
+    #[projection(name = "shadow-count", version = 2, events(Opened, Closed))]
+    pub struct Count {
+        pub events: usize,
+    }
+
+    impl Apply<Opened> for Count {
+        fn apply(&mut self, _: &Opened) {
+            self.events += 1;
+        }
+    }
+
+    impl Apply<Closed> for Count {
+        fn apply(&mut self, _: &Closed) {
+            self.events += 1;
+        }
+    }
+
+    /// What the read model writes to.
+    #[derive(Default)]
+    pub struct Seen {
+        pub versions: ::core::cell::RefCell<::std::vec::Vec<u64>>,
+    }
+
+    /// A read model, with a context.
+    #[derive(Projection, Default)]
+    #[projection(events(Opened, Closed), context = Seen)]
+    pub struct Log;
+
+    impl Handle<Opened, Seen> for Log {
+        fn handle(
+            &mut self,
+            cx: &Seen,
+            event: &::es_core::Envelope<Opened>,
+        ) -> ::core::result::Result<(), ::es_core::BoxError> {
+            cx.versions.borrow_mut().push(event.version);
+            ::core::result::Result::Ok(())
+        }
+    }
+
+    impl Handle<Closed, Seen> for Log {
+        fn handle(
+            &mut self,
+            _: &Seen,
+            _: &::es_core::Envelope<Closed>,
+        ) -> ::core::result::Result<(), ::es_core::BoxError> {
+            ::core::result::Result::Err("closed".into())
+        }
+    }
 }
 
 // The shadowing items above are in scope here, and the derives run here too.
@@ -128,9 +179,19 @@ impl ::es_core::Apply<Noted> for Notes {
     fn apply(&mut self, _: &Noted) {}
 }
 
+#[derive(::es_core::Projection, ::core::default::Default)]
+#[projection(events(Noted))]
+pub struct NoteCount(usize);
+
+impl ::es_core::Apply<Noted> for NoteCount {
+    fn apply(&mut self, _: &Noted) {
+        self.0 += 1;
+    }
+}
+
 #[test]
 fn derives_compile_and_work_with_shadowed_names() {
-    use ::es_core::{Aggregate as _, Apply as _, EventSet as _};
+    use ::es_core::{Aggregate as _, Apply as _, Dispatch as _, EventSet as _, Projection as _};
     let mut shadow = domain::Shadow::default();
     shadow.apply(&domain::ShadowEvent::from(domain::Opened {
         title: "t".into(),
@@ -156,4 +217,38 @@ fn derives_compile_and_work_with_shadowed_names() {
     ));
     assert!(!domain::Shadow::conflicts(&[opened], &[closed]));
     assert_eq!(NotesEvent::EVENTS.len(), 1);
+
+    assert_eq!(
+        (domain::Count::NAME, domain::Count::VERSION),
+        ("shadow-count", 2)
+    );
+    let mut count = domain::Count::default();
+    count.apply(&domain::CountEvent::from(domain::Closed));
+    assert_eq!(count.events, 1);
+    let mut note_count = NoteCount::default();
+    note_count.apply(&NoteCountEvent::from(Noted));
+    assert_eq!((NoteCount::NAME, note_count.0), ("note-count", 1));
+
+    let recorded = ::es_core::RecordedEvent {
+        stream_id: ::es_core::StreamId::new("shadow-1").expect("a stream id"),
+        aggregate_type: "shadow".into(),
+        version: 4,
+        position: 9,
+        event_id: ::es_core::Uuid::nil(),
+        recorded_at: ::es_core::Timestamp::from_unix_micros(0),
+        occurred_at: ::es_core::Timestamp::from_unix_micros(0),
+        name: "shadow-opened".into(),
+        schema_version: 1,
+        metadata: ::es_core::Metadata::new(),
+        event: ::es_core::Payload::from(r#"{"title":"t"}"#),
+    };
+    let seen = domain::Seen::default();
+    let opened = recorded
+        .clone()
+        .into_envelope::<domain::LogEvent>()
+        .expect("decodes");
+    domain::Log.dispatch(&seen, opened).expect("handled");
+    assert_eq!(*seen.versions.borrow(), [4]);
+    let closed = recorded.with_event(domain::LogEvent::from(domain::Closed));
+    assert!(domain::Log.dispatch(&seen, closed).is_err());
 }

@@ -1,6 +1,7 @@
 //! User code that derives stays clean under strict lints: no warning comes
 //! from the generated code, for every shape the derives expand (plain
-//! events, `upcast_from`, `snapshot(...)`, `conflicts = ...`).
+//! events, `upcast_from`, `snapshot(...)`, `conflicts = ...`, projections
+//! with and without `context = ...`).
 //!
 //! Checked by `cargo clippy -p es-derive --all-targets -- -D warnings` too.
 
@@ -9,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 use es_core::prelude::*;
+use es_core::{Dispatch, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
 /// A documented event.
@@ -92,6 +94,59 @@ impl Apply<Happened> for Quiet {
     fn apply(&mut self, _: &Happened) {}
 }
 
+/// A documented per-stream projection.
+#[derive(Projection, Default, Debug)]
+#[projection(name = "lint-totals", version = 2, events(Happened, Reset))]
+pub struct Totals {
+    total: u64,
+}
+
+impl Apply<Happened> for Totals {
+    fn apply(&mut self, event: &Happened) {
+        self.total += u64::from(event.count);
+    }
+}
+
+impl Apply<Reset> for Totals {
+    fn apply(&mut self, _: &Reset) {
+        self.total = 0;
+    }
+}
+
+/// What the read model writes to.
+#[derive(Default)]
+pub struct Sink {
+    names: std::cell::RefCell<Vec<String>>,
+}
+
+/// A documented read model with a context, and a crate-private one.
+#[derive(Projection, Default)]
+#[projection(events(Renamed, Happened), context = Sink)]
+pub struct Names;
+
+impl Handle<Renamed, Sink> for Names {
+    fn handle(&mut self, cx: &Sink, event: &Envelope<Renamed>) -> Result<(), es_core::BoxError> {
+        cx.names.borrow_mut().push(event.event.to.clone());
+        Ok(())
+    }
+}
+
+impl Handle<Happened, Sink> for Names {
+    fn handle(&mut self, _: &Sink, _: &Envelope<Happened>) -> Result<(), es_core::BoxError> {
+        Ok(())
+    }
+}
+
+#[derive(Projection, Default)]
+#[projection(events(Reset), context = Sink)]
+struct Resets;
+
+impl Handle<Reset, Sink> for Resets {
+    fn handle(&mut self, _: &Sink, _: &Envelope<Reset>) -> Result<(), es_core::BoxError> {
+        Ok(())
+    }
+}
+
 #[test]
 fn strict_lints_hold() {
     let mut lint = Lint::default();
@@ -101,4 +156,31 @@ fn strict_lints_hold() {
     assert!(Lint::conflicts(&[Reset.into()], &[Reset.into()]));
     let mut quiet = Quiet;
     quiet.apply(&QuietEvent::from(Happened { count: 1 }));
+
+    let mut totals = Totals::default();
+    totals.apply(&TotalsEvent::from(Happened { count: 3 }));
+    assert_eq!(
+        (Totals::NAME, Totals::VERSION, totals.total),
+        ("lint-totals", 2, 3)
+    );
+
+    let recorded = RecordedEvent {
+        stream_id: StreamId::new("lint-1").expect("a stream id"),
+        aggregate_type: "lint".into(),
+        version: 1,
+        position: 1,
+        event_id: es_core::Uuid::nil(),
+        recorded_at: Timestamp::from_unix_micros(0),
+        occurred_at: Timestamp::from_unix_micros(0),
+        name: "lint-renamed".into(),
+        schema_version: 2,
+        metadata: Metadata::new(),
+        event: es_core::Payload::from(r#"{"to":"y"}"#),
+    };
+    let sink = Sink::default();
+    let renamed = recorded.into_envelope::<NamesEvent>().expect("decodes");
+    Names.dispatch(&sink, renamed.clone()).expect("handled");
+    assert_eq!(*sink.names.borrow(), ["y"]);
+    let reset = renamed.with_event(ResetsEvent::from(Reset));
+    Resets.dispatch(&sink, reset).expect("handled");
 }

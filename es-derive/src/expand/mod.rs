@@ -1,4 +1,5 @@
-//! Code generation: one file per derive, plus the registry submission.
+//! Code generation: one file per derive, plus what aggregates and projections
+//! share (`event_enum`) and the registry submission.
 //!
 //! Every path in the output goes through `#krate` (`::es_core` or the user's
 //! `crate = "..."`), prelude items through `#krate::__private`, and impls are
@@ -7,6 +8,8 @@
 
 pub(crate) mod aggregate;
 pub(crate) mod event;
+pub(crate) mod event_enum;
+pub(crate) mod projection;
 mod register;
 
 #[cfg(test)]
@@ -77,7 +80,7 @@ pub(crate) fn around_path(before: TokenStream, path: &Path, after: TokenStream) 
 
 /// The spans of the first and the last token of `path` (its last
 /// identifier: generic arguments are refused anyway).
-fn path_ends(path: &Path) -> (Span, Span) {
+pub(crate) fn path_ends(path: &Path) -> (Span, Span) {
     let first = path.leading_colon.map_or_else(
         || {
             path.segments

@@ -53,6 +53,56 @@ fn aggregate_with_conflicts() {
     assert!(expanded.contains(conflicts), "{expanded}");
 }
 
+/// A per-stream projection: the event enum over events of two aggregates,
+/// `EventSet`, `Projection` and the `Apply` dispatch; no registration.
+#[test]
+fn projection_per_stream() {
+    let input = parse_quote! {
+        #[projection(events(LeadInitialized, crm::ContactDetailsUpdated))]
+        pub struct LeadSearch { phone: String }
+    };
+    insta::assert_snapshot!(pretty(
+        super::projection::try_expand(&input).expect("valid input")
+    ));
+}
+
+/// A read model: `Dispatch<Cx>` hands each event, in its envelope, to
+/// `Handle<E, Cx>`.
+#[test]
+fn projection_with_context() {
+    let input = parse_quote! {
+        #[projection(name = "lead-search", version = 2, events(LeadInitialized, crm::ContactDetailsUpdated), context = db::Tx)]
+        pub struct LeadSearch;
+    };
+    insta::assert_snapshot!(pretty(
+        super::projection::try_expand(&input).expect("valid input")
+    ));
+}
+
+/// The stub emitted beside the errors of an invalid projection: the enum,
+/// the conversions, and stub `EventSet`, `Projection` and `Dispatch`.
+#[test]
+fn projection_fallback() {
+    let input = parse_quote! {
+        #[projection(version = 0, events(Opened, b::Opened), context = Tx)]
+        struct Board;
+    };
+    let invalid = super::projection::try_expand(&input).expect_err("invalid input");
+    insta::assert_snapshot!(pretty(invalid.stub));
+}
+
+/// Every error of a projection is reported in one build.
+#[test]
+fn all_errors_of_one_projection_are_reported() {
+    let input: DeriveInput = parse_quote! {
+        #[projection(nme = "x", version = 0, events(A, A), context = Tx, context = Tx)]
+        struct View<T>(T);
+    };
+    let invalid = super::projection::try_expand(&input).expect_err("invalid input");
+    let messages: Vec<String> = invalid.errors.into_iter().map(|e| e.to_string()).collect();
+    assert_eq!(messages.len(), 5, "{messages:#?}");
+}
+
 /// The stub emitted beside the errors of an invalid event: `impl Event`
 /// with the parsed name and version, and the name check.
 #[test]

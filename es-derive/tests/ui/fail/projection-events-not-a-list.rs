@@ -1,0 +1,14 @@
+use es_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct LeadInitialized;
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ContactDetailsUpdated;
+
+#[derive(Projection, Default)]
+#[projection(events = LeadInitialized)]
+pub struct LeadSearch;
+
+fn main() {}

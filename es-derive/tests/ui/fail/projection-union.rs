@@ -1,0 +1,16 @@
+use es_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct LeadInitialized;
+
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ContactDetailsUpdated;
+
+#[derive(Projection)]
+#[projection(events(LeadInitialized))]
+pub union LeadSearch {
+    count: u32,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use es_core::prelude::*;
+
+#[derive(Projection, Default)]
+pub struct LeadSearch;
+
+fn main() {}
