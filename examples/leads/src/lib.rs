@@ -45,18 +45,45 @@
 //! [`seed`] holds the seed's lead 12 (seven events, `seed/lead-12.json`) and
 //! [`seed::import`], which replays it through the commands above.
 //!
+//! # Read models
+//!
+//! [`read_models`] holds the seeds' two projections of the leads' events,
+//! each per stream (folded from one lead's events on demand) and as a
+//! SQLite read model (kept for every lead by a runner, beside the events):
+//!
+//! - the **search model** ([`LeadSearchModelProjection`],
+//!   [`LeadSearchModel`]): every first name, last name and phone number a
+//!   lead ever had; [`search`] finds a lead by an old value as well as a
+//!   new one;
+//! - the **analysis model** ([`AnalysisModelProjection`],
+//!   [`AnalysisModel`]): per lead, the follow-ups set and its
+//!   [`LeadStatus`]; [`by_status`](read_models::analysis::by_status) is the
+//!   funnel.
+//!
+//! After lead 12's events the search model holds `FirstNames: ['Casey']`,
+//! `LastNames: ['David', 'Davis']`, `PhoneNumbers: ['555-2951', '555-8101']`
+//! and the analysis model one follow-up, status `converted`. The seed prints
+//! `Version: 6` for the lead: it counts versions from 0, es from 1 (version
+//! 7), see [`seed::seed_version`].
+//!
 //! # The command line
 //!
 //! `leads demo` (the default) imports lead 12 into `leads.db` unless it is
 //! there, and prints its state, the state as of a day between its events in
-//! business and in recorded time, and its history with both times;
+//! business and in recorded time, its history with both times, and its
+//! search and analysis models as the seed prints them, per stream and from
+//! the read models in `leads.read-models/`;
 //! `leads show ID [--at-version N] [--as-of TIME [--occurred]]` and
-//! `leads history ID` look at one lead.
+//! `leads history ID` look at one lead; `leads search TERM` finds the leads
+//! that have or had a name or phone number.
 
 pub mod domain;
+pub mod read_models;
 pub mod seed;
 
 pub use domain::{
     ContactDetailsUpdated, Contacted, FollowupSet, Lead, LeadClosed, LeadError, LeadEvent,
     LeadInitialized, OrderSubmitted, PaymentConfirmed, PaymentFailed, Status,
 };
+pub use read_models::analysis::{AnalysisModel, AnalysisModelProjection, LeadAnalysis, LeadStatus};
+pub use read_models::search::{LeadSearchModel, LeadSearchModelProjection, SearchHit, search};

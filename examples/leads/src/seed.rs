@@ -207,6 +207,13 @@ impl From<es_core::Error> for ImportError {
     }
 }
 
+/// A version as the seed counts it: from 0 (`Version = 0` when the lead
+/// is initialized), where es counts a stream's versions from 1. So the
+/// seed's `Version: 6` is es's version 7, after the same seven events.
+pub const fn seed_version(version: u64) -> u64 {
+    version.saturating_sub(1)
+}
+
 /// The seed's lead 12, parsed.
 ///
 /// # Errors
