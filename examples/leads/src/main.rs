@@ -1,10 +1,14 @@
 //! `leads`: the sales leads example as a command line.
 //!
 //! `cargo run -p leads` imports the seed's lead 12 (when the file does not
-//! hold it yet) and prints its state, a look back in business time, and its
-//! history with both times. `show` and `history` work on one lead. Events
-//! are kept in `leads.db` in the current directory (SQLite; `--db` to choose
-//! the file); `--memory` keeps them in memory instead.
+//! hold it yet) and prints its state, a look back in business time, its
+//! history with both times, and its search and analysis models as the seed
+//! prints them (per stream, and from the SQLite read models). `show` and
+//! `history` work on one lead; `search TERM` finds the leads that have or
+//! had a name or phone number. Events are kept in `leads.db` in the current
+//! directory (SQLite; `--db` to choose the file), the read models in
+//! `leads.read-models/` beside it; `--memory` keeps the events in memory
+//! instead (and has no read models).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,9 +16,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use es_core::blocking::{Repository, block_on};
 use es_core::prelude::*;
-use es_sqlite::SqliteStore;
+use es_sqlite::{ReadModels, SqliteStore};
+use leads::read_models::{analysis, search};
 use leads::seed::{self, LEAD_12_ID};
-use leads::{Lead, LeadEvent};
+use leads::{AnalysisModel, Lead, LeadEvent, LeadSearchModel};
 
 #[derive(Parser)]
 #[command(about = "Sales leads, event sourced with es", version)]
@@ -53,11 +58,12 @@ enum Command {
         /// The lead's id.
         id: String,
     },
-    // ───────────────────────────────────────────────────────────────────
-    // HERE: the `search` subcommand, over the search and analysis read
-    // models (the seed's `LeadSearchModelProjection`), is added next by the
-    // read-model work; this crate has no read model yet.
-    // ───────────────────────────────────────────────────────────────────
+    /// Find the leads that have or ever had a first name, last name or phone number
+    /// (the search read model; letters in either case).
+    Search {
+        /// The name or phone number, e.g. 555-2951.
+        term: String,
+    },
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -66,11 +72,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Demo);
     let outcome = if cli.memory {
-        run(&Repository::<Lead, _>::new(InMemoryStore::new()), command)
+        run(
+            &Repository::<Lead, _>::new(InMemoryStore::new()),
+            None,
+            command,
+        )
     } else {
         SqliteStore::open(&cli.db)
             .map_err(Failure::from)
-            .and_then(|store| run(&Repository::<Lead, _>::new(store), command))
+            .and_then(|store| {
+                run(
+                    &Repository::<Lead, _>::new(store.clone()),
+                    Some(&store),
+                    command,
+                )
+            })
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,12 +102,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `command` on `leads`; `sqlite` is the same store when it is a
+/// SQLite file, which the read models live beside.
 fn run<S: EventStore + SnapshotStore>(
     leads: &Repository<Lead, S>,
+    sqlite: Option<&SqliteStore>,
     command: Command,
 ) -> Result<(), Failure> {
     match command {
-        Command::Demo => demo(leads),
+        Command::Demo => demo(leads, sqlite),
         Command::Show {
             id,
             at_version,
@@ -111,13 +130,43 @@ fn run<S: EventStore + SnapshotStore>(
             print_history(&leads.history(&id)?);
             Ok(())
         }
+        Command::Search { term } => {
+            let store = sqlite.ok_or(
+                "search reads the search read model, which lives beside a SQLite file: not with --memory",
+            )?;
+            let models = ReadModels::open(store)?;
+            let runner = models.start(LeadSearchModel)?;
+            block_on(runner.caught_up())?;
+            let hits = search::search(&models, &term)?;
+            if hits.is_empty() {
+                println!("== leads that have or had {term:?}: none");
+            } else {
+                println!("== leads that have or had {term:?}: {}", hits.len());
+            }
+            for hit in &hits {
+                println!(
+                    "lead {}: {} (version {})",
+                    hit.lead_id, hit.current, hit.version
+                );
+                println!(
+                    "  first names {}, last names {}, phone numbers {}",
+                    search::seed_list(&hit.first_names),
+                    search::seed_list(&hit.last_names),
+                    search::seed_list(&hit.phone_numbers)
+                );
+            }
+            Ok(())
+        }
     }
 }
 
 /// The seed's story: lead 12 imported through the rules, its state now,
 /// as of a day between its events in business time and in recorded time,
-/// and its history.
-fn demo<S: EventStore + SnapshotStore>(leads: &Repository<Lead, S>) -> Result<(), Failure> {
+/// its history, and its search and analysis models.
+fn demo<S: EventStore + SnapshotStore>(
+    leads: &Repository<Lead, S>,
+    sqlite: Option<&SqliteStore>,
+) -> Result<(), Failure> {
     let id = LEAD_12_ID;
     if leads.load(id)?.exists() {
         println!("== lead {id} is already in the store: not imported again\n");
@@ -138,6 +187,75 @@ fn demo<S: EventStore + SnapshotStore>(leads: &Repository<Lead, S>) -> Result<()
 
     println!("\n== its history\n");
     print_history(&leads.history(id)?);
+
+    print_models(leads.as_async().store(), sqlite, id)
+}
+
+/// Lead `id`'s search and analysis models, as the seeds print them: per
+/// stream, then from the read models (which must agree).
+fn print_models<S: EventStore>(
+    store: &S,
+    sqlite: Option<&SqliteStore>,
+    id: &str,
+) -> Result<(), Failure> {
+    let searched = block_on(search::project(store, id))?.ok_or("the lead has no events")?;
+    let analysed = block_on(analysis::project(store, id))?.ok_or("the lead has no events")?;
+    let read = match sqlite {
+        Some(store) => {
+            let models = ReadModels::open(store)?;
+            // Both runners catch up side by side.
+            let search_runner = models.start(LeadSearchModel)?;
+            let analysis_runner = models.start(AnalysisModel)?;
+            block_on(search_runner.caught_up())?;
+            block_on(analysis_runner.caught_up())?;
+            Some((
+                models.dir().display().to_string(),
+                search::lookup(&models, id)?,
+                analysis::lookup(&models, id)?,
+            ))
+        }
+        None => None,
+    };
+    // The seeds count versions from 0 (6 after seven events), es from 1 (7).
+    let versions = format!(
+        "   (the version counts from 0 as the seeds count: es counts from 1, and has version {})",
+        searched.version
+    );
+
+    println!("\n== its search model, LeadSearchModelProjection, as seed 004 prints it");
+    println!("{versions}");
+    print_forms(
+        &searched,
+        read.as_ref()
+            .map(|(dir, hit, _)| (LeadSearchModel::NAME, dir.as_str(), hit.as_ref())),
+    )?;
+    println!("\n== its analysis model, AnalysisModelProjection, as seed 000 prints it");
+    println!("{versions}");
+    print_forms(
+        &analysed,
+        read.as_ref()
+            .map(|(dir, _, found)| (AnalysisModel::NAME, dir.as_str(), found.as_ref())),
+    )
+}
+
+/// A model's per-stream form, then its read model's answer (`name`, in
+/// `dir`), which must be the same.
+fn print_forms<T: std::fmt::Display + PartialEq>(
+    per_stream: &T,
+    read: Option<(&str, &str, Option<&T>)>,
+) -> Result<(), Failure> {
+    println!("\n-- per stream, folded from the lead's events:");
+    print!("{per_stream}");
+    let Some((name, dir, found)) = read else {
+        println!("\n-- read model: none with --memory (read models live beside a SQLite file)");
+        return Ok(());
+    };
+    println!("\n-- read model `{name}` in {dir}:");
+    let found = found.ok_or_else(|| format!("read model `{name}` has no such lead"))?;
+    print!("{found}");
+    if found != per_stream {
+        return Err(format!("read model `{name}` disagrees with the per-stream form").into());
+    }
     Ok(())
 }
 
