@@ -129,11 +129,22 @@ impl<R: ReadModel> Runner<R> {
                 let mut model = model;
                 let span = tracing::info_span!("read_model", name = R::NAME, version = R::VERSION);
                 let _entered = span.enter();
-                let status = match follow.run(&mut model) {
-                    Ok(status) => status,
-                    Err(error) => {
+                // A panic outside the handlers (a bug of ours, a failpoint)
+                // ends the runner as a failure that waiters see, never a
+                // runner that looks live and takes nothing.
+                let ran = catch_unwind(AssertUnwindSafe(|| follow.run(&mut model)));
+                let status = match ran {
+                    Ok(Ok(status)) => status,
+                    Ok(Err(error)) => {
                         tracing::error!(error = %error, "the read model stopped");
                         Status::Failed(Arc::new(error))
+                    }
+                    Err(panic) => {
+                        tracing::error!(panic = %panicked(&*panic), "the read model's runner panicked");
+                        Status::Failed(Arc::new(ReadModelError::Ended {
+                            name: R::NAME,
+                            cause: None,
+                        }))
                     }
                 };
                 follow.shared.publish(|state| state.status = status);
@@ -404,10 +415,14 @@ impl<R: ReadModel> Follow<R> {
             self.checkpoint = stored;
             return Ok(());
         }
+        fail::fail_point!("es-sqlite::runner::before-handlers");
         match dispatch_all(model, &tx, events) {
             Ok(()) => {
+                fail::fail_point!("es-sqlite::runner::after-handlers");
                 set_checkpoint(&tx, name, to)?;
+                fail::fail_point!("es-sqlite::runner::before-commit");
                 tx.commit().map_err(sqlite(name))?;
+                fail::fail_point!("es-sqlite::runner::after-commit");
                 self.checkpoint = to;
                 Ok(())
             }
@@ -552,6 +567,7 @@ fn dispatch_all<R: ReadModel>(
     events: Vec<RecordedEvent>,
 ) -> Result<(), Failed> {
     for (index, recorded) in events.into_iter().enumerate() {
+        fail::fail_point!("es-sqlite::runner::between-events");
         let decoded = <R::Event as EventSet>::decode(
             &recorded.name,
             recorded.schema_version,

@@ -72,7 +72,7 @@ fn catches_up_then_follows_live_and_resumes_where_it_stopped() {
     let models = ReadModels::open(&store).unwrap();
     assert!(
         matches!(
-            models.query::<Balances, _>(|db| balances(db)),
+            models.query::<Balances, _>(balances),
             Err(ReadModelError::NotServing { name: "balances" })
         ),
         "nothing is served before a version has caught up"
@@ -82,7 +82,7 @@ fn catches_up_then_follows_live_and_resumes_where_it_stopped() {
         .unwrap();
     block_on(runner.caught_up()).unwrap();
     assert_eq!(
-        models.query::<Balances, _>(|db| balances(db)).unwrap(),
+        models.query::<Balances, _>(balances).unwrap(),
         expected_balances(&store, false)
     );
     let progress = runner.progress();
@@ -98,7 +98,7 @@ fn catches_up_then_follows_live_and_resumes_where_it_stopped() {
     let position = append(&store, "a-new", vec![deposited(5)]);
     wait(&runner, position);
     assert_eq!(
-        models.query::<Balances, _>(|db| balances(db)).unwrap(),
+        models.query::<Balances, _>(balances).unwrap(),
         expected_balances(&store, false)
     );
 
@@ -117,10 +117,10 @@ fn catches_up_then_follows_live_and_resumes_where_it_stopped() {
     let runner = models.start(model).unwrap();
     wait(&runner, last);
     assert_eq!(
-        models.query::<Balances, _>(|db| balances(db)).unwrap(),
+        models.query::<Balances, _>(balances).unwrap(),
         expected_balances(&store, false)
     );
-    let positions = models.query::<Balances, _>(|db| taken(db)).unwrap();
+    let positions = models.query::<Balances, _>(taken).unwrap();
     assert_eq!(
         positions.len(),
         300 * 2 + 3,
@@ -143,7 +143,7 @@ fn events_it_does_not_list_are_never_decoded() {
     let runner = models.start(Balances::default()).unwrap();
     wait(&runner, last);
     assert_eq!(
-        models.query::<Balances, _>(|db| balances(db)).unwrap(),
+        models.query::<Balances, _>(balances).unwrap(),
         [("a-1".to_string(), 3, 1)]
     );
     assert_eq!(
@@ -246,7 +246,7 @@ fn a_failing_handler_stops_at_its_event_and_a_restart_tries_it_again() {
     let fixed = models.start(Balances { refuse: false }).unwrap();
     wait(&fixed, last);
     assert_eq!(
-        models.query::<Balances, _>(|db| balances(db)).unwrap(),
+        models.query::<Balances, _>(balances).unwrap(),
         expected_balances(&store, false)
     );
 }
@@ -304,7 +304,7 @@ fn parked_events_are_listed_and_taken_by_a_retry() {
         .unwrap();
     wait(&runner, last);
     assert_eq!(
-        models.query::<Balances, _>(|db| balances(db)).unwrap(),
+        models.query::<Balances, _>(balances).unwrap(),
         [("a-1".to_string(), 5, 2)],
         "the model goes on past parked events"
     );
@@ -347,7 +347,7 @@ fn parked_events_are_listed_and_taken_by_a_retry() {
         .collect();
     assert_eq!(left, [bad]);
     assert_eq!(
-        models.query::<Balances, _>(|db| balances(db)).unwrap(),
+        models.query::<Balances, _>(balances).unwrap(),
         [("a-1".to_string(), 18, 3), ("a-2".to_string(), 13, 1)]
     );
 }
@@ -380,7 +380,7 @@ fn appends_of_another_process_are_seen_within_the_poll_interval() {
         delays[delays.len() - 1]
     );
     assert_eq!(
-        models.query::<Balances, _>(|db| balances(db)).unwrap(),
+        models.query::<Balances, _>(balances).unwrap(),
         expected_balances(&store, false)
     );
 }
@@ -400,7 +400,7 @@ fn read_your_writes_through_a_repository() {
     for amount in 1..=20 {
         let done = accounts.execute("a-1", |_| Deposited { amount }).unwrap();
         wait(&runner, done.position.unwrap());
-        let read = models.query::<Balances, _>(|db| balances(db)).unwrap();
+        let read = models.query::<Balances, _>(balances).unwrap();
         assert_eq!(
             read,
             [("account-a-1".to_string(), amount * (amount + 1) / 2, amount)]
@@ -429,12 +429,9 @@ fn two_runners_of_one_model_take_each_event_once() {
     wait(&b, 500);
     assert!(!matches!(a.status(), Status::Failed(_)), "{:?}", a.status());
     assert!(!matches!(b.status(), Status::Failed(_)), "{:?}", b.status());
+    assert_eq!(first.query::<Balances, _>(taken).unwrap().len(), 500);
     assert_eq!(
-        first.query::<Balances, _>(|db| taken(db)).unwrap().len(),
-        500
-    );
-    assert_eq!(
-        first.query::<Balances, _>(|db| balances(db)).unwrap(),
+        first.query::<Balances, _>(balances).unwrap(),
         expected_balances(&store, false)
     );
 }
@@ -568,7 +565,7 @@ fn a_version_bump_rebuilds_beside_the_old_one_and_swaps_when_caught_up() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(matches!(
-        models.query::<Balances, _>(|db| balances(db)),
+        models.query::<Balances, _>(balances),
         Err(ReadModelError::Superseded {
             version: 1,
             serving: 2,
@@ -578,15 +575,12 @@ fn a_version_bump_rebuilds_beside_the_old_one_and_swaps_when_caught_up() {
 
     // After the swap the new model equals a fresh rebuild of the same events.
     block_on(v2.caught_up()).unwrap();
-    let served = models.query::<BalancesV2, _>(|db| balances(db)).unwrap();
+    let served = models.query::<BalancesV2, _>(balances).unwrap();
     let fresh_dir = tempfile::tempdir().unwrap();
     let fresh = ReadModels::open_in(&store, fresh_dir.path()).unwrap();
     let rebuilt = fresh.start(BalancesV2).unwrap();
     block_on(rebuilt.caught_up()).unwrap();
-    assert_eq!(
-        served,
-        fresh.query::<BalancesV2, _>(|db| balances(db)).unwrap()
-    );
+    assert_eq!(served, fresh.query::<BalancesV2, _>(balances).unwrap());
     assert_eq!(served, expected_balances(&store, false));
     assert!(matches!(
         models.start(Balances::default()),

@@ -179,7 +179,7 @@ mod tests {
             sender.notify(7);
         });
         // A minute: the notification, not the timeout, ends the wait.
-        assert_eq!(watch.wait_timeout(Duration::from_secs(60)), Some(7));
+        assert_eq!(watch.wait_timeout(Duration::from_mins(1)), Some(7));
         handle.join().unwrap();
         assert_eq!(watch.wait_timeout(Duration::from_millis(5)), None);
     }
