@@ -100,6 +100,10 @@ pub enum Error {
     /// The store cannot be written (a read-only file or medium).
     #[error("the store is read-only")]
     ReadOnly,
+    /// An inline read model (one updated inside the append's transaction)
+    /// refused an event of this append: nothing of the append was written.
+    #[error("an inline read model refused this append; nothing of it was written")]
+    Projection(#[source] Box<crate::projection::ProjectionError>),
     /// The store was closed.
     #[error("the store is closed")]
     Closed,

@@ -71,6 +71,18 @@ pub enum OpenError {
         /// What SQLite reported.
         detail: String,
     },
+    /// An inline read model could not be created, rebuilt or caught up
+    /// (its `create` failed, or a handler refused an event): the store does
+    /// not open with it. Nothing of the failed step was written.
+    #[error("`{}`: inline read model `{name}` cannot be brought up to date: {detail}", path.display())]
+    InlineReadModel {
+        /// The database path.
+        path: PathBuf,
+        /// The read model's name.
+        name: &'static str,
+        /// What failed, with its causes.
+        detail: String,
+    },
     /// Any other SQLite failure.
     #[error("cannot open `{}`", path.display())]
     Sqlite {

@@ -146,27 +146,7 @@ pub(crate) fn named_page(
     // the query does not return is an event of another name.
     let snapshot = conn.unchecked_transaction().map_err(store_error)?;
     let head = last_position(&snapshot)?;
-    let placeholders = (0..names.len())
-        .map(|i| format!("?{}", i + 3))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id FROM events e \
-         JOIN streams s ON s.stream_pk = e.stream_pk \
-         WHERE e.position > ?1 AND e.position <= ?2 AND e.name IN ({placeholders}) \
-         ORDER BY e.position LIMIT {limit}"
-    );
-    let (after_param, head_param) = (to_i64(after), to_i64(head));
-    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after_param, &head_param];
-    for name in names {
-        params.push(name);
-    }
-    let mut events = Vec::with_capacity(limit.min(256));
-    {
-        let mut query = snapshot.prepare_cached(&sql).map_err(store_error)?;
-        let rows = query.query(params.as_slice()).map_err(store_error)?;
-        all_rows(rows, &mut events)?;
-    }
+    let events = named_rows(&snapshot, after, head, names, limit)?;
     snapshot.finish().map_err(store_error)?;
     let scanned_to = match events.last() {
         Some(last) if events.len() >= limit => last.position,
@@ -177,6 +157,39 @@ pub(crate) fn named_page(
         scanned_to,
         head,
     })
+}
+
+/// Up to `limit` events with positions in `after + 1..=upto` whose names
+/// are in `names`, in position order, read in the caller's transaction.
+pub(crate) fn named_rows(
+    conn: &Connection,
+    after: u64,
+    upto: u64,
+    names: &[&str],
+    limit: usize,
+) -> Result<Vec<RecordedEvent>> {
+    let placeholders = (0..names.len())
+        .map(|i| format!("?{}", i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id FROM events e \
+         JOIN streams s ON s.stream_pk = e.stream_pk \
+         WHERE e.position > ?1 AND e.position <= ?2 AND e.name IN ({placeholders}) \
+         ORDER BY e.position LIMIT {}",
+        // -1: no limit, for a number past SQLite's integers.
+        i64::try_from(limit).unwrap_or(-1)
+    );
+    let (after, upto) = (to_i64(after), to_i64(upto));
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after, &upto];
+    for name in names {
+        params.push(name);
+    }
+    let mut events = Vec::with_capacity(limit.min(256));
+    let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
+    let rows = query.query(params.as_slice()).map_err(store_error)?;
+    all_rows(rows, &mut events)?;
+    Ok(events)
 }
 
 /// The event at `position`, if there is one.

@@ -92,6 +92,7 @@ mod checkpoints;
 mod checksum;
 mod error;
 mod events;
+mod inline;
 mod options;
 mod pool;
 mod read_model;

@@ -6,6 +6,8 @@ use std::time::Duration;
 use es_core::Limits;
 
 use crate::error::OpenError;
+use crate::inline::InlineModels;
+use crate::read_model::ReadModel;
 use crate::store::SqliteStore;
 
 /// When an acknowledged append is safe.
@@ -78,6 +80,7 @@ pub struct SqliteOptions {
     pub(crate) max_batch: usize,
     pub(crate) page_size: usize,
     pub(crate) verify: Verify,
+    pub(crate) inline: InlineModels,
 }
 
 impl Default for SqliteOptions {
@@ -92,6 +95,7 @@ impl Default for SqliteOptions {
             max_batch: 512,
             page_size: 512,
             verify: Verify::Full,
+            inline: InlineModels::default(),
         }
     }
 }
@@ -163,6 +167,69 @@ impl SqliteOptions {
     #[must_use]
     pub fn verify(mut self, verify: Verify) -> Self {
         self.verify = verify;
+        self
+    }
+
+    /// Registers an inline read model: its tables live in the events file
+    /// and the writer updates them inside each append's own transaction, so
+    /// an append's caller reads its write as soon as the append returns
+    /// ([`SqliteStore::query`]). A handler that refuses an event refuses the
+    /// whole append (`Error::Projection`; nothing of it is written): an
+    /// inline model can hold a rule across streams (a unique email), at the
+    /// price of work on every append.
+    ///
+    /// At open the model is created when new, rebuilt from the first event
+    /// when its version changed, and caught up when events were appended
+    /// without it; opening waits for that. A model that takes long to build
+    /// belongs in [`ReadModels`](crate::ReadModels), rebuilt without
+    /// downtime.
+    ///
+    /// ```
+    /// use es_core::prelude::*;
+    /// use es_core::{BoxError, Envelope, NewEvent};
+    /// use es_sqlite::rusqlite::{self, Connection};
+    /// use es_sqlite::{ReadModel, SqliteStore};
+    /// # #[derive(Event, serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+    /// # #[event(name = "user-registered")]
+    /// # pub struct Registered { pub email: String }
+    ///
+    /// /// Emails in use: a second registration with one is refused.
+    /// #[derive(Projection, Default)]
+    /// #[projection(name = "emails", events(Registered), context = Connection)]
+    /// pub struct Emails;
+    /// impl ReadModel for Emails {
+    ///     fn create(db: &Connection) -> rusqlite::Result<()> {
+    ///         db.execute_batch("CREATE TABLE emails (email TEXT PRIMARY KEY, user TEXT NOT NULL)")
+    ///     }
+    /// }
+    /// impl Handle<Registered, Connection> for Emails {
+    ///     fn handle(&mut self, db: &Connection, e: &Envelope<Registered>) -> Result<(), BoxError> {
+    ///         db.prepare_cached("INSERT INTO emails VALUES (?1, ?2)")?
+    ///             .execute((&e.event.email, e.stream_id.as_str()))?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # es_core::blocking::block_on(async {
+    /// let store = SqliteStore::options().inline(Emails).open_temporary()?;
+    /// let registered = |email: &str| NewEvent::new("user", "user-registered", 1, format!(r#"{{"email":"{email}"}}"#));
+    /// let ada = StreamId::new("user-1")?;
+    /// store.append(&ada, ExpectedVersion::NoStream, vec![registered("ada@example.com")]).await?;
+    /// // Read at once: the table changed in the append's transaction.
+    /// let owner: Vec<(String,)> = store.rows::<Emails, _>("SELECT user FROM emails WHERE email = ?1", ["ada@example.com"])?;
+    /// assert_eq!(owner, [("user-1".to_string(),)]);
+    /// // The same email again: the model refuses it, and the append with it.
+    /// let eve = StreamId::new("user-2")?;
+    /// let refused = store.append(&eve, ExpectedVersion::NoStream, vec![registered("ada@example.com")]).await;
+    /// assert!(matches!(refused, Err(es_core::Error::Projection(_))));
+    /// assert_eq!(store.stream_version(&eve).await?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn inline<R: ReadModel>(mut self, model: R) -> Self {
+        self.inline.push(model);
         self
     }
 

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use es_core::projection::ProjectionError;
-use es_core::{Dispatch, StreamId, Timestamp};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use es_core::projection::{ProjectionError, StopReason};
+use es_core::{BoxError, Dispatch, EventSet, RecordedEvent, StreamId, Timestamp};
 use rusqlite::Connection;
 
 use crate::error::OpenError;
@@ -236,6 +238,13 @@ pub enum ReadModelError {
         /// The serving version.
         serving: u32,
     },
+    /// The read model is not an inline model of this store (at this
+    /// version): see [`SqliteOptions::inline`](crate::SqliteOptions::inline).
+    #[error("read model `{name}` is not an inline read model of this store")]
+    NotInline {
+        /// The model's name.
+        name: &'static str,
+    },
     /// The runner ended before the position waited for was reached.
     #[error("the runner of read model `{name}` has ended")]
     Ended {
@@ -309,4 +318,61 @@ from_row_tuples! {
 
 pub(crate) fn sqlite(name: &'static str) -> impl Fn(rusqlite::Error) -> ReadModelError {
     move |source| ReadModelError::Sqlite { name, source }
+}
+
+/// Why a batch of events stopped at one.
+pub(crate) struct Failed {
+    /// The index of the event in the batch.
+    pub(crate) index: usize,
+    pub(crate) reason: StopReason,
+}
+
+/// Decodes each event and hands it to the model's handler, in order; a
+/// handler's panic is its event's failure.
+pub(crate) fn dispatch_all<R: ReadModel>(
+    model: &mut R,
+    tx: &Connection,
+    events: Vec<RecordedEvent>,
+) -> Result<(), Failed> {
+    for (index, recorded) in events.into_iter().enumerate() {
+        fail::fail_point!("es-sqlite::runner::between-events");
+        let decoded = <R::Event as EventSet>::decode(
+            &recorded.name,
+            recorded.schema_version,
+            recorded.event.as_str(),
+        )
+        .map_err(|e| Failed {
+            index,
+            reason: StopReason::Decode(e),
+        })?;
+        let envelope = recorded.with_event(decoded);
+        let handled = catch_unwind(AssertUnwindSafe(|| model.dispatch(tx, envelope)))
+            .unwrap_or_else(|panic| Err(panicked(&*panic)));
+        handled.map_err(|e| Failed {
+            index,
+            reason: StopReason::Handler(e),
+        })?;
+    }
+    Ok(())
+}
+
+pub(crate) fn panicked(panic: &(dyn std::any::Any + Send)) -> BoxError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    format!("the handler panicked: {message}").into()
+}
+
+/// The error and its causes, `: `-separated, for the parked table and logs.
+pub(crate) fn display_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

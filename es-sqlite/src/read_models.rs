@@ -219,8 +219,8 @@ impl ReadModels {
     }
 
     /// Runs `read` on a read-only connection to the serving version of
-    /// `R`'s tables: plain SQL over the tables the model's
-    /// [`create`](ReadModel::create) made.
+    /// `R`'s tables, in one read transaction: plain SQL over the tables the
+    /// model's [`create`](ReadModel::create) made.
     ///
     /// During a rebuild, the serving version is the older one until the new
     /// one has caught up.
@@ -240,7 +240,7 @@ impl ReadModels {
             Err(ReadModelError::Open(_)) => self.serving_connection::<R>()?,
             other => other?,
         };
-        let result = read(&conn.1).map_err(sqlite(R::NAME));
+        let result = in_read_transaction(&conn.1, read).map_err(sqlite(R::NAME));
         self.give_back(conn);
         result
     }
@@ -282,11 +282,7 @@ impl ReadModels {
         sql: &str,
         params: impl rusqlite::Params,
     ) -> Result<Vec<T>, ReadModelError> {
-        self.query::<R, _>(|db| {
-            let mut statement = db.prepare_cached(sql)?;
-            let rows = statement.query_map(params, |row| T::from_row(row))?;
-            rows.collect()
-        })
+        self.query::<R, _>(|db| rows_of(db, sql, params))
     }
 
     /// The events of `R`'s version parked by [`OnError::Park`](crate::OnError::Park),
@@ -501,6 +497,28 @@ impl ReadModels {
             pool.push(conn);
         }
     }
+}
+
+/// Runs `read` in one read transaction: its statements see one snapshot.
+pub(crate) fn in_read_transaction<T>(
+    conn: &Connection,
+    read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let snapshot = conn.unchecked_transaction()?;
+    let result = read(&snapshot)?;
+    snapshot.finish()?;
+    Ok(result)
+}
+
+/// The rows of `sql`, each read as `T`.
+pub(crate) fn rows_of<T: FromRow>(
+    db: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<T>> {
+    let mut statement = db.prepare_cached(sql)?;
+    let rows = statement.query_map(params, |row| T::from_row(row))?;
+    rows.collect()
 }
 
 fn create_dir(dir: &Path) -> Result<(), OpenError> {

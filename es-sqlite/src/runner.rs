@@ -17,12 +17,15 @@ use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use es_core::projection::{Progress, ProjectionError, StopReason};
-use es_core::{BoxError, EventSet, EventStore, RecordedEvent, Timestamp, Watch};
+use es_core::projection::{Progress, ProjectionError};
+use es_core::{EventStore, RecordedEvent, Timestamp, Watch};
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::events;
-use crate::read_model::{OnError, ReadModel, ReadModelError, Retried, RunOptions, Status, sqlite};
+use crate::read_model::{
+    Failed, OnError, ReadModel, ReadModelError, Retried, RunOptions, Status, dispatch_all,
+    display_chain, panicked, sqlite,
+};
 use crate::read_models::ReadModels;
 
 /// A running read model: started by [`ReadModels::start`], it catches up
@@ -293,12 +296,6 @@ struct Follow<R> {
     _model: PhantomData<fn() -> R>,
 }
 
-/// Why a batch stopped at an event.
-struct Failed {
-    index: usize,
-    reason: StopReason,
-}
-
 impl<R: ReadModel> Follow<R> {
     fn run(&mut self, model: &mut R) -> Result<Status, ReadModelError> {
         let mut serving = self.models.serving_version(R::NAME)?;
@@ -557,56 +554,6 @@ impl<R: ReadModel> Follow<R> {
         );
         Ok(retried)
     }
-}
-
-/// Decodes each event and hands it to the model's handler, in order; a
-/// handler's panic is its event's failure.
-fn dispatch_all<R: ReadModel>(
-    model: &mut R,
-    tx: &Connection,
-    events: Vec<RecordedEvent>,
-) -> Result<(), Failed> {
-    for (index, recorded) in events.into_iter().enumerate() {
-        fail::fail_point!("es-sqlite::runner::between-events");
-        let decoded = <R::Event as EventSet>::decode(
-            &recorded.name,
-            recorded.schema_version,
-            recorded.event.as_str(),
-        )
-        .map_err(|e| Failed {
-            index,
-            reason: StopReason::Decode(e),
-        })?;
-        let envelope = recorded.with_event(decoded);
-        let handled = catch_unwind(AssertUnwindSafe(|| model.dispatch(tx, envelope)))
-            .unwrap_or_else(|panic| Err(panicked(&*panic)));
-        handled.map_err(|e| Failed {
-            index,
-            reason: StopReason::Handler(e),
-        })?;
-    }
-    Ok(())
-}
-
-fn panicked(panic: &(dyn std::any::Any + Send)) -> BoxError {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_owned());
-    format!("the handler panicked: {message}").into()
-}
-
-/// The error and its causes, `: `-separated, for the parked table and logs.
-fn display_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn checkpoint(conn: &Connection, name: &'static str) -> Result<u64, ReadModelError> {

@@ -11,7 +11,7 @@ use crate::options::{Durability, SqliteOptions, Verify};
 pub(crate) const APPLICATION_ID: i64 = 0x6573_5351;
 
 /// The schema version this code writes and reads (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Released
 /// migrations are never edited: files of every older schema must keep
@@ -19,6 +19,7 @@ pub(crate) const SCHEMA_VERSION: i64 = 2;
 const MIGRATIONS: &[&str] = &[
     include_str!("sql/0001_init.sql"),
     include_str!("sql/0002_lean_log.sql"),
+    include_str!("sql/0003_inline_read_models.sql"),
 ];
 
 /// What a connection is for.

@@ -10,14 +10,15 @@ use std::thread::JoinHandle;
 
 use es_core::store::backend::{Notifier, check_append, stream_of};
 use es_core::{
-    AppendResult, CheckpointStore, Error, EventRef, EventStore, EventStream, Limits, ReadRange,
-    Result, Snapshot, SnapshotStore, StreamId, StreamWrite, Watch,
+    AppendResult, CheckpointStore, Error, EventRef, EventStore, EventStream, Limits, Projection,
+    ReadRange, Result, Snapshot, SnapshotStore, StreamId, StreamWrite, Watch,
 };
 
 use crate::error::OpenError;
 use crate::events;
 use crate::options::SqliteOptions;
 use crate::pool::Pool;
+use crate::read_model::{FromRow, ReadModelError};
 use crate::reader::{self, ReadJob};
 use crate::schema::{self, Role};
 use crate::stream::{PagedStream, Source};
@@ -171,6 +172,7 @@ impl SqliteStore {
         let mut writer_conn = schema::connect(path, options, Role::Writer)?;
         schema::verify(&writer_conn, path, options.verify)?;
         schema::migrate(&mut writer_conn, path)?;
+        options.inline.prepare(&mut writer_conn, path)?;
         let last = events::last_position(&writer_conn).map_err(|e| OpenError::Corrupt {
             path: path.to_path_buf(),
             detail: e.to_string(),
@@ -200,9 +202,19 @@ impl SqliteStore {
         let (write_tx, write_rx) = flume::bounded(1024);
         let thread_notifier = notifier.clone();
         let max_batch = options.max_batch;
+        let inline = options.inline.clone();
         let writer_thread = std::thread::Builder::new()
             .name("es-sqlite-writer".into())
-            .spawn(move || writer::run(writer_conn, &write_rx, thread_notifier, last, max_batch))
+            .spawn(move || {
+                writer::run(
+                    writer_conn,
+                    &write_rx,
+                    thread_notifier,
+                    last,
+                    max_batch,
+                    inline,
+                );
+            })
             .map_err(io)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -240,6 +252,53 @@ impl SqliteStore {
     fn write_done(&self, work: Work) -> impl Future<Output = Result<()>> + Send + 'static {
         let done = self.write(work);
         async move { done.await.map(drop) }
+    }
+
+    /// Runs `read` on a read-only connection to the events file, in one
+    /// read transaction: plain SQL over the tables of the store's inline
+    /// read models ([`SqliteOptions::inline`]), which reflect every append
+    /// that has returned.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadModelError::NotInline`] when `R` (at its version) is not an
+    /// inline model of this store; what `read` fails with.
+    pub fn query<R: Projection, T>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ReadModelError> {
+        if !self
+            .inner
+            .options
+            .inline
+            .versions()
+            .contains(&(R::NAME, R::VERSION))
+        {
+            return Err(ReadModelError::NotInline { name: R::NAME });
+        }
+        let mut result = None;
+        self.pool().with(|conn| {
+            let outcome = crate::read_models::in_read_transaction(conn, read);
+            result = Some(outcome);
+            Ok(())
+        })?;
+        result
+            .unwrap_or(Err(rusqlite::Error::InvalidQuery))
+            .map_err(crate::read_model::sqlite(R::NAME))
+    }
+
+    /// The rows of `sql` over the store's inline read models, each read as
+    /// a tuple ([`FromRow`]); see [`query`](SqliteStore::query).
+    ///
+    /// # Errors
+    ///
+    /// As [`query`](SqliteStore::query).
+    pub fn rows<R: Projection, T: FromRow>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<T>, ReadModelError> {
+        self.query::<R, _>(|db| crate::read_models::rows_of(db, sql, params))
     }
 
     /// The options the store was opened with.

@@ -37,6 +37,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::append::{self, Failure, Positions};
 use crate::error::store_error;
+use crate::inline::InlineModels;
 use crate::{checkpoints, snapshots};
 
 /// A request to the writer, and where to send its answer (`None`: nobody
@@ -80,10 +81,12 @@ pub(crate) fn run(
     notifier: Notifier,
     last_position: u64,
     max_batch: usize,
+    inline: InlineModels,
 ) {
     let mut writer = Writer {
         conn,
         notifier,
+        inline,
         positions: Positions {
             last: last_position,
         },
@@ -115,6 +118,8 @@ pub(crate) fn run(
 struct Writer {
     conn: Connection,
     notifier: Notifier,
+    /// The inline read models, run inside each append's savepoint.
+    inline: InlineModels,
     positions: Positions,
     /// A write failed for lack of space: the log is truncated after the next
     /// commit.
@@ -170,6 +175,7 @@ impl Writer {
     /// answer; `Err` is the batch's failure.
     fn run_batch(&mut self, batch: &[Job]) -> Result<Vec<Result<Outcome>>> {
         fail::fail_point!("es-sqlite::writer::batch-start");
+        let start = self.positions;
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -180,7 +186,7 @@ impl Writer {
             fail::fail_point!("es-sqlite::writer::request");
             let answer = match &job.work {
                 Work::Append(checked) => {
-                    match append::append(&mut tx, checked, now, &mut self.positions) {
+                    match append_request(&mut tx, &self.inline, &mut self.positions, checked, now) {
                         Ok(results) => Ok(Outcome::Appended(results)),
                         Err(Failure::Request(error)) => Err(error),
                         // Part of the request may be left: nothing of the
@@ -210,6 +216,9 @@ impl Writer {
                 }
                 Ok(outcome) => answers.push(Ok(outcome)),
             }
+        }
+        if self.positions.last > start.last && !self.inline.is_empty() {
+            self.inline.advance(&tx, self.positions.last)?;
         }
         fail::fail_point!("es-sqlite::writer::before-commit", |message| {
             Err(Error::backend(message.unwrap_or_default()))
@@ -252,6 +261,48 @@ impl Writer {
         if let Err((_, error)) = self.conn.close() {
             tracing::warn!(%error, "cannot close the writer's connection");
         }
+    }
+}
+
+/// One append request; with inline read models, the request and their
+/// handlers in one savepoint, undone together when a handler refuses.
+fn append_request(
+    tx: &mut rusqlite::Transaction<'_>,
+    inline: &InlineModels,
+    positions: &mut Positions,
+    checked: &CheckedAppend,
+    now: Timestamp,
+) -> std::result::Result<Vec<AppendResult>, Failure> {
+    if inline.is_empty() {
+        return append::append(tx, checked, now, positions);
+    }
+    let batch = |e| Failure::Batch(store_error(e));
+    tx.execute_batch("SAVEPOINT es_inline").map_err(batch)?;
+    let before = *positions;
+    let outcome = append::append(tx, checked, now, positions).and_then(|results| {
+        inline
+            .take(tx, before.last, positions.last)
+            .map(|()| results)
+            .map_err(Failure::Request)
+    });
+    if tx.is_autocommit() {
+        // SQLite rolled the whole transaction back (a full disk, an I/O
+        // error): the savepoint went with it, and the batch fails.
+        *positions = before;
+        return outcome;
+    }
+    match outcome {
+        Ok(results) => {
+            tx.execute_batch("RELEASE es_inline").map_err(batch)?;
+            Ok(results)
+        }
+        Err(Failure::Request(error)) => {
+            *positions = before;
+            tx.execute_batch("ROLLBACK TO es_inline; RELEASE es_inline")
+                .map_err(batch)?;
+            Err(Failure::Request(error))
+        }
+        Err(failure @ Failure::Batch(_)) => Err(failure),
     }
 }
 

@@ -257,6 +257,7 @@ fn the_committed_fixtures_are_as_written() {
 /// fixture; never again over it (`cargo test --test fixtures -- --ignored`).
 #[tokio::test]
 #[ignore = "writes a fixture; run by hand, once per schema"]
+#[allow(clippy::too_many_lines)] // the whole writing program, read top to bottom
 async fn write_a_schema_2_fixture() {
     let Ok(dir) = std::env::var("ES_WRITE_FIXTURE_DIR") else {
         return;
