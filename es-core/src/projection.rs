@@ -282,7 +282,7 @@ where
 /// could not be decoded. Names the projection, and where the event is.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "projection `{projection}` stopped at position {position} (stream `{stream}`, version {version}): {reason}"
+    "projection `{projection}` stopped at position {position} (stream `{stream}`, version {version})"
 )]
 pub struct ProjectionError {
     /// The projection's name.

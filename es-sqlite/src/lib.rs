@@ -103,6 +103,9 @@ mod schema;
 mod snapshots;
 mod store;
 mod stream;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 mod writer;
 
 pub use error::OpenError;

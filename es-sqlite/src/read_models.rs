@@ -26,6 +26,7 @@
 //! [`ReadModelError::NotServing`], never an empty or half-built model.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -206,6 +207,52 @@ impl ReadModels {
         }
         let conn = self.open_model::<R>()?;
         Runner::spawn(self.clone(), model, conn, options)
+    }
+
+    /// Runs `model` until it has taken every event committed before this
+    /// call, then stops it and gives it back: for command-line tools and
+    /// jobs that bring a model up to date, query, and exit.
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use es_sqlite::{ReadModel, ReadModels, SqliteStore, rusqlite::{self, Connection}};
+    /// # #[derive(Event, serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Opened;
+    /// # #[derive(Projection, Default)]
+    /// # #[projection(name = "opened", events(Opened), context = Connection)]
+    /// # pub struct Count;
+    /// # impl ReadModel for Count {
+    /// #     fn create(db: &Connection) -> rusqlite::Result<()> { db.execute_batch("CREATE TABLE n (n INTEGER)") }
+    /// # }
+    /// # impl Handle<Opened, Connection> for Count {
+    /// #     fn handle(&mut self, db: &Connection, _: &Envelope<Opened>) -> Result<(), es_core::BoxError> {
+    /// #         db.execute("INSERT INTO n VALUES (1)", [])?; Ok(())
+    /// #     }
+    /// # }
+    /// # let store = SqliteStore::open_temporary()?;
+    /// # let stream = StreamId::new("t-1")?;
+    /// # let opened = es_core::NewEvent::new("ticket", "opened", 1, "null");
+    /// # es_core::blocking::block_on(store.append(&stream, ExpectedVersion::Any, vec![opened]))?;
+    /// let models = ReadModels::open(&store)?;
+    /// es_core::blocking::block_on(models.catch_up(Count))?;
+    /// let n: Vec<(i64,)> = models.rows::<Count, _>("SELECT count(*) FROM n", [])?;
+    /// assert_eq!(n, [(1,)]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`start`](ReadModels::start) and [`Runner::caught_up`].
+    pub fn catch_up<R: ReadModel>(
+        &self,
+        model: R,
+    ) -> impl Future<Output = Result<R, ReadModelError>> + Send + 'static {
+        let runner = self.start(model);
+        async move {
+            let runner = runner?;
+            runner.caught_up().await?;
+            runner.stop()
+        }
     }
 
     /// The version of read model `name` that serves queries, if one does.
