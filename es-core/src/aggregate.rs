@@ -69,6 +69,11 @@ pub struct SnapshotPolicy {
 /// assert_eq!(account.balance, 5);
 /// assert_eq!(Account::NAME, "account");
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate",
+    label = "not an aggregate",
+    note = "add `#[derive(Aggregate)]` and `#[aggregate(name = \"...\", events(...))]` to `{Self}`, or name an aggregate type instead"
+)]
 pub trait Aggregate: Default + Apply<<Self as Aggregate>::Event> + Send + Sync + 'static {
     /// The aggregate's events.
     type Event: EventSet;

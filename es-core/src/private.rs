@@ -141,6 +141,24 @@ pub const fn check_distinct_names(events: &[EventKey]) {
     }
 }
 
+/// Compile-time check that the aggregate types a projection lists in
+/// `aggregates(...)` have distinct names (one type listed under two paths).
+#[track_caller]
+pub const fn check_distinct_aggregates(names: &[&str]) {
+    let mut i = 0;
+    while i < names.len() {
+        let mut j = i + 1;
+        while j < names.len() {
+            assert!(
+                !str_eq(names[i], names[j]),
+                "`aggregates(...)` lists two types with the same `#[aggregate(name)]` (one aggregate under two paths?): list each aggregate once"
+            );
+            j += 1;
+        }
+        i += 1;
+    }
+}
+
 const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {

@@ -142,12 +142,33 @@ pub trait Projection: Send + 'static {
     /// The version of the projection's logic and shape (1 or more).
     const VERSION: u32 = 1;
 
-    /// Whether a stored event named `name` is one this projection handles:
-    /// those it does not are skipped without decoding.
+    /// The aggregate types whose streams it takes events from (their
+    /// [`Aggregate::NAME`](crate::Aggregate::NAME)s, which
+    /// `#[projection(aggregates(Lead, ...))]` lists); empty, the default:
+    /// any aggregate's events of the listed names.
+    ///
+    /// Event names are unique within an aggregate type, not across them, so
+    /// a projection that lists no aggregates also takes another aggregate's
+    /// event of a listed name, and decodes it as the listed type.
+    const AGGREGATES: &'static [&'static str] = &[];
+
+    /// Whether a stored event named `name` is one this projection lists,
+    /// whatever aggregate type wrote it: [`AGGREGATES`](Self::AGGREGATES) is
+    /// not consulted. [`takes`](Self::takes) decides on a stored event.
     fn handles(name: &str) -> bool {
         <Self::Event as EventSet>::EVENTS
             .iter()
             .any(|key| key.name == name)
+    }
+
+    /// Whether a stored event named `name`, in a stream of aggregate type
+    /// `aggregate_type`, is one this projection takes: a name it
+    /// [`handles`](Self::handles), from one of
+    /// [`AGGREGATES`](Self::AGGREGATES) when it lists any. Those it does not
+    /// take are skipped without decoding.
+    fn takes(aggregate_type: &str, name: &str) -> bool {
+        Self::handles(name)
+            && (Self::AGGREGATES.is_empty() || Self::AGGREGATES.contains(&aggregate_type))
     }
 
     /// The names of the events it handles, in declaration order.
@@ -219,7 +240,10 @@ impl<P> DerefMut for Projected<P> {
 }
 
 /// Folds `P` over the events of `stream`, from its first event: events `P`
-/// does not list are skipped without decoding.
+/// does not [take](Projection::takes) (names it does not list, or all of
+/// them when the stream's aggregate type is not in
+/// [`P::AGGREGATES`](Projection::AGGREGATES)) are skipped without decoding,
+/// and still count in the version.
 ///
 /// # Errors
 ///
@@ -269,7 +293,7 @@ where
                 });
             }
             *version = e.version;
-            if P::handles(e.name) {
+            if P::takes(e.aggregate_type, e.name) {
                 state.apply(&e.decode::<P::Event>()?);
             }
             Ok(ControlFlow::Continue(()))
