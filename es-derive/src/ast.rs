@@ -48,6 +48,9 @@ pub(crate) struct ProjectionInput<'a> {
     pub(crate) version: Version,
     /// The generated event enum and the events it lists.
     pub(crate) events: EventEnum<'a>,
+    /// `aggregates(...)`: the aggregate types whose streams it takes events
+    /// from; `None`: any aggregate's.
+    pub(crate) aggregates: Option<AggregateList>,
     /// `context = Cx`: a read model handed `Cx` by its runner
     /// (`Dispatch<Cx>`); `None`: a per-stream projection (`Apply`).
     pub(crate) context: Option<Path>,
@@ -118,12 +121,32 @@ pub(crate) struct EventRef {
     pub(crate) variant: Ident,
 }
 
+/// `aggregates(A, b::B, ...)`.
+pub(crate) struct AggregateList {
+    /// The `aggregates` key.
+    pub(crate) span: Span,
+    /// The types as the user wrote them, in source order.
+    pub(crate) paths: Vec<Path>,
+}
+
 /// `snapshot(every = N, version = V)`.
 pub(crate) struct Snapshot {
     /// The `snapshot` key.
     pub(crate) span: Span,
     pub(crate) every: Option<Number<u64>>,
     pub(crate) version: Version,
+}
+
+/// A path as the user wrote it, for docs and messages: `events::TicketClosed`
+/// (without generic arguments).
+pub(crate) fn path_text(path: &Path) -> String {
+    let segments = path.segments.iter().map(|s| s.ident.to_string());
+    let text = segments.collect::<Vec<_>>().join("::");
+    if path.leading_colon.is_some() {
+        format!("::{text}")
+    } else {
+        text
+    }
 }
 
 fn default_krate() -> Path {
@@ -199,6 +222,13 @@ impl<'a> ProjectionInput<'a> {
             name: name(attrs.name.get(), &input.ident),
             version: version(attrs.version.get()),
             events: EventEnum::new(Owner::Projection, input, &attrs.events),
+            aggregates: attrs
+                .aggregates
+                .spanned()
+                .map(|(span, paths)| AggregateList {
+                    span,
+                    paths: paths.clone(),
+                }),
             context: attrs.context.get().cloned(),
             krate: attrs.krate.get().cloned().unwrap_or_else(default_krate),
         }

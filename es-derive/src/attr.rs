@@ -13,8 +13,8 @@ use syn::{Attribute, LitInt, LitStr, Path, Token};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, CONFLICTS, CONTEXT, CRATE, EVENT, EVENTS, EVERY, NAME, PROJECTION, SNAPSHOT, Symbol,
-    UPCAST_FROM, VERSION,
+    AGGREGATE, AGGREGATES, CONFLICTS, CONTEXT, CRATE, EVENT, EVENTS, EVERY, NAME, PROJECTION,
+    SNAPSHOT, Symbol, UPCAST_FROM, VERSION,
 };
 
 /// A value given at most once, remembering the span of its key.
@@ -83,12 +83,13 @@ pub(crate) struct AggregateAttrs<'a> {
     pub(crate) krate: Attr<Path>,
 }
 
-/// `#[projection(name = "...", version = N, events(...), context = Path,
-/// crate = "...")]`.
+/// `#[projection(name = "...", version = N, events(...), aggregates(...),
+/// context = Path, crate = "...")]`.
 pub(crate) struct ProjectionAttrs<'a> {
     pub(crate) name: Attr<LitStr>,
     pub(crate) version: Attr<Number<u32>>,
     pub(crate) events: EventsAttr<'a>,
+    pub(crate) aggregates: Attr<Vec<Path>>,
     pub(crate) context: Attr<Path>,
     pub(crate) krate: Attr<Path>,
 }
@@ -218,6 +219,7 @@ impl<'a> ProjectionAttrs<'a> {
             name: Attr::new("projection", NAME),
             version: Attr::new("projection", VERSION),
             events: EventsAttr::new("projection"),
+            aggregates: Attr::new("projection", AGGREGATES),
             context: Attr::new("projection", CONTEXT),
             krate: Attr::new("projection", CRATE),
         };
@@ -234,6 +236,9 @@ impl<'a> ProjectionAttrs<'a> {
                     }
                 } else if meta.path == EVENTS {
                     out.events.parse(cx, span, &meta)?;
+                } else if meta.path == AGGREGATES {
+                    let aggregates = aggregate_list(&meta)?;
+                    out.aggregates.set(cx, span, aggregates);
                 } else if meta.path == CONTEXT {
                     let path = path_value(&meta, "rusqlite::Connection")?;
                     out.context.set(cx, span, path);
@@ -246,7 +251,7 @@ impl<'a> ProjectionAttrs<'a> {
                         cx,
                         &meta,
                         "projection",
-                        &[NAME, VERSION, EVENTS, CONTEXT, CRATE],
+                        &[NAME, VERSION, EVENTS, AGGREGATES, CONTEXT, CRATE],
                     )?;
                 }
                 Ok(())
@@ -290,6 +295,24 @@ fn event_list(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<Path>> {
         syn::Error::new(
             e.span(),
             "expected an event type: write `events(TicketOpened, TicketClosed)`",
+        )
+    })?;
+    Ok(paths.into_iter().collect())
+}
+
+/// `aggregates(A, b::B, ...)`: paths only.
+fn aggregate_list(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<Path>> {
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(
+            "`aggregates` takes a list of aggregate types in parentheses: write `aggregates(Lead, crm::Ticket)`",
+        ));
+    }
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let paths = Punctuated::<Path, Token![,]>::parse_terminated(&content).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected an aggregate type: write `aggregates(Lead, crm::Ticket)`",
         )
     })?;
     Ok(paths.into_iter().collect())

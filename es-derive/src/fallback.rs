@@ -11,7 +11,7 @@ use syn::{Data, DeriveInput, Path};
 
 use crate::ast::{AggregateInput, EventEnum, EventInput, EventRef, ProjectionInput};
 use crate::expand::aggregate::conversions;
-use crate::expand::{event_enum, name_check};
+use crate::expand::{event_enum, name_check, projection::aggregates};
 
 /// An input the derive refuses: every error, and the stub emitted beside
 /// them.
@@ -127,7 +127,9 @@ pub(crate) fn aggregate(aggregate: &AggregateInput<'_>) -> TokenStream {
 /// `From` impls, and stub `EventSet`, `Projection` and `Apply<Enum>` (or,
 /// with `context = Cx`, `Dispatch<Cx>`) impls: code naming `ViewEvent`,
 /// `project::<View, _>` or `impl Handle<E, Cx> for View` then compiles as it
-/// will once the input is fixed.
+/// will once the input is fixed. The stub `Projection` has the real
+/// `AGGREGATES`: a listed type that is not an aggregate is an error of its
+/// own, reported in the same build (as a bad name is).
 pub(crate) fn projection(projection: &ProjectionInput<'_>) -> TokenStream {
     let ProjectionInput {
         original,
@@ -137,6 +139,7 @@ pub(crate) fn projection(projection: &ProjectionInput<'_>) -> TokenStream {
         events,
         context,
         krate,
+        ..
     } = projection;
     let private = quote!(#krate::__private);
     let usable = usable_events(events.listed());
@@ -162,6 +165,7 @@ pub(crate) fn projection(projection: &ProjectionInput<'_>) -> TokenStream {
         },
     };
     let (name_value, version) = (&name.value, version.number);
+    let aggregates = aggregates(projection);
     let name_check = name_check(krate, "check_projection_name", name);
     quote! {
         #definition
@@ -177,6 +181,7 @@ pub(crate) fn projection(projection: &ProjectionInput<'_>) -> TokenStream {
                 type Event = #enum_ident;
                 const NAME: &'static str = #name_value;
                 const VERSION: u32 = #version;
+                #aggregates
             }
 
             #dispatch

@@ -41,11 +41,16 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 }
 
 /// Derives `es_core::Projection` and generates its event enum:
-/// `#[projection(name = "...", version = N, events(A, B, ...), context = Cx, crate = "...")]`.
+/// `#[projection(name = "...", version = N, events(A, B, ...), aggregates(X, Y, ...),
+/// context = Cx, crate = "...")]`.
 ///
 /// - `events(A, b::B, ...)` (required): the events it handles, of any
 ///   aggregates; the enum `<Type>Event` gets one variant per event, named
 ///   after its type, and `From` for each.
+/// - `aggregates(Lead, crm::Ticket, ...)`: the aggregate types (each an
+///   `es_core::Aggregate`) whose streams it takes events from, as
+///   `Projection::AGGREGATES`; without it, any aggregate's events of the
+///   listed names, since event names are unique only within an aggregate.
 /// - `name = "..."`: the stored name; the kebab-case of the type by default.
 /// - `version = N`: the version of its logic and shape, 1 or more; 1 by
 ///   default.

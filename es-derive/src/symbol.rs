@@ -16,6 +16,7 @@ pub(crate) const VERSION: Symbol = Symbol("version");
 pub(crate) const UPCAST_FROM: Symbol = Symbol("upcast_from");
 pub(crate) const CRATE: Symbol = Symbol("crate");
 pub(crate) const EVENTS: Symbol = Symbol("events");
+pub(crate) const AGGREGATES: Symbol = Symbol("aggregates");
 pub(crate) const SNAPSHOT: Symbol = Symbol("snapshot");
 pub(crate) const EVERY: Symbol = Symbol("every");
 pub(crate) const CONFLICTS: Symbol = Symbol("conflicts");

@@ -9,8 +9,8 @@ use quote::ToTokens;
 use syn::{Data, DeriveInput};
 
 use crate::ast::{
-    AggregateInput, EventEnum, EventInput, EventList, EventRef, Owner, ProjectionInput, Snapshot,
-    Version,
+    AggregateInput, AggregateList, EventEnum, EventInput, EventList, EventRef, Owner,
+    ProjectionInput, Snapshot, Version, path_text,
 };
 use crate::ctxt::Ctxt;
 
@@ -39,6 +39,10 @@ pub(crate) fn projection(cx: &Ctxt, input: &ProjectionInput<'_>) {
     no_generics(cx, input.original, "Projection");
     event_enum(cx, &input.events);
     version_starts_at_one(cx, input.version, "");
+    if let Some(aggregates) = &input.aggregates {
+        aggregates_are_listed(cx, aggregates);
+        aggregates_are_distinct(cx, aggregates);
+    }
 }
 
 /// The rules of `events(...)`, the same for aggregates and projections.
@@ -175,6 +179,40 @@ fn events_are_distinct(cx: &Ctxt, events: &[EventRef]) {
                 format!(
                     "two listed events are named `{0}`: the generated enum needs distinct variant names; rename one type or import it under another name (`use a::{0} as Other{0};`)",
                     event.variant
+                ),
+            );
+        }
+    }
+}
+
+/// `aggregates(...)` limits a projection to the streams of the listed
+/// aggregate types, and no list at all means any aggregate's: an empty list
+/// would read as "none" but mean "any", so it is refused.
+fn aggregates_are_listed(cx: &Ctxt, aggregates: &AggregateList) {
+    if aggregates.paths.is_empty() {
+        cx.syn_error(syn::Error::new(
+            aggregates.span,
+            "`aggregates()` is empty: list the aggregate types whose events the projection takes, e.g. `aggregates(Lead)`, or remove it to take any aggregate's events",
+        ));
+    }
+}
+
+/// Each aggregate once: a second listing changes nothing, so it is a slip
+/// (often a type meant to be another one). Types listed under two paths are
+/// caught by es-core's `check_distinct_aggregates`, on their stored names.
+fn aggregates_are_distinct(cx: &Ctxt, aggregates: &AggregateList) {
+    let written: Vec<String> = aggregates
+        .paths
+        .iter()
+        .map(|p| p.to_token_stream().to_string())
+        .collect();
+    for (i, (path, text)) in aggregates.paths.iter().zip(&written).enumerate() {
+        if written[..i].contains(text) {
+            cx.error_spanned_by(
+                path,
+                format!(
+                    "aggregate `{}` is listed twice in `aggregates(...)`: list each aggregate once",
+                    path_text(path)
                 ),
             );
         }

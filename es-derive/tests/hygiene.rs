@@ -4,7 +4,8 @@
 //! The shadowing items are declared by a macro in every module where a
 //! derive runs (the crate root and `mod domain`), so every expansion (plain
 //! events, `upcast_from`, `snapshot(...)`, `conflicts = ...`, projections
-//! with and without `context = ...`) is compiled in their scope.
+//! with and without `context = ...` or `aggregates(...)`) is compiled in
+//! their scope.
 
 #![allow(
     dead_code,
@@ -110,7 +111,12 @@ mod domain {
 
     /// A per-stream projection.
     #[derive(Projection, Default)]
-    #[projection(name = "shadow-count", version = 2, events(Opened, Closed))]
+    #[projection(
+        name = "shadow-count",
+        version = 2,
+        events(Opened, Closed),
+        aggregates(Shadow)
+    )]
     pub struct Count {
         pub events: usize,
     }
@@ -135,7 +141,7 @@ mod domain {
 
     /// A read model, with a context.
     #[derive(Projection, Default)]
-    #[projection(events(Opened, Closed), context = Seen)]
+    #[projection(events(Opened, Closed), aggregates(Shadow), context = Seen)]
     pub struct Log;
 
     impl Handle<Opened, Seen> for Log {
@@ -222,6 +228,7 @@ fn derives_compile_and_work_with_shadowed_names() {
         (domain::Count::NAME, domain::Count::VERSION),
         ("shadow-count", 2)
     );
+    assert_eq!(domain::Count::AGGREGATES, ["shadow"]);
     let mut count = domain::Count::default();
     count.apply(&domain::CountEvent::from(domain::Closed));
     assert_eq!(count.events, 1);

@@ -1,7 +1,7 @@
 //! User code that derives stays clean under strict lints: no warning comes
 //! from the generated code, for every shape the derives expand (plain
 //! events, `upcast_from`, `snapshot(...)`, `conflicts = ...`, projections
-//! with and without `context = ...`).
+//! with and without `context = ...` or `aggregates(...)`).
 //!
 //! Checked by `cargo clippy -p es-derive --all-targets -- -D warnings` too.
 
@@ -96,7 +96,12 @@ impl Apply<Happened> for Quiet {
 
 /// A documented per-stream projection.
 #[derive(Projection, Default, Debug)]
-#[projection(name = "lint-totals", version = 2, events(Happened, Reset))]
+#[projection(
+    name = "lint-totals",
+    version = 2,
+    events(Happened, Reset),
+    aggregates(Lint)
+)]
 pub struct Totals {
     total: u64,
 }
@@ -138,7 +143,7 @@ impl Handle<Happened, Sink> for Names {
 }
 
 #[derive(Projection, Default)]
-#[projection(events(Reset), context = Sink)]
+#[projection(events(Reset), aggregates(Lint, Quiet), context = Sink)]
 struct Resets;
 
 impl Handle<Reset, Sink> for Resets {
@@ -163,6 +168,8 @@ fn strict_lints_hold() {
         (Totals::NAME, Totals::VERSION, totals.total),
         ("lint-totals", 2, 3)
     );
+    assert_eq!(Totals::AGGREGATES, ["lint"]);
+    assert_eq!(Resets::AGGREGATES, ["lint", "quiet"]);
 
     let recorded = RecordedEvent {
         stream_id: StreamId::new("lint-1").expect("a stream id"),

@@ -7,7 +7,7 @@ use quote::quote;
 use syn::Path;
 
 use super::{around_path, respan, respan_path};
-use crate::ast::{EventEnum, EventRef};
+use crate::ast::{EventEnum, EventRef, path_text};
 
 /// The event enum the user names: one variant per event, named after its
 /// type. Outside the `const _` block, so it is visible.
@@ -135,15 +135,4 @@ pub(crate) fn distinct_names(events: &EventEnum<'_>, krate: &Path) -> TokenStrea
         quote!(const _: () = #krate::__private::check_distinct_names(<#ident as #krate::EventSet>::EVENTS);),
         events.span(),
     )
-}
-
-/// A path as the user wrote it, for docs: `events::TicketClosed`.
-fn path_text(path: &Path) -> String {
-    let segments = path.segments.iter().map(|s| s.ident.to_string());
-    let text = segments.collect::<Vec<_>>().join("::");
-    if path.leading_colon.is_some() {
-        format!("::{text}")
-    } else {
-        text
-    }
 }

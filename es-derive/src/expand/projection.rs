@@ -1,7 +1,8 @@
 //! `#[derive(Projection)]`: the event enum, `From` for each event and the
 //! `EventSet` codec (from [`event_enum`], shared with aggregates),
-//! `Projection`, and the dispatch: `Apply<Enum>` for a per-stream
-//! projection, `Dispatch<Cx>` for a read model with `context = Cx`.
+//! `Projection` (with `AGGREGATES` for `aggregates(...)`), and the dispatch:
+//! `Apply<Enum>` for a per-stream projection, `Dispatch<Cx>` for a read
+//! model with `context = Cx`.
 //!
 //! Nothing is registered: a projection is run by name by the code that
 //! builds it, not found in the registry.
@@ -10,7 +11,7 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, quote};
 use syn::{DeriveInput, Path};
 
-use super::{event_enum, name_check, path_ends, respan, respan_path};
+use super::{around_path, event_enum, name_check, path_ends, respan, respan_path};
 use crate::ast::{EventRef, ProjectionInput};
 use crate::ctxt::Ctxt;
 use crate::fallback::{self, Invalid};
@@ -54,6 +55,8 @@ fn expand(projection: &ProjectionInput<'_>) -> TokenStream {
     let enum_ident = &events.ident;
     let (name_value, version) = (&name.value, version.number);
     let distinct = event_enum::distinct_names(events, krate);
+    let aggregates = aggregates(projection);
+    let distinct_aggregates = distinct_aggregates(projection);
     let name_check = name_check(krate, "check_projection_name", name);
 
     quote! {
@@ -70,13 +73,47 @@ fn expand(projection: &ProjectionInput<'_>) -> TokenStream {
                 type Event = #enum_ident;
                 const NAME: &'static str = #name_value;
                 const VERSION: u32 = #version;
+                #aggregates
             }
 
             #dispatch
             #distinct
+            #distinct_aggregates
             #name_check
         };
     }
+}
+
+/// `const AGGREGATES`: the stored name of each type of `aggregates(...)`,
+/// `<Lead as Aggregate>::NAME`, spanned over its path (as `EventKey::of` is
+/// for events), so "not an aggregate" is reported on the user's token.
+/// Nothing without `aggregates(...)`: the trait's default, any aggregate.
+pub(crate) fn aggregates(projection: &ProjectionInput<'_>) -> TokenStream {
+    let Some(aggregates) = &projection.aggregates else {
+        return TokenStream::new();
+    };
+    let krate = &projection.krate;
+    let names = aggregates
+        .paths
+        .iter()
+        .map(|path| around_path(quote!(<), path, quote!(as #krate::Aggregate>::NAME)));
+    quote! {
+        const AGGREGATES: &'static [&'static str] = &[#(#names),*];
+    }
+}
+
+/// `const _: () = check_distinct_aggregates(...)`: one type listed under two
+/// paths (or two types with one stored name), which `validate` cannot see.
+/// Reported on the `aggregates` key.
+fn distinct_aggregates(projection: &ProjectionInput<'_>) -> TokenStream {
+    let ProjectionInput { ident, krate, .. } = projection;
+    let Some(aggregates) = &projection.aggregates else {
+        return TokenStream::new();
+    };
+    respan(
+        quote!(const _: () = #krate::__private::check_distinct_aggregates(<#ident as #krate::Projection>::AGGREGATES);),
+        aggregates.span,
+    )
 }
 
 /// `impl Dispatch<Cx>`: each variant, in its envelope, to the type's

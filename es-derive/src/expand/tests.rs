@@ -79,12 +79,27 @@ fn projection_with_context() {
     ));
 }
 
+/// A projection limited to the streams of two aggregate types: `AGGREGATES`
+/// from each type's `Aggregate::NAME`, through the `crate = "..."` path, and
+/// the check that no aggregate is listed twice under another path.
+#[test]
+fn projection_with_aggregates() {
+    let input = parse_quote! {
+        #[projection(events(LeadInitialized), aggregates(Lead, crm::Ticket), crate = "my_es")]
+        pub struct LeadSearch;
+    };
+    insta::assert_snapshot!(pretty(
+        super::projection::try_expand(&input).expect("valid input")
+    ));
+}
+
 /// The stub emitted beside the errors of an invalid projection: the enum,
-/// the conversions, and stub `EventSet`, `Projection` and `Dispatch`.
+/// the conversions, and stub `EventSet`, `Projection` (with the real
+/// `AGGREGATES`) and `Dispatch`.
 #[test]
 fn projection_fallback() {
     let input = parse_quote! {
-        #[projection(version = 0, events(Opened, b::Opened), context = Tx)]
+        #[projection(version = 0, events(Opened, b::Opened), aggregates(Desk, b::Desk), context = Tx)]
         struct Board;
     };
     let invalid = super::projection::try_expand(&input).expect_err("invalid input");
@@ -95,12 +110,12 @@ fn projection_fallback() {
 #[test]
 fn all_errors_of_one_projection_are_reported() {
     let input: DeriveInput = parse_quote! {
-        #[projection(nme = "x", version = 0, events(A, A), context = Tx, context = Tx)]
+        #[projection(nme = "x", version = 0, events(A, A), aggregates(L, L), aggregates(), context = Tx, context = Tx)]
         struct View<T>(T);
     };
     let invalid = super::projection::try_expand(&input).expect_err("invalid input");
     let messages: Vec<String> = invalid.errors.into_iter().map(|e| e.to_string()).collect();
-    assert_eq!(messages.len(), 5, "{messages:#?}");
+    assert_eq!(messages.len(), 7, "{messages:#?}");
 }
 
 /// The stub emitted beside the errors of an invalid event: `impl Event`
