@@ -17,7 +17,13 @@
 //!   the event's whole envelope.
 //!
 //! Events a projection does not list are skipped without decoding their
-//! payload: the stores filter them out by name.
+//! payload: the stores filter them out by name. Event names are unique
+//! within an aggregate type, not across them, so another aggregate's event
+//! of a listed name would reach the projection too, and decode as the listed
+//! type: `#[projection(aggregates(Lead, ...))]` restricts it to the streams
+//! of the aggregate types it lists ([`Projection::AGGREGATES`]), and the
+//! others' events are skipped undecoded as well ([`Projection::takes`]
+//! decides).
 //!
 //! ```
 //! use es_core::prelude::*;
@@ -34,9 +40,19 @@
 //! impl Apply<Renamed> for Lead { fn apply(&mut self, _: &Renamed) {} }
 //! impl Apply<Called> for Lead { fn apply(&mut self, _: &Called) {} }
 //!
+//! /// A ticket has a `renamed` event of its own.
+//! #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+//! #[event(name = "renamed")]
+//! pub struct TicketRenamed { pub name: String }
+//!
+//! #[derive(Aggregate, Default, Debug)]
+//! #[aggregate(name = "ticket", events(TicketRenamed))]
+//! pub struct Ticket;
+//! impl Apply<TicketRenamed> for Ticket { fn apply(&mut self, _: &TicketRenamed) {} }
+//!
 //! /// Every name a lead ever had.
 //! #[derive(Projection, Default, Debug)]
-//! #[projection(name = "lead-names", events(Renamed))]
+//! #[projection(name = "lead-names", events(Renamed), aggregates(Lead))]
 //! pub struct Names { all: Vec<String> }
 //! impl Apply<Renamed> for Names {
 //!     fn apply(&mut self, e: &Renamed) { self.all.push(e.name.clone()) }
@@ -51,6 +67,15 @@
 //! let names = es_core::projection::project::<Names, _>(&store, &leads.stream_id("12")?).await?;
 //! assert_eq!(names.all, ["Casey", "Casey D."]);
 //! assert_eq!(names.version, 3, "the stream's version: every event, listed or not");
+//!
+//! // A ticket's `renamed` is not a lead's: without `aggregates(Lead)` it would
+//! // decode as a `Renamed`; with it, it is skipped undecoded.
+//! let tickets = Repository::<Ticket, _>::new(store.clone());
+//! tickets.execute("12", |_| TicketRenamed { name: "Printer jam".into() }).await?;
+//! let names = es_core::projection::project::<Names, _>(&store, &tickets.stream_id("12")?).await?;
+//! assert!(names.all.is_empty());
+//! assert_eq!(names.version, 1);
+//! assert!(Names::takes("lead", "renamed") && !Names::takes("ticket", "renamed"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -70,9 +95,15 @@ use crate::version::ReadRange;
 /// A view of events built for reading: derive it with `#[derive(Projection)]`.
 ///
 /// The attribute is `#[projection(name = "...", version = N, events(A, B,
-/// ...), context = Cx)]`: `name` defaults to the kebab-case of the type
-/// (`LeadSearch`: `"lead-search"`), `version` to 1, and the events may belong
-/// to different aggregates. The derive generates the event enum
+/// ...), aggregates(X, Y, ...), context = Cx)]`: `name` defaults to the
+/// kebab-case of the type (`LeadSearch`: `"lead-search"`), `version` to 1,
+/// and the events may belong to different aggregates. `aggregates(Lead,
+/// crm::Ticket)`, types implementing [`Aggregate`](crate::Aggregate), limits
+/// it to the streams of those aggregate types
+/// ([`AGGREGATES`](Projection::AGGREGATES)): event names are unique only
+/// within an aggregate type, so without it another aggregate's event of a
+/// listed name reaches the projection and decodes as the listed type. The
+/// derive generates the event enum
 /// (`<Type>Event`, with `From` for each event) and the dispatch: without
 /// `context`, `Apply<<Type>Event>` to each [`Apply<E>`](crate::Apply) impl (a
 /// per-stream projection, folded with [`project`]); with `context = Cx`,
@@ -87,10 +118,14 @@ use crate::version::ReadRange;
 /// # use serde::{Deserialize, Serialize};
 /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
 /// # pub struct Renamed { pub name: String }
+/// # #[derive(Aggregate, Default)]
+/// # #[aggregate(name = "lead", events(Renamed))]
+/// # pub struct Lead;
+/// # impl Apply<Renamed> for Lead { fn apply(&mut self, _: &Renamed) {} }
 ///
-/// /// Every rename, as a line written to the context.
+/// /// Every rename of a lead, as a line written to the context.
 /// #[derive(Projection, Default)]
-/// #[projection(events(Renamed), context = RefCell<Vec<String>>)]
+/// #[projection(events(Renamed), aggregates(Lead), context = RefCell<Vec<String>>)]
 /// pub struct RenameLog;
 ///
 /// impl Handle<Renamed, RefCell<Vec<String>>> for RenameLog {
@@ -105,13 +140,16 @@ use crate::version::ReadRange;
 /// let renamed = RenameLogEvent::from(Renamed { name: "Casey".into() });
 /// let events = vec![NewEvent::encode("lead", &renamed, Metadata::new())?];
 /// store.append(&StreamId::new("lead-12")?, ExpectedVersion::NoStream, events).await?;
+/// // Another aggregate type's event of the same name, which is not a lead's.
+/// let events = vec![NewEvent::encode("ticket", &renamed, Metadata::new())?];
+/// store.append(&StreamId::new("ticket-3")?, ExpectedVersion::NoStream, events).await?;
 ///
 /// // What a runner does with each event of `$all`:
 /// let (lines, mut log) = (RefCell::new(Vec::new()), RenameLog);
 /// let mut all = store.read_all(0);
 /// while let Some(event) = es_core::store::next(&mut all).await {
 ///     let event = event?;
-///     if RenameLog::handles(&event.name) {
+///     if RenameLog::takes(&event.aggregate_type, &event.name) {
 ///         log.dispatch(&lines, event.into_envelope()?)?;
 ///     }
 /// }
