@@ -17,6 +17,7 @@
     clippy::cast_possible_wrap
 )]
 
+mod catchup;
 mod raw;
 
 use std::path::{Path, PathBuf};
@@ -41,18 +42,31 @@ struct Args {
     /// Where to create the database (default: a temporary directory, removed after).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Concurrent tasks (append_concurrent; contention uses 8 unless given).
+    /// Concurrent tasks (append_concurrent and projection_catchup --live;
+    /// contention uses 8 unless given).
     #[arg(long)]
     tasks: Option<usize>,
-    /// Commands to run (append workloads; default 20,000).
+    /// Commands to run (append workloads and projection_catchup --live;
+    /// default 20,000).
     #[arg(long)]
     commands: Option<u64>,
-    /// Tickets the commands are spread over (default 1,000).
+    /// Tickets the commands are spread over (default 1,000); the tickets of
+    /// the log (projection workloads; default 10,000).
     #[arg(long)]
     tickets: Option<u64>,
-    /// Events in the loaded stream (load workloads; default 10,000 and 1,000,000).
+    /// Events in the loaded stream (load workloads; default 10,000 and
+    /// 1,000,000); in the log (projection workloads; default 1,000,000).
     #[arg(long)]
     events: Option<u64>,
+    /// Events per read-model transaction (projection workloads; default
+    /// 1,024, the runner's default).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// projection_catchup: once caught up, run append_concurrent's commands
+    /// (`--commands`, `--tasks`) while the runner follows, and report their
+    /// lag.
+    #[arg(long)]
+    live: bool,
     /// How many loads (default 20 and 1,000).
     #[arg(long)]
     loads: Option<u64>,
@@ -98,6 +112,14 @@ enum Workload {
     /// The same for a minimal table: a position and a unique (stream, version).
     #[value(name = "raw_wal_frames")]
     RawWalFrames,
+    /// A log of 1,000,000 events over 10,000 tickets, then a SQLite read
+    /// model of them built from position 0 by the runner (`--live`: then
+    /// append_concurrent's load while it follows, with the lag per command).
+    #[value(name = "projection_catchup")]
+    ProjectionCatchup,
+    /// The same read model built by hand with bare rusqlite: the ceiling.
+    #[value(name = "raw_projection_catchup")]
+    RawProjectionCatchup,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,9 +176,12 @@ fn main() -> ExitCode {
         tokio::spawn(async move { run(&args, &db).await }).await
     });
     let outcome = outcome.unwrap_or_else(|e| Err(format!("the workload panicked: {e}").into()));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    for file in [db.clone(), catchup::raw_model_path(&db)] {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+        }
     }
+    let _ = std::fs::remove_dir_all(db.with_extension("read-models"));
     match outcome {
         Ok(report) => {
             let mut line = json!({
@@ -228,9 +253,9 @@ fn peak_rss_kb() -> Option<u64> {
 
 async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
     use Workload::{
-        Append1x1, AppendConcurrent, Contention, LoadSnapshot, LoadStream, RawAppend1x1,
-        RawAppendBatch, RawAppendConcurrent, RawContention, RawLoadSnapshot, RawLoadStream,
-        RawWalFrames, WalFrames,
+        Append1x1, AppendConcurrent, Contention, LoadSnapshot, LoadStream, ProjectionCatchup,
+        RawAppend1x1, RawAppendBatch, RawAppendConcurrent, RawContention, RawLoadSnapshot,
+        RawLoadStream, RawProjectionCatchup, RawWalFrames, WalFrames,
     };
     let sync = args.sync;
     let raw = matches!(
@@ -242,6 +267,7 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
             | RawContention
             | RawAppendBatch
             | RawWalFrames
+            | RawProjectionCatchup
     );
     let cache = if raw { None } else { args.cache };
     let commands = args.commands.unwrap_or(20_000);
@@ -283,6 +309,26 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
         RawAppendBatch => append_batch(db, sync, commands, tickets).await,
         WalFrames | RawWalFrames => {
             wal_frames(db, sync, args.commands.unwrap_or(1_000), tickets, raw).await
+        }
+        ProjectionCatchup | RawProjectionCatchup => {
+            let shape = catchup::Shape {
+                events: args.events.unwrap_or(1_000_000),
+                tickets: args.tickets.unwrap_or(10_000),
+                batch: args.batch.unwrap_or(1_024).max(1),
+            };
+            let store = open(db, sync)?;
+            if raw {
+                if args.live {
+                    return Err("--live is for projection_catchup".into());
+                }
+                catchup::raw_projection_catchup(db, &store, sync, shape).await
+            } else {
+                let live = args.live.then(|| catchup::Live {
+                    commands,
+                    tasks: args.tasks.unwrap_or(4),
+                });
+                catchup::projection_catchup(db, &store, sync, shape, live).await
+            }
         }
     }
 }
