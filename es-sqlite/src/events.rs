@@ -132,21 +132,63 @@ pub(crate) struct NamedPage {
     pub(crate) head: u64,
 }
 
-/// Up to `limit` events after position `after` whose names are in `names`,
-/// in one read transaction. Events of other names are skipped by the query
+/// Which events a projection takes: its event names, and, when it lists
+/// any, its aggregate types ([`Projection::takes`](es_core::Projection::takes)).
+#[derive(Debug, Clone)]
+pub(crate) struct Filter {
+    names: Vec<&'static str>,
+    aggregates: &'static [&'static str],
+    /// The query, written once.
+    sql: String,
+}
+
+impl Filter {
+    pub(crate) fn of<P: es_core::Projection>() -> Self {
+        let names = P::event_names();
+        let aggregates = P::AGGREGATES;
+        let list = |from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut sql = format!(
+            "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id FROM events e \
+             JOIN streams s ON s.stream_pk = e.stream_pk \
+             WHERE e.position > ?1 AND e.position <= ?2 AND e.name IN ({})",
+            list(4, names.len())
+        );
+        if !aggregates.is_empty() {
+            sql.push_str(&format!(
+                " AND s.aggregate_type IN ({})",
+                list(4 + names.len(), aggregates.len())
+            ));
+        }
+        // ?3 is the limit: -1 for none.
+        sql.push_str(" ORDER BY e.position LIMIT ?3");
+        Filter {
+            names,
+            aggregates,
+            sql,
+        }
+    }
+}
+
+/// Up to `limit` events after position `after` that `filter` takes, in
+/// one read transaction. Events it does not take are skipped by the query
 /// itself: their payloads are never decoded, nor read when they overflow
 /// the row's page.
 pub(crate) fn named_page(
     conn: &Connection,
     after: u64,
-    names: &[&str],
+    filter: &Filter,
     limit: usize,
 ) -> Result<NamedPage> {
     // The head and the rows in one snapshot: everything up to the head that
-    // the query does not return is an event of another name.
+    // the query does not return is an event the filter does not take.
     let snapshot = conn.unchecked_transaction().map_err(store_error)?;
     let head = last_position(&snapshot)?;
-    let events = named_rows(&snapshot, after, head, names, limit)?;
+    let events = named_rows(&snapshot, after, head, filter, limit)?;
     snapshot.finish().map_err(store_error)?;
     let scanned_to = match events.last() {
         Some(last) if events.len() >= limit => last.position,
@@ -159,34 +201,27 @@ pub(crate) fn named_page(
     })
 }
 
-/// Up to `limit` events with positions in `after + 1..=upto` whose names
-/// are in `names`, in position order, read in the caller's transaction.
+/// Up to `limit` events with positions in `after + 1..=upto` that `filter`
+/// takes, in position order, read in the caller's transaction.
 pub(crate) fn named_rows(
     conn: &Connection,
     after: u64,
     upto: u64,
-    names: &[&str],
+    filter: &Filter,
     limit: usize,
 ) -> Result<Vec<RecordedEvent>> {
-    let placeholders = (0..names.len())
-        .map(|i| format!("?{}", i + 3))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id FROM events e \
-         JOIN streams s ON s.stream_pk = e.stream_pk \
-         WHERE e.position > ?1 AND e.position <= ?2 AND e.name IN ({placeholders}) \
-         ORDER BY e.position LIMIT {}",
-        // -1: no limit, for a number past SQLite's integers.
-        i64::try_from(limit).unwrap_or(-1)
-    );
     let (after, upto) = (to_i64(after), to_i64(upto));
-    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after, &upto];
-    for name in names {
+    // -1: no limit, for a number past SQLite's integers.
+    let limit_param = i64::try_from(limit).unwrap_or(-1);
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![&after, &upto, &limit_param];
+    for name in &filter.names {
         params.push(name);
     }
+    for aggregate in filter.aggregates {
+        params.push(aggregate);
+    }
     let mut events = Vec::with_capacity(limit.min(256));
-    let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
+    let mut query = conn.prepare_cached(&filter.sql).map_err(store_error)?;
     let rows = query.query(params.as_slice()).map_err(store_error)?;
     all_rows(rows, &mut events)?;
     Ok(events)

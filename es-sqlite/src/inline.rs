@@ -30,7 +30,8 @@ use crate::read_model::{Failed, ReadModel, dispatch_all};
 pub(crate) trait Inline: Send {
     fn name(&self) -> &'static str;
     fn version(&self) -> u32;
-    fn events(&self) -> &[&'static str];
+    /// Which events it takes.
+    fn filter(&self) -> &events::Filter;
     fn create(&self, db: &Connection) -> rusqlite::Result<()>;
     /// Hands `events` to the model's handlers, in order.
     fn take(&mut self, db: &Connection, events: Vec<RecordedEvent>) -> Result<(), ProjectionError>;
@@ -38,7 +39,7 @@ pub(crate) trait Inline: Send {
 
 struct Typed<R> {
     model: R,
-    events: Vec<&'static str>,
+    filter: events::Filter,
 }
 
 impl<R: ReadModel> Inline for Typed<R> {
@@ -50,8 +51,8 @@ impl<R: ReadModel> Inline for Typed<R> {
         R::VERSION
     }
 
-    fn events(&self) -> &[&'static str] {
-        &self.events
+    fn filter(&self) -> &events::Filter {
+        &self.filter
     }
 
     fn create(&self, db: &Connection) -> rusqlite::Result<()> {
@@ -97,7 +98,7 @@ impl InlineModels {
     pub(crate) fn push<R: ReadModel>(&mut self, model: R) {
         self.0.push(Arc::new(Mutex::new(Box::new(Typed {
             model,
-            events: R::event_names(),
+            filter: events::Filter::of::<R>(),
         }))));
     }
 
@@ -146,7 +147,7 @@ impl InlineModels {
         }
         for model in &self.0 {
             let mut model = lock(model);
-            let events = events::named_rows(conn, after, upto, model.events(), usize::MAX)?;
+            let events = events::named_rows(conn, after, upto, model.filter(), usize::MAX)?;
             if !events.is_empty() {
                 model
                     .take(conn, events)
@@ -253,7 +254,7 @@ fn catch_up(conn: &mut Connection, model: &mut dyn Inline, mut position: u64) ->
         if head <= position {
             return Ok(());
         }
-        let page = events::named_rows(&tx, position, head, model.events(), PAGE)?;
+        let page = events::named_rows(&tx, position, head, model.filter(), PAGE)?;
         let to = match page.last() {
             Some(last) if page.len() >= PAGE => last.position,
             _ => head,

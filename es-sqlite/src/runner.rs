@@ -114,7 +114,7 @@ impl<R: ReadModel> Runner<R> {
         let store = models.store().clone();
         let mut follow = Follow {
             watch: store.watch(),
-            names: R::event_names(),
+            filter: events::Filter::of::<R>(),
             checkpoint: checkpoint(&conn, R::NAME)?,
             conn,
             models,
@@ -285,7 +285,8 @@ struct Follow<R> {
     shared: Arc<Shared>,
     requests: flume::Receiver<Command>,
     watch: Watch,
-    names: Vec<&'static str>,
+    /// Which events the model takes.
+    filter: events::Filter,
     /// The model's checkpoint: every event up to it is taken.
     checkpoint: u64,
     /// Reads the next page with this limit: the events before one that
@@ -326,7 +327,7 @@ impl<R: ReadModel> Follow<R> {
             let store = self.models.store();
             let page = store
                 .pool()
-                .with(|conn| events::named_page(conn, self.checkpoint, &self.names, limit))?;
+                .with(|conn| events::named_page(conn, self.checkpoint, &self.filter, limit))?;
             let head = page.head;
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 if serving != Some(R::VERSION) {

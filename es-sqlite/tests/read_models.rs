@@ -591,3 +591,76 @@ fn a_version_bump_rebuilds_beside_the_old_one_and_swaps_when_caught_up() {
         })
     ));
 }
+
+#[derive(Aggregate, Default, Debug)]
+#[aggregate(name = "account", events(Deposited, bank::Withdrawn))]
+struct Account;
+impl Apply<Deposited> for Account {
+    fn apply(&mut self, _: &Deposited) {}
+}
+impl Apply<bank::Withdrawn> for Account {
+    fn apply(&mut self, _: &bank::Withdrawn) {}
+}
+
+/// The balances of accounts only: `deposited` events of other aggregates
+/// (a wallet's) are not its.
+#[derive(Projection, Debug, Default)]
+#[projection(name = "account-balances", events(Deposited, bank::Withdrawn), aggregates(Account), context = Connection)]
+struct AccountBalances;
+
+impl ReadModel for AccountBalances {
+    fn create(db: &Connection) -> rusqlite::Result<()> {
+        db.execute_batch(bank::BALANCES_TABLES)
+    }
+}
+impl Handle<Deposited, Connection> for AccountBalances {
+    fn handle(&mut self, db: &Connection, e: &Envelope<Deposited>) -> Result<(), BoxError> {
+        bank::credit(db, e, e.event.amount)
+    }
+}
+impl Handle<bank::Withdrawn, Connection> for AccountBalances {
+    fn handle(&mut self, db: &Connection, e: &Envelope<bank::Withdrawn>) -> Result<(), BoxError> {
+        bank::credit(db, e, -e.event.amount)
+    }
+}
+
+#[test]
+fn a_model_of_listed_aggregates_takes_no_other_aggregates_events() {
+    let wallet = |amount: i64| {
+        NewEvent::new(
+            "wallet",
+            "deposited",
+            1,
+            format!(r#"{{"amount":{amount}}}"#),
+        )
+    };
+    let history = |store: &SqliteStore| {
+        append(store, "account-1", vec![deposited(5)]);
+        append(store, "wallet-1", vec![wallet(100), wallet(7)]);
+        // A payload no deposit decodes: an account model must not look.
+        append(
+            store,
+            "wallet-2",
+            vec![NewEvent::new("wallet", "deposited", 1, "[]")],
+        );
+        append(store, "account-1", vec![withdrawn(2)])
+    };
+    let store = SqliteStore::open_temporary().unwrap();
+    let last = history(&store);
+    let models = ReadModels::open(&store).unwrap();
+    let runner = models.start(AccountBalances).unwrap();
+    block_on(runner.wait_for(last)).unwrap();
+    let want = [("account-1".to_string(), 3, 2)];
+    assert_eq!(models.query::<AccountBalances, _>(balances).unwrap(), want);
+    // Inline, the same.
+    let inline = SqliteStore::options()
+        .inline(AccountBalances)
+        .open_temporary()
+        .unwrap();
+    history(&inline);
+    assert_eq!(inline.query::<AccountBalances, _>(balances).unwrap(), want);
+    // Without `aggregates`, the wallet's events are taken (and the
+    // undecodable one stops the model).
+    let all = models.start(Balances::default()).unwrap();
+    assert!(block_on(all.wait_for(last)).is_err());
+}
