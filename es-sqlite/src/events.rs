@@ -159,10 +159,9 @@ impl Filter {
             list(4, names.len())
         );
         if !aggregates.is_empty() {
-            sql.push_str(&format!(
-                " AND s.aggregate_type IN ({})",
-                list(4 + names.len(), aggregates.len())
-            ));
+            sql.push_str(" AND s.aggregate_type IN (");
+            sql.push_str(&list(4 + names.len(), aggregates.len()));
+            sql.push(')');
         }
         // ?3 is the limit: -1 for none.
         sql.push_str(" ORDER BY e.position LIMIT ?3");

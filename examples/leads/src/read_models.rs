@@ -34,17 +34,8 @@
 pub mod analysis;
 pub mod search;
 
-use es_core::{Aggregate, BoxError, Envelope};
+use es_core::BoxError;
 use es_sqlite::rusqlite;
-
-use crate::Lead;
-
-/// The id of the lead `event` belongs to, or `None` for an event of another
-/// aggregate type: a runner hands a read model every event whose *name* it
-/// lists, whatever aggregate wrote it.
-fn lead_id<E>(event: &Envelope<E>) -> Option<&str> {
-    (&*event.aggregate_type == Lead::NAME).then(|| event.aggregate_id())
-}
 
 /// A version as SQLite stores it (a signed 64-bit integer).
 fn to_sql(version: u64) -> Result<i64, BoxError> {

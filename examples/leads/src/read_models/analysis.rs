@@ -41,7 +41,8 @@ use es_sqlite::rusqlite::types::{
 use es_sqlite::rusqlite::{self, Connection, OptionalExtension};
 use es_sqlite::{ReadModel, ReadModelError, ReadModels};
 
-use super::{lead_id, to_sql, u64_column};
+use super::{to_sql, u64_column};
+use crate::Lead;
 use crate::domain::{
     ContactDetailsUpdated, Contacted, FollowupSet, LeadClosed, LeadInitialized, OrderSubmitted,
     PaymentConfirmed, PaymentFailed, Status,
@@ -148,7 +149,8 @@ impl FromSql for LeadStatus {
         PaymentConfirmed,
         PaymentFailed,
         LeadClosed
-    )
+    ),
+    aggregates(Lead)
 )]
 pub struct AnalysisModelProjection {
     /// How many follow-up calls were set.
@@ -211,8 +213,8 @@ impl Apply<ContactDetailsUpdated> for AnalysisModelProjection {
 ///
 /// Each event is handled by loading the lead's row, applying the event
 /// with [`AnalysisModelProjection`]'s own `Apply` impl, and writing the row
-/// back; so the two forms cannot drift apart. Events of other aggregate
-/// types that share an event's name are ignored.
+/// back; so the two forms cannot drift apart. `aggregates(Lead)`: events
+/// of other aggregate types that share an event's name are not taken.
 #[derive(Projection, Default, Debug)]
 #[projection(
     name = "lead-analysis",
@@ -226,6 +228,7 @@ impl Apply<ContactDetailsUpdated> for AnalysisModelProjection {
         PaymentFailed,
         LeadClosed
     ),
+    aggregates(Lead),
     context = Connection
 )]
 pub struct AnalysisModel;
@@ -251,9 +254,7 @@ where
     AnalysisModelProjection: Apply<E>,
 {
     fn handle(&mut self, db: &Connection, e: &Envelope<E>) -> Result<(), BoxError> {
-        let Some(lead_id) = lead_id(e) else {
-            return Ok(());
-        };
+        let lead_id = e.aggregate_id();
         let mut lead = read(db, lead_id)?.map(|(lead, _)| lead).unwrap_or_default();
         lead.apply(&e.event);
         db.prepare_cached(

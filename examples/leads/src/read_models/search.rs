@@ -39,7 +39,8 @@ use es_core::{BoxError, Projected};
 use es_sqlite::rusqlite::{self, Connection, OptionalExtension};
 use es_sqlite::{ReadModel, ReadModelError, ReadModels};
 
-use super::{lead_id, to_sql, u64_column};
+use super::{to_sql, u64_column};
+use crate::Lead;
 use crate::domain::{
     ContactDetailsUpdated, Contacted, FollowupSet, LeadClosed, LeadInitialized, OrderSubmitted,
     PaymentConfirmed, PaymentFailed,
@@ -141,7 +142,8 @@ impl fmt::Display for Contact {
         PaymentConfirmed,
         PaymentFailed,
         LeadClosed
-    )
+    ),
+    aggregates(Lead)
 )]
 pub struct LeadSearchModelProjection {
     /// Every first name the lead had, distinct, in the order first seen.
@@ -242,7 +244,8 @@ impl Apply<LeadClosed> for LeadSearchModelProjection {
 /// Each event is handled by loading the lead's state from the tables,
 /// applying the event with [`LeadSearchModelProjection`]'s own `Apply`
 /// impl, and writing what changed; so the two forms cannot drift apart.
-/// Events of other aggregate types that share an event's name are ignored.
+/// `aggregates(Lead)`: events of other aggregate types that share an
+/// event's name are not taken.
 #[derive(Projection, Default, Debug)]
 #[projection(
     name = "lead-search",
@@ -256,6 +259,7 @@ impl Apply<LeadClosed> for LeadSearchModelProjection {
         PaymentFailed,
         LeadClosed
     ),
+    aggregates(Lead),
     context = Connection
 )]
 pub struct LeadSearchModel;
@@ -290,9 +294,7 @@ where
     LeadSearchModelProjection: Apply<E>,
 {
     fn handle(&mut self, db: &Connection, e: &Envelope<E>) -> Result<(), BoxError> {
-        let Some(lead_id) = lead_id(e) else {
-            return Ok(());
-        };
+        let lead_id = e.aggregate_id();
         let before = read(db, lead_id)?.map(|(lead, _)| lead).unwrap_or_default();
         let mut after = before.clone();
         after.apply(&e.event);
@@ -481,10 +483,10 @@ pub async fn project<S: EventStore>(
 /// [`ReadModelError::Sqlite`] when its file cannot be read.
 pub fn search(models: &ReadModels, term: &str) -> Result<Vec<SearchHit>, ReadModelError> {
     let term = term.trim();
+    // `query` reads in one transaction: one snapshot for the ids and each
+    // lead's values.
     models.query::<LeadSearchModel, _>(|db| {
-        // One snapshot for the ids and each lead's values.
-        let tx = db.unchecked_transaction()?;
-        let ids = tx
+        let ids = db
             .prepare_cached(
                 "SELECT DISTINCT lead_id FROM lead_names WHERE value = ?1 COLLATE NOCASE \
                  ORDER BY lead_id",
@@ -493,7 +495,7 @@ pub fn search(models: &ReadModels, term: &str) -> Result<Vec<SearchHit>, ReadMod
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut hits = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some((lead, version)) = read(&tx, &id)? {
+            if let Some((lead, version)) = read(db, &id)? {
                 hits.push(SearchHit::new(id, lead, version));
             }
         }
@@ -509,8 +511,7 @@ pub fn search(models: &ReadModels, term: &str) -> Result<Vec<SearchHit>, ReadMod
 /// As [`search`].
 pub fn lookup(models: &ReadModels, lead_id: &str) -> Result<Option<SearchHit>, ReadModelError> {
     models.query::<LeadSearchModel, _>(|db| {
-        let tx = db.unchecked_transaction()?;
-        let found = read(&tx, lead_id)?;
+        let found = read(db, lead_id)?;
         Ok(found.map(|(lead, version)| SearchHit::new(lead_id.to_owned(), lead, version)))
     })
 }
