@@ -1,5 +1,5 @@
 //! Test kits (feature `testing`): given/when/then for aggregates, and the
-//! conformance suite every [`EventStore`](crate::EventStore) runs.
+//! conformance suite every [`EventStore`] runs.
 //!
 //! ```
 //! use es_core::prelude::*;
