@@ -117,7 +117,7 @@ fn a_long_catch_up_logs_its_progress_in_the_models_span() {
     let store = SqliteStore::open_temporary().unwrap();
     let stream = StreamId::new("a-1").unwrap();
     for _ in 0..20 {
-        let batch = (0..50).map(|i| deposited(i)).collect();
+        let batch = (0..50).map(deposited).collect();
         block_on(store.append(&stream, ExpectedVersion::Any, batch)).unwrap();
     }
     let models = ReadModels::open(&store).unwrap();
