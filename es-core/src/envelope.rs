@@ -147,12 +147,16 @@ impl Envelope<Payload> {
         &self.event
     }
 
-    /// Decodes the payload as an event of the set `E`.
+    /// Decodes the payload as an event of the set `E`, through the raw
+    /// upcasters and the typed chain.
     ///
     /// # Errors
     ///
     /// [`Error::Decode`] naming the stream and version, when this program
-    /// cannot decode the stored (name, schema version, payload).
+    /// cannot decode the stored (name, schema version, payload), or when a
+    /// raw upcaster turns it into other than one event
+    /// ([`DecodeError::NotOne`](crate::DecodeError::NotOne): use
+    /// [`into_envelopes`](Envelope::into_envelopes)).
     pub fn decode<E: EventSet>(&self) -> Result<E, Error> {
         self.as_event_ref().decode()
     }
@@ -165,6 +169,59 @@ impl Envelope<Payload> {
     pub fn into_envelope<E: EventSet>(self) -> Result<Envelope<E>, Error> {
         let event = self.decode::<E>()?;
         Ok(self.with_event(event))
+    }
+
+    /// Runs the stored event through the raw upcasters
+    /// ([`upcast`](crate::upcast)): the events readers see in its place,
+    /// each with this envelope's stream, version, position, id, times and
+    /// metadata, and its own aggregate type, name, schema version and
+    /// payload. Without an upcaster for it, the event itself.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when an upcaster fails.
+    pub fn upcast(self) -> Result<Vec<RecordedEvent>, Error> {
+        let upcast = crate::upcast::upcast(
+            &self.aggregate_type,
+            &self.name,
+            self.schema_version,
+            self.event.as_str(),
+        )
+        .map_err(|source| Error::Decode {
+            stream: self.stream_id.clone(),
+            version: self.version,
+            source,
+        })?;
+        let Some(events) = upcast else {
+            return Ok(vec![self]);
+        };
+        let (envelope, _) = self.split();
+        events
+            .into_iter()
+            .map(|raw| {
+                let payload = Payload::new(raw.payload.to_string());
+                let mut e = envelope.clone().put(payload);
+                if *e.aggregate_type != raw.aggregate_type {
+                    e.aggregate_type = Arc::from(raw.aggregate_type);
+                }
+                e.name = raw.name;
+                e.schema_version = raw.version;
+                Ok(e)
+            })
+            .collect()
+    }
+
+    /// The typed envelopes of the events readers see in this one's place
+    /// ([`upcast`](Envelope::upcast), then each decoded as `E`).
+    ///
+    /// # Errors
+    ///
+    /// As [`upcast`](Envelope::upcast) and [`decode`](Envelope::decode).
+    pub fn into_envelopes<E: EventSet>(self) -> Result<Vec<Envelope<E>>, Error> {
+        self.upcast()?
+            .into_iter()
+            .map(Envelope::into_envelope)
+            .collect()
     }
 
     /// The borrowed view of this event that folds see.
@@ -324,11 +381,82 @@ impl EventRef<'_> {
     ///
     /// [`Error::Decode`] naming the stream and version.
     pub fn decode<E: EventSet>(&self) -> Result<E, Error> {
-        E::decode(self.name, self.schema_version, self.payload).map_err(|source| Error::Decode {
+        let mut decoded = None;
+        let mut count = 0;
+        self.decode_each::<E>(|event| {
+            count += 1;
+            decoded = Some(event);
+        })?;
+        match decoded {
+            Some(event) if count == 1 => Ok(event),
+            _ => Err(self.error(DecodeError::NotOne {
+                name: self.name.to_owned(),
+                version: self.schema_version,
+                count,
+            })),
+        }
+    }
+
+    /// Decodes every event readers see in this one's place (the raw
+    /// upcasters may remove it, or split it into several), calling `each`
+    /// with each in order. Without a raw upcaster for it, one typed decode
+    /// and no allocation beyond the event.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] naming the stream and version.
+    pub fn decode_each<E: EventSet>(&self, mut each: impl FnMut(E)) -> Result<(), Error> {
+        self.for_each_upcast(|e| {
+            each(
+                E::decode(e.name, e.schema_version, e.payload)
+                    .map_err(|source| self.error(source))?,
+            );
+            Ok(())
+        })
+    }
+
+    /// Calls `each` with every event readers see in this one's place,
+    /// before typed decoding: this event itself when no raw upcaster
+    /// applies to it, else each event the upcasters produce (same stream,
+    /// version and times; its own aggregate type, name, schema version and
+    /// payload).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Decode`] when an upcaster fails; what `each` returns.
+    pub fn for_each_upcast(
+        &self,
+        mut each: impl FnMut(EventRef<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let upcast = crate::upcast::upcast(
+            self.aggregate_type,
+            self.name,
+            self.schema_version,
+            self.payload,
+        )
+        .map_err(|source| self.error(source))?;
+        let Some(events) = upcast else {
+            return each(*self);
+        };
+        for raw in events {
+            let payload = raw.payload.to_string();
+            each(EventRef {
+                aggregate_type: &raw.aggregate_type,
+                name: &raw.name,
+                schema_version: raw.version,
+                payload: &payload,
+                ..*self
+            })?;
+        }
+        Ok(())
+    }
+
+    fn error(&self, source: DecodeError) -> Error {
+        Error::Decode {
             stream: self.stream_id.clone(),
             version: self.version,
             source,
-        })
+        }
     }
 
     /// The id of the aggregate this event belongs to, as text (see

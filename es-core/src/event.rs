@@ -242,6 +242,28 @@ pub enum DecodeError {
         #[source]
         source: serde_json::Error,
     },
+    /// A raw upcaster could not turn the stored event into current ones (see
+    /// [`upcast`](crate::upcast)).
+    #[error("cannot upcast event `{name}` version {version}: {reason}")]
+    Upcast {
+        /// The stored name.
+        name: String,
+        /// The stored schema version.
+        version: u32,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A raw upcaster split a stored event into several (or removed it),
+    /// where the caller asked for exactly one event.
+    #[error("event `{name}` version {version} upcasts to {count} events, not one")]
+    NotOne {
+        /// The stored name.
+        name: String,
+        /// The stored schema version.
+        version: u32,
+        /// How many events it upcasts to.
+        count: usize,
+    },
     /// A snapshot payload does not match the aggregate's state type.
     #[error("snapshot of aggregate `{aggregate}` does not match its state type")]
     Snapshot {

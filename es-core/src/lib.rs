@@ -69,6 +69,7 @@ mod repository;
 mod snapshot;
 pub mod store;
 mod time;
+pub mod upcast;
 mod version;
 
 #[cfg(feature = "testing")]

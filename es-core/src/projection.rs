@@ -331,9 +331,14 @@ where
                 });
             }
             *version = e.version;
-            if P::takes(e.aggregate_type, e.name) {
-                state.apply(&e.decode::<P::Event>()?);
-            }
+            // Through the raw upcasters first: what `P` takes is decided on
+            // the events readers see, names and aggregate types included.
+            e.for_each_upcast(|e| {
+                if P::takes(e.aggregate_type, e.name) {
+                    state.apply(&e.decode::<P::Event>()?);
+                }
+                Ok(())
+            })?;
             Ok(ControlFlow::Continue(()))
         })
         .await?;

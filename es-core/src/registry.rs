@@ -32,6 +32,7 @@ use std::fmt;
 
 use crate::aggregate::Aggregate;
 use crate::event::{Event, EventKey, EventSet};
+use crate::upcast::RawUpcaster;
 
 /// One event type, as registered by `#[derive(Event)]`.
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +115,60 @@ pub enum RegistryError {
         /// The other.
         second: &'static str,
     },
+    /// Two raw upcasters claim one stored (aggregate type, name, version).
+    #[error("two raw upcasters claim event `{name}` version {version} of aggregate `{aggregate}`")]
+    DuplicateUpcaster {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The event name.
+        name: &'static str,
+        /// The schema version.
+        version: u32,
+    },
+    /// Raw upcasters run in a cycle through this key.
+    #[error(
+        "raw upcasters of event `{name}` version {version} of aggregate `{aggregate}` run in a cycle"
+    )]
+    UpcastCycle {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The event name.
+        name: &'static str,
+        /// The schema version.
+        version: u32,
+    },
+    /// A chain of raw upcasters ends at an event no registered type decodes.
+    #[error(
+        "the raw upcasters of event `{name}` version {version} of aggregate `{aggregate}` end at `{ends_at}` version {ends_version}, which no event type of this program decodes"
+    )]
+    UpcastDeadEnd {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The event name the chain starts at.
+        name: &'static str,
+        /// Its schema version.
+        version: u32,
+        /// The name the chain ends at.
+        ends_at: &'static str,
+        /// The version it ends at.
+        ends_version: u32,
+    },
+    /// A raw upcaster takes a (name, version) that a typed chain decodes
+    /// too, without saying so (`RawUpcaster::overriding_typed`): the typed
+    /// decoding of it would never run.
+    #[error(
+        "a raw upcaster takes event `{name}` version {version} of aggregate `{aggregate}`, which `{typed}` decodes too; mark it `.overriding_typed()` if that is meant"
+    )]
+    ShadowsTyped {
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The event name.
+        name: &'static str,
+        /// The schema version.
+        version: u32,
+        /// The event type whose chain decodes it.
+        typed: &'static str,
+    },
     /// Nothing registered at all: this platform does not run `inventory`'s
     /// registrations, so build the registry with [`Registry::builder`].
     #[error("no event or aggregate is registered; on this platform use `Registry::builder()`")]
@@ -148,6 +203,7 @@ pub struct RegisteredEvent {
 pub struct Registry {
     events: Vec<RegisteredEvent>,
     aggregates: Vec<AggregateRegistration>,
+    upcasters: Vec<&'static RawUpcaster>,
 }
 
 impl Registry {
@@ -176,6 +232,7 @@ impl Registry {
         if builder.events.is_empty() && builder.aggregates.is_empty() {
             return Err(RegistryErrors(vec![RegistryError::Empty]));
         }
+        builder.upcasters = crate::upcast::registered();
         builder.build()
     }
 
@@ -195,6 +252,29 @@ impl Registry {
     pub fn aggregates(&self) -> impl Iterator<Item = &AggregateRegistration> {
         self.aggregates.iter()
     }
+
+    /// The raw upcasters checked with it (those linked through `inventory`,
+    /// for a registry of [`validate`]), sorted by key.
+    pub fn upcasters(&self) -> impl Iterator<Item = &'static RawUpcaster> + '_ {
+        self.upcasters.iter().copied()
+    }
+
+    /// Whether a stored event (`aggregate`, `name`, `version`) decodes in
+    /// this program: through its raw upcasters, each event they produce
+    /// decodes; without one, a registered type decodes it.
+    pub fn decodes_stored(&self, aggregate: &str, name: &str, version: u32) -> bool {
+        let upcaster = self
+            .upcasters
+            .iter()
+            .find(|u| (u.aggregate, u.name, u.version) == (aggregate, name, version));
+        match upcaster {
+            None => self.decodes(name, version),
+            Some(upcaster) => upcaster
+                .produces()
+                .iter()
+                .all(|&(a, n, v)| (a, n, v) != upcaster.key() && self.decodes_stored(a, n, v)),
+        }
+    }
 }
 
 /// Validates the process-wide registry (see the module docs).
@@ -212,6 +292,7 @@ pub fn validate() -> Result<Registry, RegistryErrors> {
 pub struct RegistryBuilder {
     events: Vec<EventRegistration>,
     aggregates: Vec<AggregateRegistration>,
+    upcasters: Vec<&'static RawUpcaster>,
 }
 
 impl RegistryBuilder {
@@ -308,17 +389,111 @@ impl RegistryBuilder {
                 }
             }
         }
-        if !errors.is_empty() {
-            return Err(RegistryErrors(errors));
-        }
-        let events = by_key
+        let events: Vec<RegisteredEvent> = by_key
             .into_values()
             .map(|key| RegisteredEvent {
                 key,
                 decodable_versions: key.decodable_versions(),
             })
             .collect();
-        Ok(Registry { events, aggregates })
+        let mut upcasters = self.upcasters;
+        upcasters.sort_by_key(|u| u.key());
+        check_upcasters(&upcasters, &events, &mut errors);
+        if !errors.is_empty() {
+            return Err(RegistryErrors(errors));
+        }
+        Ok(Registry {
+            events,
+            aggregates,
+            upcasters,
+        })
+    }
+}
+
+/// The rules of the raw upcaster graph (see [`RegistryError`]'s upcaster
+/// variants); `upcasters` is sorted by key.
+fn check_upcasters(
+    upcasters: &[&'static RawUpcaster],
+    events: &[RegisteredEvent],
+    errors: &mut Vec<RegistryError>,
+) {
+    type Key = (&'static str, &'static str, u32);
+    let decodes = |name: &str, version: u32| {
+        events
+            .iter()
+            .find(|e| e.key.name == name && e.decodable_versions.contains(&version))
+    };
+    for pair in upcasters.windows(2) {
+        if pair[0].key() == pair[1].key() {
+            let (aggregate, name, version) = pair[0].key();
+            let error = RegistryError::DuplicateUpcaster {
+                aggregate,
+                name,
+                version,
+            };
+            if !errors.contains(&error) {
+                errors.push(error);
+            }
+        }
+    }
+    let by_key: BTreeMap<Key, &RawUpcaster> = upcasters.iter().map(|u| (u.key(), *u)).collect();
+    for upcaster in upcasters {
+        let (aggregate, name, version) = upcaster.key();
+        // One that keeps its (name, version) (a move to another aggregate)
+        // leaves the typed decoding of it in place.
+        let keeps_key = upcaster
+            .produces()
+            .iter()
+            .any(|&(_, n, v)| (n, v) == (name, version));
+        if !upcaster.overrides_typed
+            && !keeps_key
+            && let Some(typed) = decodes(name, version)
+        {
+            errors.push(RegistryError::ShadowsTyped {
+                aggregate,
+                name,
+                version,
+                typed: typed.key.type_name(),
+            });
+        }
+        // Every path from this key: a cycle, or ends that nothing decodes.
+        let mut stack: Vec<(Key, Vec<Key>)> = vec![(upcaster.key(), vec![upcaster.key()])];
+        let mut cycle = false;
+        let mut dead_ends = Vec::new();
+        while let Some((key, path)) = stack.pop() {
+            let Some(step) = by_key.get(&key) else {
+                if decodes(key.1, key.2).is_none() && !dead_ends.contains(&key) {
+                    dead_ends.push(key);
+                }
+                continue;
+            };
+            for next in step.produces() {
+                if path.contains(&next) {
+                    cycle = true;
+                    continue;
+                }
+                let mut longer = path.clone();
+                longer.push(next);
+                stack.push((next, longer));
+            }
+        }
+        if cycle {
+            errors.push(RegistryError::UpcastCycle {
+                aggregate,
+                name,
+                version,
+            });
+        }
+        dead_ends.sort_unstable();
+        for (_, ends_at, ends_version) in dead_ends {
+            errors.push(RegistryError::UpcastDeadEnd {
+                aggregate,
+                name,
+                version,
+                ends_at,
+                ends_version,
+            });
+        }
     }
 }
 

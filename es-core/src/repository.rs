@@ -451,15 +451,29 @@ where
         while let Some(recorded) = next(&mut events).await {
             let recorded = recorded?;
             check_aggregate::<A>(&recorded.as_event_ref())?;
-            let decoded = match recorded.decode::<A::Event>() {
-                Ok(event) => Decoded::Event(event),
-                Err(Error::Decode { source, .. }) => Decoded::Undecodable {
-                    payload: recorded.event.clone(),
-                    error: Arc::new(source),
-                },
+            // The events readers see in its place (raw upcasters may remove
+            // or split it); one that cannot be upcast is kept as stored.
+            let seen = match recorded.clone().upcast() {
+                Ok(seen) => seen,
+                Err(Error::Decode { source, .. }) => {
+                    let payload = recorded.event.clone();
+                    let error = Arc::new(source);
+                    trail.push(recorded.with_event(Decoded::Undecodable { payload, error }));
+                    continue;
+                }
                 Err(other) => return Err(other),
             };
-            trail.push(recorded.with_event(decoded));
+            for recorded in seen {
+                let decoded = match recorded.decode::<A::Event>() {
+                    Ok(event) => Decoded::Event(event),
+                    Err(Error::Decode { source, .. }) => Decoded::Undecodable {
+                        payload: recorded.event.clone(),
+                        error: Arc::new(source),
+                    },
+                    Err(other) => return Err(other),
+                };
+                trail.push(recorded.with_event(decoded));
+            }
         }
         Ok(trail)
     }
@@ -694,10 +708,11 @@ where
         let (state, version) = (&mut folded.state, &mut folded.version);
         self.store
             .fold_stream(stream, ReadRange { start, end }, |e| {
-                let event = apply_next(stream, state, version, &e)?;
-                if let Some(theirs) = theirs.as_deref_mut() {
-                    theirs.push(event);
-                }
+                apply_next(stream, state, version, &e, |event| {
+                    if let Some(theirs) = theirs.as_deref_mut() {
+                        theirs.push(event);
+                    }
+                })?;
                 Ok(ControlFlow::Continue(()))
             })
             .await
@@ -728,7 +743,7 @@ where
                     own_event_found = true;
                     return Ok(ControlFlow::Continue(()));
                 }
-                apply_next(stream, state, version, &e)?;
+                apply_next(stream, state, version, &e, drop)?;
                 Ok(ControlFlow::Continue(()))
             })
             .await?;
@@ -752,7 +767,7 @@ where
                 read = e.version;
                 if at.counts(e.recorded_at, e.occurred_at) {
                     check_aggregate::<A>(&e)?;
-                    state.apply(&e.decode::<A::Event>()?);
+                    e.decode_each::<A::Event>(|event| state.apply(&event))?;
                     *version = e.version;
                 }
                 Ok(ControlFlow::Continue(()))
@@ -870,19 +885,23 @@ where
 }
 
 /// Checks that `e` is the next event of a stream of this aggregate, decodes
-/// it and folds it into `state`: the one step of every fold.
+/// it (through the raw upcasters: none, one or several events) and folds
+/// each into `state`, then hands it to `seen`: the one step of every fold.
 fn apply_next<A: Aggregate>(
     stream: &StreamId,
     state: &mut A,
     version: &mut u64,
     e: &EventRef<'_>,
-) -> Result<A::Event> {
+    mut seen: impl FnMut(A::Event),
+) -> Result<()> {
     check_contiguous(stream, *version, e.version)?;
     check_aggregate::<A>(e)?;
-    let event = e.decode::<A::Event>()?;
-    state.apply(&event);
+    e.decode_each::<A::Event>(|event| {
+        state.apply(&event);
+        seen(event);
+    })?;
     *version = e.version;
-    Ok(event)
+    Ok(())
 }
 
 /// A stream whose events belong to another aggregate type (two names that

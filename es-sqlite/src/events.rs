@@ -137,15 +137,26 @@ pub(crate) struct NamedPage {
 #[derive(Debug, Clone)]
 pub(crate) struct Filter {
     names: Vec<&'static str>,
-    aggregates: &'static [&'static str],
+    aggregates: Vec<&'static str>,
     /// The query, written once.
     sql: String,
 }
 
 impl Filter {
+    /// The events `P` takes, and the stored ones raw upcasters may turn
+    /// into them (a superset: the runner checks `P::takes` on what each
+    /// stored event becomes).
     pub(crate) fn of<P: es_core::Projection>() -> Self {
-        let names = P::event_names();
-        let aggregates = P::AGGREGATES;
+        let mut names = P::event_names();
+        let mut aggregates = P::AGGREGATES.to_vec();
+        for (aggregate, name) in es_core::upcast::stored_sources(&names.clone()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+            if !aggregates.is_empty() && !aggregates.contains(&aggregate) {
+                aggregates.push(aggregate);
+            }
+        }
         let list = |from: usize, n: usize| {
             (from..from + n)
                 .map(|i| format!("?{i}"))
@@ -216,7 +227,7 @@ pub(crate) fn named_rows(
     for name in &filter.names {
         params.push(name);
     }
-    for aggregate in filter.aggregates {
+    for aggregate in &filter.aggregates {
         params.push(aggregate);
     }
     let mut events = Vec::with_capacity(limit.min(256));

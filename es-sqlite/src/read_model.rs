@@ -336,22 +336,37 @@ pub(crate) fn dispatch_all<R: ReadModel>(
 ) -> Result<(), Failed> {
     for (index, recorded) in events.into_iter().enumerate() {
         fail::fail_point!("es-sqlite::runner::between-events");
-        let decoded = <R::Event as EventSet>::decode(
+        let failed = |reason| Failed { index, reason };
+        // Through the raw upcasters first (without allocating when none
+        // applies): the store's query selected every stored event that may
+        // become one the model takes, and `takes` decides on what it became.
+        let seen = if es_core::upcast::applies(
+            &recorded.aggregate_type,
             &recorded.name,
             recorded.schema_version,
-            recorded.event.as_str(),
-        )
-        .map_err(|e| Failed {
-            index,
-            reason: StopReason::Decode(e),
-        })?;
-        let envelope = recorded.with_event(decoded);
-        let handled = catch_unwind(AssertUnwindSafe(|| model.dispatch(tx, envelope)))
-            .unwrap_or_else(|panic| Err(panicked(&*panic)));
-        handled.map_err(|e| Failed {
-            index,
-            reason: StopReason::Handler(e),
-        })?;
+        ) {
+            recorded.upcast().map_err(|e| match e {
+                es_core::Error::Decode { source, .. } => failed(StopReason::Decode(source)),
+                other => failed(StopReason::Handler(other.into())),
+            })?
+        } else {
+            vec![recorded]
+        };
+        for recorded in seen {
+            if !R::takes(&recorded.aggregate_type, &recorded.name) {
+                continue;
+            }
+            let decoded = <R::Event as EventSet>::decode(
+                &recorded.name,
+                recorded.schema_version,
+                recorded.event.as_str(),
+            )
+            .map_err(|e| failed(StopReason::Decode(e)))?;
+            let envelope = recorded.with_event(decoded);
+            let handled = catch_unwind(AssertUnwindSafe(|| model.dispatch(tx, envelope)))
+                .unwrap_or_else(|panic| Err(panicked(&*panic)));
+            handled.map_err(|e| failed(StopReason::Handler(e)))?;
+        }
     }
     Ok(())
 }
