@@ -364,14 +364,48 @@ impl ReadModels {
     }
 
     /// Makes `version` of `name` the serving one, if the registry still
-    /// says `expected` (another runner may have swapped first); then deletes
-    /// the files of older versions. Returns the version serving after.
+    /// says `expected` (another runner may have swapped first), once it has
+    /// taken every event the serving version has: readers never see the
+    /// model go back in time. The serving version's file is write-locked
+    /// from the comparison to the switch, and its runner checks the
+    /// registry inside each of its write transactions, so it commits
+    /// nothing past the position compared; meanwhile `catch_up(target)`
+    /// takes the new version to at least `target` and returns where it is.
+    /// Then deletes the files of older versions. Returns the version serving
+    /// after, or `None` when the new one could not catch up (a parked or
+    /// failing event: the runner sees it next round).
     pub(crate) fn swap(
         &self,
-        name: &str,
+        name: &'static str,
         expected: Option<u32>,
         version: u32,
-    ) -> Result<u32, ReadModelError> {
+        catch_up: &mut dyn FnMut(u64) -> Result<u64, ReadModelError>,
+    ) -> Result<Option<u32>, ReadModelError> {
+        // The serving version's write lock, held across the switch.
+        let mut old = match expected {
+            Some(old) if self.model_path(name, old).exists() => Some(schema::connect(
+                &self.model_path(name, old),
+                &self.inner.options,
+                Role::Writer,
+            )?),
+            _ => None,
+        };
+        let old_lock = match &mut old {
+            Some(conn) => {
+                let lock = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite(name))?;
+                let theirs: i64 = lock
+                    .query_row("SELECT position FROM _es_read_model", [], |r| r.get(0))
+                    .map_err(sqlite(name))?;
+                let theirs = u64::try_from(theirs).unwrap_or(0);
+                if catch_up(theirs)? < theirs {
+                    return Ok(None);
+                }
+                Some(lock)
+            }
+            None => None,
+        };
         let serving_now = {
             let mut registry = self.registry();
             let swapped = (|| {
@@ -390,10 +424,12 @@ impl ReadModels {
             })();
             swapped.map_err(|e| self.registry_error(e))?
         };
+        drop(old_lock);
+        drop(old);
         if serving_now == version {
             self.retire_below(name, version);
         }
-        Ok(serving_now)
+        Ok(Some(serving_now))
     }
 
     /// Deletes the files of the versions of `name` older than `version`

@@ -331,7 +331,18 @@ impl<R: ReadModel> Follow<R> {
             let head = page.head;
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 if serving != Some(R::VERSION) {
-                    serving = Some(self.models.swap(R::NAME, serving, R::VERSION)?);
+                    // Not before it has taken what the serving version has:
+                    // a reader must never see the model go back in time.
+                    // Behind it, the events it has taken are committed, so
+                    // the next page has them: no wait.
+                    let models = self.models.clone();
+                    let Some(now) = models.swap(R::NAME, serving, R::VERSION, &mut |target| {
+                        self.take_until(model, target)
+                    })?
+                    else {
+                        continue;
+                    };
+                    serving = Some(now);
                     if serving == Some(R::VERSION) {
                         tracing::info!(checkpoint = self.checkpoint, "caught up: serving");
                     } else if let Some(newer) = serving.filter(|&v| v > R::VERSION) {
@@ -357,7 +368,13 @@ impl<R: ReadModel> Follow<R> {
                 Timestamp::now().as_unix_micros() - e.recorded_at.as_unix_micros()
             });
             let taken = page.events.len();
-            self.take(model, page.events, page.scanned_to)?;
+            match self.take(model, page.events, page.scanned_to) {
+                Err(ReadModelError::Superseded { serving, .. }) => {
+                    tracing::info!(serving, "a newer version serves: stopping");
+                    return Ok(Status::Superseded { serving });
+                }
+                other => other?,
+            }
             let elapsed = started.elapsed().as_secs_f64();
             #[allow(clippy::cast_precision_loss)] // a rate, for people
             let rate = if elapsed > 0.0 {
@@ -399,10 +416,20 @@ impl<R: ReadModel> Follow<R> {
         let first = events
             .first()
             .map(|e| (e.position, e.stream_id.clone(), e.version));
-        let tx = self
+        let tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite(name))?;
+        {
+            Ok(tx) => tx,
+            // The file is locked past the busy timeout (a newer version
+            // holding it while it swaps in, another process's runner): the
+            // page is read again next round.
+            Err(e) if is_busy(&e) => {
+                tracing::debug!("the model's file is busy; trying again");
+                return Ok(());
+            }
+            Err(e) => return Err(sqlite(name)(e)),
+        };
         let stored = checkpoint(&tx, name)?;
         if stored != self.checkpoint {
             tracing::warn!(
@@ -412,6 +439,19 @@ impl<R: ReadModel> Follow<R> {
             );
             self.checkpoint = stored;
             return Ok(());
+        }
+        // Under this file's write lock: a newer version swaps in only while
+        // holding it, so once it serves, this version commits nothing more.
+        if let Some(newer) = self
+            .models
+            .serving_version(name)?
+            .filter(|&v| v > R::VERSION)
+        {
+            return Err(ReadModelError::Superseded {
+                name,
+                version: R::VERSION,
+                serving: newer,
+            });
         }
         fail::fail_point!("es-sqlite::runner::before-handlers");
         match dispatch_all(model, &tx, events) {
@@ -451,6 +491,22 @@ impl<R: ReadModel> Follow<R> {
                 }
             }
         }
+    }
+
+    /// Takes pages until the checkpoint is at least `target`; returns it.
+    fn take_until(&mut self, model: &mut R, target: u64) -> Result<u64, ReadModelError> {
+        while self.checkpoint < target {
+            let before = self.checkpoint;
+            let page = self.models.store().pool().with(|conn| {
+                events::named_page(conn, self.checkpoint, &self.filter, self.options.batch)
+            })?;
+            self.take(model, page.events, page.scanned_to)?;
+            if self.checkpoint == before && self.limit_once.is_none() {
+                // Parked or stopped at an event: the caller sees it next round.
+                break;
+            }
+        }
+        Ok(self.checkpoint)
     }
 
     /// Parks the failing event and moves the checkpoint past it, in one
@@ -555,6 +611,13 @@ impl<R: ReadModel> Follow<R> {
         );
         Ok(retried)
     }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 fn checkpoint(conn: &Connection, name: &'static str) -> Result<u64, ReadModelError> {
