@@ -93,7 +93,9 @@ pub use registry::Registry;
 pub use repository::{Command, ConflictPolicy, ExecuteError, Executed, Loaded, Repository};
 pub use snapshot::{Snapshot, SnapshotStore};
 pub use store::memory::InMemoryStore;
-pub use store::{AppendResult, EventStore, EventStream, Limits, StreamWrite, Watch};
+pub use store::{
+    AppendResult, EventStore, EventStream, Limits, StoredEventType, StreamWrite, Watch,
+};
 pub use time::{AsOf, Timestamp, TimestampError};
 pub use version::{ExpectedVersion, ReadRange};
 

@@ -32,6 +32,7 @@ use std::fmt;
 
 use crate::aggregate::Aggregate;
 use crate::event::{Event, EventKey, EventSet};
+use crate::store::{EventStore, StoredEventType};
 use crate::upcast::RawUpcaster;
 
 /// One event type, as registered by `#[derive(Event)]`.
@@ -273,6 +274,119 @@ impl Registry {
                 .produces()
                 .iter()
                 .all(|&(a, n, v)| (a, n, v) != upcaster.key() && self.decodes_stored(a, n, v)),
+        }
+    }
+}
+
+/// The deploy check: validates the process-wide registry, then compares it
+/// with what `store` holds ([`EventStore::event_types`]: no payload is
+/// read). A program should run it before it writes: a store that holds
+/// events this build cannot decode was written by a newer build (or needs
+/// upcasters), and writing to it would build on state this build cannot
+/// see.
+///
+/// ```standalone_crate
+/// use es_core::prelude::*;
+/// use es_core::registry::CheckError;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// # pub struct Noted { pub text: String }
+/// # #[derive(Aggregate, Default, Debug)]
+/// # #[aggregate(events(Noted))]
+/// # pub struct Notebook;
+/// # impl Apply<Noted> for Notebook { fn apply(&mut self, _: &Noted) {} }
+///
+/// # es_core::blocking::block_on(async {
+/// let store = InMemoryStore::new();
+/// Repository::<Notebook, _>::new(store.clone()).execute("1", |_| Noted { text: "hi".into() }).await?;
+/// es_core::registry::check_store(&store).await?;
+///
+/// // An event a newer build wrote:
+/// let newer = es_core::NewEvent::new("notebook", "notebook-archived", 1, "{}");
+/// store.append(&StreamId::new("notebook-1")?, ExpectedVersion::Any, vec![newer]).await?;
+/// let Err(CheckError::Undecodable(found)) = es_core::registry::check_store(&store).await else {
+///     panic!("the check finds it");
+/// };
+/// assert_eq!(found.0[0].name, "notebook-archived");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`CheckError::Registry`] for an invalid registry,
+/// [`CheckError::Undecodable`] listing the stored event types this program
+/// cannot decode, [`CheckError::Store`] when the store cannot be read.
+#[cfg(feature = "inventory")]
+pub async fn check_store<S: EventStore>(store: &S) -> Result<Registry, CheckError> {
+    let registry = validate().map_err(CheckError::Registry)?;
+    registry.check_store(store).await?;
+    Ok(registry)
+}
+
+/// Why [`check_store`] refused a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckError {
+    /// The program's own registry is invalid.
+    #[error(transparent)]
+    Registry(RegistryErrors),
+    /// The store holds events this program cannot decode.
+    #[error(transparent)]
+    Undecodable(Undecodable),
+    /// The store cannot be read.
+    #[error(transparent)]
+    Store(crate::Error),
+}
+
+/// The stored event types a program cannot decode, with their counts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Undecodable(pub Vec<StoredEventType>);
+
+impl fmt::Display for Undecodable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the store holds {} kind(s) of event this program cannot decode (written by a newer build?): ",
+            self.0.len()
+        )?;
+        for (i, t) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{t}")?;
+        }
+        f.write_str("; run a build that decodes them, or register upcasters for them")
+    }
+}
+
+impl Registry {
+    /// The stored event types of `store` this registry cannot decode (see
+    /// [`decodes_stored`](Registry::decodes_stored)), sorted.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub async fn undecodable<S: EventStore>(&self, store: &S) -> crate::Result<Vec<StoredEventType>> {
+        let types = store.event_types().await?;
+        Ok(types
+            .into_iter()
+            .filter(|t| !self.decodes_stored(&t.aggregate_type, &t.name, t.schema_version))
+            .collect())
+    }
+
+    /// The deploy check with this registry (see [`check_store`]).
+    ///
+    /// # Errors
+    ///
+    /// [`CheckError::Undecodable`] or [`CheckError::Store`].
+    pub async fn check_store<S: EventStore>(&self, store: &S) -> Result<(), CheckError> {
+        let undecodable = self.undecodable(store).await.map_err(CheckError::Store)?;
+        if undecodable.is_empty() {
+            Ok(())
+        } else {
+            Err(CheckError::Undecodable(Undecodable(undecodable)))
         }
     }
 }

@@ -205,6 +205,80 @@ pub trait EventStore: Send + Sync + 'static {
     /// A [`Watch`] that wakes when events are committed, by this process,
     /// after it was made.
     fn watch(&self) -> Watch;
+
+    /// Every (aggregate type, name, schema version) stored, with how many
+    /// events have it, sorted: what a deploy check
+    /// ([`registry::check_store`](crate::registry::check_store)) compares
+    /// with what a program decodes.
+    ///
+    /// The default reads every event through [`read_all`](EventStore::read_all);
+    /// a store should keep a summary instead (es-sqlite and the in-memory
+    /// store do), so the check reads no payload.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    fn event_types(&self) -> impl Future<Output = Result<Vec<StoredEventType>>> + Send {
+        let mut events = self.read_all(1);
+        async move {
+            let mut counts = std::collections::BTreeMap::<(String, String, u32), u64>::new();
+            while let Some(event) = next(&mut events).await {
+                let event = event?;
+                *counts
+                    .entry((
+                        event.aggregate_type.to_string(),
+                        event.name,
+                        event.schema_version,
+                    ))
+                    .or_default() += 1;
+            }
+            Ok(StoredEventType::from_counts(counts))
+        }
+    }
+}
+
+/// One kind of event a store holds, and how many ([`EventStore::event_types`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StoredEventType {
+    /// The aggregate type of the streams holding them.
+    pub aggregate_type: String,
+    /// Their name.
+    pub name: String,
+    /// Their stored schema version.
+    pub schema_version: u32,
+    /// How many events have this (aggregate type, name, schema version).
+    pub count: u64,
+}
+
+impl StoredEventType {
+    /// The list of a tally, sorted by key.
+    pub fn from_counts(
+        counts: impl IntoIterator<Item = ((String, String, u32), u64)>,
+    ) -> Vec<StoredEventType> {
+        let mut types: Vec<StoredEventType> = counts
+            .into_iter()
+            .map(
+                |((aggregate_type, name, schema_version), count)| StoredEventType {
+                    aggregate_type,
+                    name,
+                    schema_version,
+                    count,
+                },
+            )
+            .collect();
+        types.sort();
+        types
+    }
+}
+
+impl std::fmt::Display for StoredEventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` version {} of aggregate `{}` ({} stored)",
+            self.name, self.schema_version, self.aggregate_type, self.count
+        )
+    }
 }
 
 /// Size limits a store enforces before writing anything (RELIABILITY S2).

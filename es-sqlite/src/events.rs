@@ -483,3 +483,41 @@ pub(crate) fn last_position(conn: &Connection) -> Result<u64> {
         .map_err(store_error)?;
     u64::try_from(position.unwrap_or(0)).map_err(|_| corrupt("negative position"))
 }
+
+/// The `event_types` summary: every stored (aggregate type, name, schema
+/// version) and its count, sorted.
+pub(crate) fn event_types(conn: &Connection) -> Result<Vec<es_core::StoredEventType>> {
+    let mut query = conn
+        .prepare_cached(
+            "SELECT aggregate_type, name, schema_version, count FROM event_types \
+             ORDER BY aggregate_type, name, schema_version",
+        )
+        .map_err(store_error)?;
+    let rows = query
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })
+        .map_err(store_error)?;
+    let mut types = Vec::new();
+    for row in rows {
+        let (aggregate_type, name, version, count) = row.map_err(store_error)?;
+        let (Ok(schema_version), Ok(count)) = (u32::try_from(version), u64::try_from(count)) else {
+            return Err(corrupt(format!(
+                "event_types holds `{name}` version {version} with count {count}"
+            )));
+        };
+        types.push(es_core::StoredEventType {
+            aggregate_type,
+            name,
+            schema_version,
+            count,
+        });
+    }
+    types.sort();
+    Ok(types)
+}

@@ -11,7 +11,7 @@ use crate::options::{Durability, SqliteOptions, Verify};
 pub(crate) const APPLICATION_ID: i64 = 0x6573_5351;
 
 /// The schema version this code writes and reads (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Released
 /// migrations are never edited: files of every older schema must keep
@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sql/0001_init.sql"),
     include_str!("sql/0002_lean_log.sql"),
     include_str!("sql/0003_inline_read_models.sql"),
+    include_str!("sql/0004_event_types.sql"),
 ];
 
 /// What a connection is for.

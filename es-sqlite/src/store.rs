@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use es_core::store::backend::{Notifier, check_append, stream_of};
 use es_core::{
     AppendResult, CheckpointStore, Error, EventRef, EventStore, EventStream, Limits, Projection,
-    ReadRange, Result, Snapshot, SnapshotStore, StreamId, StreamWrite, Watch,
+    ReadRange, Result, Snapshot, SnapshotStore, StoredEventType, StreamId, StreamWrite, Watch,
 };
 
 use crate::error::OpenError;
@@ -422,6 +422,12 @@ impl EventStore for SqliteStore {
 
     fn watch(&self) -> Watch {
         self.inner.notifier.watch()
+    }
+
+    /// Read from the `event_types` summary the writer keeps: no event is
+    /// read.
+    fn event_types(&self) -> impl Future<Output = Result<Vec<StoredEventType>>> + Send {
+        self.read_now(events::event_types)
     }
 }
 

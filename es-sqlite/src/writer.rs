@@ -176,6 +176,7 @@ impl Writer {
     fn run_batch(&mut self, batch: &[Job]) -> Result<Vec<Result<Outcome>>> {
         fail::fail_point!("es-sqlite::writer::batch-start");
         let start = self.positions;
+        let mut tally = EventTypes::default();
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -187,7 +188,10 @@ impl Writer {
             let answer = match &job.work {
                 Work::Append(checked) => {
                     match append_request(&mut tx, &self.inline, &mut self.positions, checked, now) {
-                        Ok(results) => Ok(Outcome::Appended(results)),
+                        Ok(results) => {
+                            tally.add(checked, &results);
+                            Ok(Outcome::Appended(results))
+                        }
                         Err(Failure::Request(error)) => Err(error),
                         // Part of the request may be left: nothing of the
                         // batch may commit.
@@ -220,6 +224,7 @@ impl Writer {
         if self.positions.last > start.last && !self.inline.is_empty() {
             self.inline.advance(&tx, self.positions.last)?;
         }
+        tally.save(&tx)?;
         fail::fail_point!("es-sqlite::writer::before-commit", |message| {
             Err(Error::backend(message.unwrap_or_default()))
         });
@@ -303,6 +308,51 @@ fn append_request(
             Err(Failure::Request(error))
         }
         Err(failure @ Failure::Batch(_)) => Err(failure),
+    }
+}
+
+/// How many events of each (aggregate type, name, schema version) a batch
+/// wrote, for the `event_types` summary (schema 4): one row written per
+/// type, in the batch's transaction.
+#[derive(Default)]
+struct EventTypes(std::collections::BTreeMap<(String, String, u32), i64>);
+
+impl EventTypes {
+    /// Counts what a request wrote: the writes its results say were written
+    /// (not repeats, not empty).
+    fn add(&mut self, checked: &CheckedAppend, results: &[AppendResult]) {
+        for (write, result) in checked.writes.iter().zip(results) {
+            if result.repeated || result.first_position.is_none() {
+                continue;
+            }
+            for event in &write.events {
+                let key = (
+                    event.aggregate_type.to_string(),
+                    event.name.to_string(),
+                    event.schema_version,
+                );
+                *self.0.entry(key).or_default() += 1;
+            }
+        }
+    }
+
+    fn save(&self, tx: &rusqlite::Transaction<'_>) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut upsert = tx
+            .prepare_cached(
+                "INSERT INTO event_types (aggregate_type, name, schema_version, count) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (aggregate_type, name, schema_version) \
+                 DO UPDATE SET count = count + excluded.count",
+            )
+            .map_err(store_error)?;
+        for ((aggregate, name, version), count) in &self.0 {
+            upsert
+                .execute(rusqlite::params![aggregate, name, version, count])
+                .map_err(store_error)?;
+        }
+        Ok(())
     }
 }
 

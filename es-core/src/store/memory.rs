@@ -15,7 +15,9 @@ use crate::error::{Error, Result};
 use crate::id::StreamId;
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::backend::{Notifier, StoredAt, check_append, decide_append};
-use crate::store::{AppendResult, EventStore, EventStream, Limits, StreamWrite, Watch};
+use crate::store::{
+    AppendResult, EventStore, EventStream, Limits, StoredEventType, StreamWrite, Watch,
+};
 use crate::time::Timestamp;
 use crate::version::ReadRange;
 
@@ -62,6 +64,8 @@ struct Log {
     streams: HashMap<StreamId, StreamEntry>,
     /// Event id to index in `all`.
     ids: HashMap<Uuid, usize>,
+    /// How many events of each (aggregate type, name, schema version).
+    types: std::collections::BTreeMap<(String, String, u32), u64>,
 }
 
 struct StreamEntry {
@@ -153,6 +157,14 @@ impl Log {
             version += 1;
             let index = self.all.len();
             self.ids.insert(event.event_id, index);
+            *self
+                .types
+                .entry((
+                    aggregate_type.to_string(),
+                    event.name.to_string(),
+                    event.schema_version,
+                ))
+                .or_default() += 1;
             self.all.push(Arc::new(RecordedEvent {
                 stream_id: write.stream.clone(),
                 aggregate_type: aggregate_type.clone(),
@@ -261,6 +273,11 @@ impl EventStore for InMemoryStore {
 
     fn watch(&self) -> Watch {
         self.shared.notifier.watch()
+    }
+
+    fn event_types(&self) -> impl Future<Output = Result<Vec<StoredEventType>>> + Send {
+        let types = lock(&self.shared.log).types.clone();
+        ready(Ok(StoredEventType::from_counts(types)))
     }
 }
 

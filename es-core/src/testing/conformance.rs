@@ -49,6 +49,7 @@ macro_rules! store_conformance_tests {
             concurrent_appends_lose_no_update, hostile_stream_ids_round_trip, metadata_round_trips,
             snapshots_keep_the_latest, checkpoints_round_trip, watch_wakes_on_commit,
             extreme_expected_versions_are_conflicts, two_times_round_trip,
+            event_types_count_what_is_stored,
         );
         #[test]
         fn conformance_model_check() {
@@ -955,6 +956,72 @@ pub fn two_times_round_trip<S: ConformanceStore>(store: S) {
             [long_ago, stored[1].recorded_at, later, in_the_future]
         );
     }
+}
+
+/// `event_types` lists every stored (aggregate type, name, schema version)
+/// with its count, sorted: what `$all` holds, no more (refused, conflicting
+/// and repeated appends add nothing).
+pub fn event_types_count_what_is_stored<S: ConformanceStore>(store: S) {
+    assert_eq!(block(store.event_types()).expect("event types"), []);
+    let (a, b) = (stream("types-a"), stream("types-b"));
+    let v2 = NewEvent::new("test", "happened", 2, "{}");
+    let other = NewEvent::new("other", "happened", 1, "{}");
+    let first = vec![event("happened", 1), event("happened", 2), v2.clone()];
+    append(&store, &a, ExpectedVersion::NoStream, first.clone()).expect("append");
+    append(&store, &b, ExpectedVersion::NoStream, vec![other]).expect("append");
+    // A repeat, a conflict and a refused name write nothing.
+    append(&store, &a, ExpectedVersion::NoStream, first).expect("a repeat");
+    assert!(
+        append(
+            &store,
+            &a,
+            ExpectedVersion::Exact(1),
+            vec![event("happened", 9)]
+        )
+        .is_err()
+    );
+    assert!(
+        append(
+            &store,
+            &a,
+            ExpectedVersion::Any,
+            vec![event("not a name!", 9)]
+        )
+        .is_err()
+    );
+    append(&store, &a, ExpectedVersion::Any, vec![event("noted", 3)]).expect("append");
+    let mut model = std::collections::BTreeMap::new();
+    for e in read_all(&store, 0) {
+        *model
+            .entry((
+                e.aggregate_type.to_string(),
+                e.name.clone(),
+                e.schema_version,
+            ))
+            .or_insert(0) += 1;
+    }
+    let types = block(store.event_types()).expect("event types");
+    assert_eq!(types, crate::StoredEventType::from_counts(model));
+    let keys: Vec<(&str, &str, u32, u64)> = types
+        .iter()
+        .map(|t| {
+            (
+                t.aggregate_type.as_str(),
+                t.name.as_str(),
+                t.schema_version,
+                t.count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("other", "happened", 1, 1),
+            ("test", "happened", 1, 2),
+            ("test", "happened", 2, 1),
+            ("test", "noted", 1, 1)
+        ]
+    );
 }
 
 /// The latest snapshot per stream is kept; older ones do not replace it.
