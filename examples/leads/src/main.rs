@@ -81,6 +81,9 @@ fn main() -> ExitCode {
         SqliteStore::open(&cli.db)
             .map_err(Failure::from)
             .and_then(|store| {
+                // The deploy check: a file holding events this build cannot
+                // decode (written by a newer one) is not touched.
+                block_on(es_core::registry::check_store(&store))?;
                 run(
                     &Repository::<Lead, _>::new(store.clone()),
                     Some(&store),

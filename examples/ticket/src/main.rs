@@ -102,7 +102,12 @@ fn main() -> ExitCode {
     } else {
         SqliteStore::open(&cli.db)
             .map_err(Failure::from)
-            .and_then(|store| run(&Repository::<Ticket, _>::new(store), command))
+            .and_then(|store| {
+                // The deploy check: a file holding events this build cannot
+                // decode (written by a newer one) is not touched.
+                es_core::blocking::block_on(es_core::registry::check_store(&store))?;
+                run(&Repository::<Ticket, _>::new(store), command)
+            })
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
