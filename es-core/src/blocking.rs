@@ -25,6 +25,8 @@
 use std::fmt;
 use std::future::Future;
 
+use uuid::Uuid;
+
 use crate::aggregate::Aggregate;
 use crate::envelope::{Decoded, Envelope};
 use crate::error::Result;
@@ -189,6 +191,25 @@ where
     {
         block_on(self.inner.execute_with(id, metadata, decide))
     }
+
+    /// See [`crate::Repository::execute_compensating`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute_compensating`].
+    pub fn execute_compensating<I, F, D>(
+        &self,
+        id: &I,
+        target: Uuid,
+        decide: F,
+    ) -> Result<Executed<A>, ExecuteError<D::Error>>
+    where
+        I: fmt::Display + ?Sized,
+        F: FnMut(&A) -> D,
+        D: IntoEvents<A>,
+    {
+        block_on(self.inner.execute_compensating(id, target, decide))
+    }
 }
 
 /// [`crate::Command`] with a blocking `execute`.
@@ -214,6 +235,13 @@ where
     pub fn occurred_at(self, occurred_at: Timestamp) -> Self {
         Command {
             inner: self.inner.occurred_at(occurred_at),
+        }
+    }
+
+    /// See [`crate::Command::compensating`].
+    pub fn compensating(self, target: Uuid) -> Self {
+        Command {
+            inner: self.inner.compensating(target),
         }
     }
 
