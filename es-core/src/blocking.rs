@@ -36,6 +36,7 @@ use crate::repository::{ConflictPolicy, ExecuteError, Executed, Loaded};
 use crate::snapshot::SnapshotStore;
 use crate::store::EventStore;
 use crate::time::{AsOf, Timestamp};
+use crate::trail::Trail;
 
 /// Runs a future to completion on the current thread.
 pub fn block_on<F: Future>(future: F) -> F::Output {
@@ -150,6 +151,15 @@ where
         id: &I,
     ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
         block_on(self.inner.history(id))
+    }
+
+    /// See [`crate::Repository::trail`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::history`].
+    pub fn trail<I: fmt::Display + ?Sized>(&self, id: &I) -> Result<Trail<Decoded<A::Event>>> {
+        block_on(self.inner.trail(id))
     }
 
     /// See [`crate::Repository::command`].

@@ -69,6 +69,7 @@ mod repository;
 mod snapshot;
 pub mod store;
 mod time;
+mod trail;
 mod version;
 
 #[cfg(feature = "testing")]
@@ -94,6 +95,7 @@ pub use snapshot::{Snapshot, SnapshotStore};
 pub use store::memory::InMemoryStore;
 pub use store::{AppendResult, EventStore, EventStream, Limits, StreamWrite, Watch};
 pub use time::{AsOf, Timestamp, TimestampError};
+pub use trail::{Trail, TrailEntry};
 pub use version::{ExpectedVersion, ReadRange};
 
 /// The derive macros (with the default `derive` feature).
@@ -109,6 +111,6 @@ pub mod prelude {
         Aggregate, Apply, AsOf, CheckpointStore, ConflictPolicy, Decoded, Envelope, Event,
         EventSet, EventStore, ExecuteError, ExpectedVersion, Handle, InMemoryStore, IntoEvents,
         Loaded, Metadata, Personal, Projection, Registry, Repository, SnapshotStore, StreamId,
-        Timestamp,
+        Timestamp, Trail,
     };
 }

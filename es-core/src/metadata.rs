@@ -47,7 +47,8 @@ pub struct Metadata {
     /// The id of the earlier event of the same stream that this event
     /// corrects: this is a *compensating event*. Set it with
     /// [`Command::compensating`](crate::Command::compensating), which checks
-    /// that the stream holds that event.
+    /// that the stream holds that event; [`Trail`](crate::Trail) reads it to
+    /// show a history raw or effective.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compensates: Option<Uuid>,
     /// Anything else, by key.

@@ -18,6 +18,7 @@ use crate::metadata::Metadata;
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::{EventStore, next};
 use crate::time::{AsOf, Timestamp};
+use crate::trail::Trail;
 use crate::version::{ExpectedVersion, ReadRange};
 
 /// What to do when another writer appended to the stream between our load
@@ -469,6 +470,22 @@ where
             trail.push(recorded.with_event(decoded));
         }
         Ok(trail)
+    }
+
+    /// The history of [`history`](Repository::history) with its
+    /// compensating events matched to the events they correct: raw (every
+    /// entry, each corrected one marked) or effective (what still stands).
+    /// See [`Trail`] for what stands, and [`Command::compensating`] for how
+    /// compensations are recorded.
+    ///
+    /// # Errors
+    ///
+    /// As [`history`](Repository::history).
+    pub async fn trail<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+    ) -> Result<Trail<Decoded<A::Event>>> {
+        Ok(Trail::new(self.history(id).await?))
     }
 
     /// A command on the aggregate with id `id`, to give metadata, a
@@ -941,11 +958,13 @@ where
     /// A compensating event is an ordinary event of the aggregate: its
     /// `Apply` undoes the effect of the event it corrects, and the state is
     /// the fold of every event, the wrong one and its correction included
-    /// (no fold skips anything).
+    /// (no fold skips anything). What the mark adds is the
+    /// [`Trail`]: [`Repository::trail`] shows the history raw, or
+    /// effective (without the wrong events and their corrections).
     ///
     /// Finding the target costs a read of the stream's events up to it (no
     /// payload is decoded); an event may be compensated more than once, and
-    /// a compensation may itself be compensated.
+    /// a compensation may itself be compensated (see [`Trail`]).
     ///
     /// ```
     /// # use es_core::prelude::*;
