@@ -25,6 +25,8 @@
 use std::fmt;
 use std::future::Future;
 
+use uuid::Uuid;
+
 use crate::aggregate::Aggregate;
 use crate::envelope::{Decoded, Envelope};
 use crate::error::Result;
@@ -34,6 +36,7 @@ use crate::repository::{ConflictPolicy, ExecuteError, Executed, Loaded};
 use crate::snapshot::SnapshotStore;
 use crate::store::EventStore;
 use crate::time::{AsOf, Timestamp};
+use crate::trail::Trail;
 
 /// Runs a future to completion on the current thread.
 pub fn block_on<F: Future>(future: F) -> F::Output {
@@ -150,6 +153,15 @@ where
         block_on(self.inner.history(id))
     }
 
+    /// See [`crate::Repository::trail`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::history`].
+    pub fn trail<I: fmt::Display + ?Sized>(&self, id: &I) -> Result<Trail<Decoded<A::Event>>> {
+        block_on(self.inner.trail(id))
+    }
+
     /// See [`crate::Repository::command`].
     pub fn command<I: fmt::Display + ?Sized>(&self, id: &I) -> Command<'_, A, S> {
         Command {
@@ -189,6 +201,25 @@ where
     {
         block_on(self.inner.execute_with(id, metadata, decide))
     }
+
+    /// See [`crate::Repository::execute_compensating`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute_compensating`].
+    pub fn execute_compensating<I, F, D>(
+        &self,
+        id: &I,
+        target: Uuid,
+        decide: F,
+    ) -> Result<Executed<A>, ExecuteError<D::Error>>
+    where
+        I: fmt::Display + ?Sized,
+        F: FnMut(&A) -> D,
+        D: IntoEvents<A>,
+    {
+        block_on(self.inner.execute_compensating(id, target, decide))
+    }
 }
 
 /// [`crate::Command`] with a blocking `execute`.
@@ -214,6 +245,13 @@ where
     pub fn occurred_at(self, occurred_at: Timestamp) -> Self {
         Command {
             inner: self.inner.occurred_at(occurred_at),
+        }
+    }
+
+    /// See [`crate::Command::compensating`].
+    pub fn compensating(self, target: Uuid) -> Self {
+        Command {
+            inner: self.inner.compensating(target),
         }
     }
 

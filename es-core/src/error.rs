@@ -46,6 +46,17 @@ pub enum Error {
         /// The aggregate type the stream was created with.
         actual: String,
     },
+    /// A compensating command named an event that its stream does not
+    /// hold: one never stored, or one of another stream (see
+    /// [`Command::compensating`](crate::Command::compensating)). The
+    /// decision did not run and nothing was appended.
+    #[error("stream `{stream}` holds no event {target} to compensate")]
+    CompensationTargetNotFound {
+        /// The stream of the command.
+        stream: StreamId,
+        /// The event id the command named.
+        target: Uuid,
+    },
     /// The stream id is not valid.
     #[error(transparent)]
     InvalidStreamId(#[from] StreamIdError),

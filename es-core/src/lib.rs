@@ -69,6 +69,7 @@ mod repository;
 mod snapshot;
 pub mod store;
 mod time;
+mod trail;
 pub mod upcast;
 mod version;
 
@@ -97,6 +98,7 @@ pub use store::{
     AppendResult, EventStore, EventStream, Limits, StoredEventType, StreamWrite, Watch,
 };
 pub use time::{AsOf, Timestamp, TimestampError};
+pub use trail::{Trail, TrailEntry};
 pub use version::{ExpectedVersion, ReadRange};
 
 /// The derive macros (with the default `derive` feature).
@@ -112,6 +114,6 @@ pub mod prelude {
         Aggregate, Apply, AsOf, CheckpointStore, ConflictPolicy, Decoded, Envelope, Event,
         EventSet, EventStore, ExecuteError, ExpectedVersion, Handle, InMemoryStore, IntoEvents,
         Loaded, Metadata, Personal, Projection, Registry, Repository, SnapshotStore, StreamId,
-        Timestamp,
+        Timestamp, Trail,
     };
 }

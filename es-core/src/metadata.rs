@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 /// What is recorded with an event besides its payload: who (actor), which
 /// command and why (reason), how it relates to other messages (correlation,
-/// causation and command ids), and a free map for anything else.
+/// causation and command ids), which earlier event it corrects
+/// (compensates), and a free map for anything else.
 ///
 /// Every field is optional; an empty `Metadata` costs nothing in the store.
 ///
@@ -43,6 +44,13 @@ pub struct Metadata {
     /// The message (event or command) that directly caused this one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
+    /// The id of the earlier event of the same stream that this event
+    /// corrects: this is a *compensating event*. Set it with
+    /// [`Command::compensating`](crate::Command::compensating), which checks
+    /// that the stream holds that event; [`Trail`](crate::Trail) reads it to
+    /// show a history raw or effective.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compensates: Option<Uuid>,
     /// Anything else, by key.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -93,6 +101,26 @@ impl Metadata {
     #[must_use]
     pub fn causation_id(mut self, id: Uuid) -> Self {
         self.causation_id = Some(id);
+        self
+    }
+
+    /// Marks the event as compensating (correcting) the event with id
+    /// `event_id`, an earlier event of the same stream.
+    ///
+    /// ```
+    /// use es_core::{Metadata, Uuid};
+    ///
+    /// let wrong = Uuid::now_v7();
+    /// let meta = Metadata::new().reason("escalated the wrong ticket").compensates(wrong);
+    /// assert_eq!(meta.compensates, Some(wrong));
+    /// assert!(meta.to_json().unwrap().contains(r#""compensates":""#));
+    /// // Metadata stored before compensations existed reads without the key.
+    /// assert_eq!(Metadata::from_json(r#"{"actor":"agent-7"}"#)?.compensates, None);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    #[must_use]
+    pub fn compensates(mut self, event_id: Uuid) -> Self {
+        self.compensates = Some(event_id);
         self
     }
 

@@ -5,6 +5,8 @@ use std::marker::PhantomData;
 use std::ops::{ControlFlow, Deref, DerefMut};
 use std::sync::Arc;
 
+use uuid::Uuid;
+
 use crate::aggregate::Aggregate;
 use crate::cache::StateCache;
 use crate::envelope::{Decoded, Envelope, EventRef, NewEvent};
@@ -16,6 +18,7 @@ use crate::metadata::Metadata;
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::{EventStore, next};
 use crate::time::{AsOf, Timestamp};
+use crate::trail::Trail;
 use crate::version::{ExpectedVersion, ReadRange};
 
 /// What to do when another writer appended to the stream between our load
@@ -81,13 +84,18 @@ pub struct Executed<A: Aggregate> {
 }
 
 /// Why [`Repository::execute`] did not append.
+///
+/// The decision's refusal is [`Rejected`](ExecuteError::Rejected); every
+/// other failure is an [`Error`] in [`Store`](ExecuteError::Store): the
+/// store's, and the framework's own checks of the request (an invalid
+/// stream id, a compensation target the stream does not hold).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError<E> {
     /// The decision refused the command.
     #[error("command rejected: {0}")]
     Rejected(E),
-    /// Loading, appending or decoding failed; a [`Conflict`] here means the
-    /// retries ran out.
+    /// Loading, appending or decoding failed, or the request was invalid; a
+    /// [`Conflict`] here means the retries ran out.
     #[error(transparent)]
     Store(#[from] Error),
 }
@@ -478,8 +486,24 @@ where
         Ok(trail)
     }
 
-    /// A command on the aggregate with id `id`, to give metadata or a
-    /// business time before executing it.
+    /// The history of [`history`](Repository::history) with its
+    /// compensating events matched to the events they correct: raw (every
+    /// entry, each corrected one marked) or effective (what still stands).
+    /// See [`Trail`] for what stands, and [`Command::compensating`] for how
+    /// compensations are recorded.
+    ///
+    /// # Errors
+    ///
+    /// As [`history`](Repository::history).
+    pub async fn trail<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+    ) -> Result<Trail<Decoded<A::Event>>> {
+        Ok(Trail::new(self.history(id).await?))
+    }
+
+    /// A command on the aggregate with id `id`, to give metadata, a
+    /// business time or the event it compensates before executing it.
     ///
     /// ```
     /// # use es_core::prelude::*;
@@ -510,6 +534,7 @@ where
             stream: self.stream_id(id),
             metadata: Metadata::default(),
             occurred_at: None,
+            compensates: None,
         }
     }
 
@@ -540,7 +565,8 @@ where
     ///
     /// # Errors
     ///
-    /// As [`execute`](Repository::execute).
+    /// As [`execute`](Repository::execute); when `metadata` names an event
+    /// it compensates, also as [`Command::compensating`].
     pub async fn execute_with<I, F, D>(
         &self,
         id: &I,
@@ -553,6 +579,31 @@ where
         D: IntoEvents<A>,
     {
         self.command(id).metadata(metadata).execute(decide).await
+    }
+
+    /// [`execute`](Repository::execute) as a compensating command: every
+    /// new event records that it corrects the event `target` of the same
+    /// stream. The short form of
+    /// `command(id).compensating(target).execute(decide)`; see
+    /// [`Command::compensating`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CompensationTargetNotFound`] (in [`ExecuteError::Store`])
+    /// when the aggregate's stream holds no event `target`; otherwise as
+    /// [`execute`](Repository::execute).
+    pub async fn execute_compensating<I, F, D>(
+        &self,
+        id: &I,
+        target: Uuid,
+        decide: F,
+    ) -> Result<Executed<A>, ExecuteError<D::Error>>
+    where
+        I: fmt::Display + ?Sized,
+        F: FnMut(&A) -> D,
+        D: IntoEvents<A>,
+    {
+        self.command(id).compensating(target).execute(decide).await
     }
 
     /// The one loop of every command: load, decide, append; on a conflict,
@@ -574,6 +625,20 @@ where
             None => None,
         };
         let mut folded = self.fold(stream, Target::Latest).await?;
+        if let Some(target) = metadata.compensates {
+            // Stored events are never changed or removed, so an event found
+            // among the versions the decision sees is still there when the
+            // append at `Exact(version)` commits, and on every retry (which
+            // only folds more events in): one check, before deciding, is
+            // enough.
+            if !self.holds_event(stream, target, folded.version).await? {
+                return Err(Error::CompensationTargetNotFound {
+                    stream: stream.clone(),
+                    target,
+                }
+                .into());
+            }
+        }
         let mut attempts = 0;
         let mut kept: Option<Vec<A::Event>> = None;
         loop {
@@ -638,6 +703,26 @@ where
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Whether the first `version` events of `stream` include the event
+    /// with id `event_id`. Reads the stream from its start (ids only, no
+    /// payload is decoded) and stops at the event.
+    async fn holds_event(&self, stream: &StreamId, event_id: Uuid, version: u64) -> Result<bool> {
+        if version == 0 {
+            return Ok(false);
+        }
+        let range = ReadRange {
+            start: 1,
+            end: Some(version),
+        };
+        let mut events = self.store.read_stream(stream, range);
+        while let Some(event) = next(&mut events).await {
+            if event?.event_id == event_id {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Folds `stream` up to `target`, starting from the place the plan
@@ -835,6 +920,7 @@ pub struct Command<'r, A, S> {
     stream: Result<StreamId>,
     metadata: Metadata,
     occurred_at: Option<Timestamp>,
+    compensates: Option<Uuid>,
 }
 
 impl<A, S> fmt::Debug for Command<'_, A, S> {
@@ -844,6 +930,7 @@ impl<A, S> fmt::Debug for Command<'_, A, S> {
             .field("stream", &self.stream)
             .field("metadata", &self.metadata)
             .field("occurred_at", &self.occurred_at)
+            .field("compensates", &self.compensates)
             .finish()
     }
 }
@@ -867,19 +954,96 @@ where
         self
     }
 
+    /// Makes this a compensating command: every event it appends corrects
+    /// the event with id `target`, an earlier event of the same stream, and
+    /// records so as [`Metadata::compensates`]. In whichever order it is
+    /// called with [`metadata`](Command::metadata), `target` is kept.
+    ///
+    /// Before the decision runs, the repository checks that the stream holds
+    /// `target`; when it does not (an id never stored, or one of another
+    /// stream), the command fails with
+    /// [`Error::CompensationTargetNotFound`] (in [`ExecuteError::Store`])
+    /// and appends nothing. The same check applies to metadata that names a
+    /// target itself (`Metadata::new().compensates(id)` given to
+    /// [`execute_with`](Repository::execute_with)). Like an invalid stream
+    /// id, it is the framework refusing the request, not the domain
+    /// refusing the command, so it is an [`Error`]:
+    /// [`ExecuteError::Rejected`] stays the decision's alone.
+    ///
+    /// A compensating event is an ordinary event of the aggregate: its
+    /// `Apply` undoes the effect of the event it corrects, and the state is
+    /// the fold of every event, the wrong one and its correction included
+    /// (no fold skips anything). What the mark adds is the
+    /// [`Trail`]: [`Repository::trail`] shows the history raw, or
+    /// effective (without the wrong events and their corrections).
+    ///
+    /// Finding the target costs a read of the stream's events up to it (no
+    /// payload is decoded); an event may be compensated more than once, and
+    /// a compensation may itself be compensated (see [`Trail`]).
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Deposited { pub amount: u64 }
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct DepositReversed { pub amount: u64 }
+    /// # #[derive(Aggregate, Default, Debug)]
+    /// # #[aggregate(name = "account", events(Deposited, DepositReversed))]
+    /// # pub struct Account { balance: u64 }
+    /// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.balance += e.amount } }
+    /// # impl Apply<DepositReversed> for Account { fn apply(&mut self, e: &DepositReversed) { self.balance -= e.amount } }
+    /// # pollster::block_on(async {
+    /// let accounts = Repository::<Account, _>::new(InMemoryStore::new());
+    /// accounts.execute("a-1", |_| Deposited { amount: 5 }).await?;
+    /// accounts.execute("a-1", |_| Deposited { amount: 500 }).await?;   // a typo
+    /// let wrong = accounts.history("a-1").await?[1].event_id;
+    ///
+    /// accounts.command("a-1")
+    ///     .metadata(Metadata::new().actor("clerk").reason("typed 500 for 50"))
+    ///     .compensating(wrong)
+    ///     .execute(|_| DepositReversed { amount: 500 })
+    ///     .await?;
+    /// let now = accounts.load("a-1").await?;
+    /// assert_eq!((now.balance, now.version), (5, 3));
+    /// assert_eq!(accounts.history("a-1").await?[2].metadata.compensates, Some(wrong));
+    ///
+    /// // Only an event of this stream can be compensated.
+    /// let refused = accounts
+    ///     .execute_compensating("a-2", wrong, |_| DepositReversed { amount: 500 })
+    ///     .await;
+    /// assert!(matches!(
+    ///     refused,
+    ///     Err(ExecuteError::Store(es_core::Error::CompensationTargetNotFound { .. }))
+    /// ));
+    /// assert!(!accounts.load("a-2").await?.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn compensating(mut self, target: Uuid) -> Self {
+        self.compensates = Some(target);
+        self
+    }
+
     /// Loads, decides, appends: see [`Repository::execute`].
     ///
     /// # Errors
     ///
-    /// As [`Repository::execute`].
+    /// As [`Repository::execute`]; for a compensating command, also
+    /// [`Error::CompensationTargetNotFound`] (see
+    /// [`compensating`](Command::compensating)).
     pub async fn execute<F, D>(self, decide: F) -> Result<Executed<A>, ExecuteError<D::Error>>
     where
         F: FnMut(&A) -> D,
         D: IntoEvents<A>,
     {
         let stream = self.stream?;
+        let mut metadata = self.metadata;
+        if let Some(target) = self.compensates {
+            metadata.compensates = Some(target);
+        }
         self.repository
-            .run(&stream, &self.metadata, self.occurred_at, decide)
+            .run(&stream, &metadata, self.occurred_at, decide)
             .await
     }
 }

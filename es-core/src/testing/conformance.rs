@@ -909,6 +909,7 @@ pub fn metadata_round_trips<S: ConformanceStore>(store: S) {
         .command_id(Uuid::now_v7())
         .correlation_id(Uuid::now_v7())
         .causation_id(Uuid::now_v7())
+        .compensates(Uuid::now_v7())
         .with("ip", "10.0.0.1")
         .with("nested", serde_json::json!({"a": [1, 2, {"b": null}]}));
     let s = stream("meta");

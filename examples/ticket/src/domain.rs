@@ -76,6 +76,18 @@ impl From<TicketEscalatedV1> for TicketEscalated {
     }
 }
 
+/// An escalation was recorded by mistake, and is withdrawn: the
+/// compensating event of [`TicketEscalated`]. It is appended by a
+/// compensating command (`Repository::execute_compensating`), so its
+/// metadata names the escalation it corrects, and the ticket's history can
+/// be shown without both.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(name = "escalation-withdrawn")]
+pub struct EscalationWithdrawn {
+    /// Why the escalation was wrong.
+    pub reason: Reason,
+}
+
 /// The ticket was closed.
 #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[event(name = "ticket-closed")]
@@ -100,7 +112,13 @@ pub enum Status {
 #[derive(Aggregate, Default, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[aggregate(
     name = "ticket",
-    events(TicketOpened, MessageAdded, TicketEscalated, TicketClosed),
+    events(
+        TicketOpened,
+        MessageAdded,
+        TicketEscalated,
+        TicketClosed,
+        EscalationWithdrawn
+    ),
     snapshot(every = 100)
 )]
 pub struct Ticket {
@@ -129,6 +147,8 @@ pub enum TicketError {
     AlreadyEscalated,
     /// Escalation needs a customer waiting for an answer.
     CustomerNotWaiting,
+    /// Only an escalated ticket has an escalation to withdraw.
+    NotEscalated,
     /// A required text is empty.
     Empty(&'static str),
 }
@@ -143,6 +163,7 @@ impl fmt::Display for TicketError {
             TicketError::CustomerNotWaiting => {
                 f.write_str("only a ticket whose customer waits for an answer can be escalated")
             }
+            TicketError::NotEscalated => f.write_str("the ticket is not escalated"),
             TicketError::Empty(what) => write!(f, "the {what} is empty"),
         }
     }
@@ -167,6 +188,14 @@ impl Apply<MessageAdded> for Ticket {
 impl Apply<TicketEscalated> for Ticket {
     fn apply(&mut self, _: &TicketEscalated) {
         self.escalated = true;
+    }
+}
+
+/// Undoes what [`TicketEscalated`] did: the state is the fold of every
+/// event, the wrong escalation and its withdrawal included.
+impl Apply<EscalationWithdrawn> for Ticket {
+    fn apply(&mut self, _: &EscalationWithdrawn) {
+        self.escalated = false;
     }
 }
 
@@ -232,6 +261,29 @@ impl Ticket {
             return Err(TicketError::Empty("reason"));
         }
         Ok(TicketEscalated { reason, by })
+    }
+
+    /// Withdraws an escalation recorded by mistake. Run it as a
+    /// compensating command naming the escalation it corrects
+    /// (`execute_compensating(id, escalation_event_id, ..)`). A closed
+    /// ticket can still be corrected: the correction is of the record, and
+    /// does not reopen the ticket.
+    ///
+    /// # Errors
+    ///
+    /// [`TicketError::NotOpened`], [`TicketError::NotEscalated`], or
+    /// [`TicketError::Empty`] for an empty reason.
+    pub fn withdraw_escalation(&self, reason: Reason) -> Result<EscalationWithdrawn, TicketError> {
+        if self.status == Status::New {
+            return Err(TicketError::NotOpened);
+        }
+        if !self.escalated {
+            return Err(TicketError::NotEscalated);
+        }
+        if reason.0.trim().is_empty() {
+            return Err(TicketError::Empty("reason"));
+        }
+        Ok(EscalationWithdrawn { reason })
     }
 
     /// Closes the ticket.

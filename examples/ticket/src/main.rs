@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use es_core::TrailEntry;
 use es_core::blocking::Repository;
 use es_core::prelude::*;
 use es_sqlite::SqliteStore;
@@ -63,6 +64,18 @@ enum Command {
         #[arg(long)]
         by: String,
     },
+    /// Withdraw the ticket's escalation, recorded by mistake: a compensating
+    /// event that names the escalation it corrects.
+    CorrectEscalation {
+        /// The ticket's id.
+        id: String,
+        /// Why the escalation was wrong.
+        #[arg(long)]
+        reason: String,
+        /// Who corrects it.
+        #[arg(long)]
+        by: String,
+    },
     /// Close a ticket.
     Close {
         /// The ticket's id.
@@ -85,7 +98,8 @@ enum Command {
         #[arg(long)]
         as_of: Option<Timestamp>,
     },
-    /// Print a ticket's history: who did what, when and why.
+    /// Print a ticket's history: who did what, when and why; every event
+    /// as recorded (corrections marked), then what still stands.
     History {
         /// The ticket's id.
         id: String,
@@ -149,6 +163,23 @@ fn run<S: EventStore + SnapshotStore>(
             }))?;
             show(tickets, &id)
         }
+        Command::CorrectEscalation { id, reason, by } => {
+            let Some(escalation) = last_escalation(&tickets.trail(&id)?) else {
+                return Err(format!("refused: ticket {id} has no escalation to correct").into());
+            };
+            let meta = Metadata::new()
+                .actor(by)
+                .command("correct-escalation")
+                .reason(reason.clone());
+            report(
+                tickets
+                    .command(&id)
+                    .metadata(meta)
+                    .compensating(escalation)
+                    .execute(|t| t.withdraw_escalation(Reason(reason.clone()))),
+            )?;
+            show(tickets, &id)
+        }
         Command::Close { id, resolution, by } => {
             let meta = Metadata::new()
                 .actor(by)
@@ -171,7 +202,7 @@ fn run<S: EventStore + SnapshotStore>(
             Ok(())
         }
         Command::History { id } => {
-            print_history(&tickets.history(&id)?);
+            print_history(&tickets.trail(&id)?);
             Ok(())
         }
     }
@@ -199,8 +230,22 @@ fn show<S: EventStore + SnapshotStore>(
     Ok(())
 }
 
-/// The scenario of the seeds: open, talk, a refused and an accepted
-/// escalation, close; then the state, a look back in time, and the history.
+/// The escalation a correction withdraws: the last one that is not
+/// corrected already.
+fn last_escalation(trail: &Trail<Decoded<TicketEvent>>) -> Option<es_core::Uuid> {
+    trail
+        .iter()
+        .rev()
+        .find(|e| {
+            !e.is_corrected() && matches!(e.event, Decoded::Event(TicketEvent::TicketEscalated(_)))
+        })
+        .map(|e| e.event_id)
+}
+
+/// The scenario of the seeds: open, talk, an escalation recorded by
+/// mistake and withdrawn, a refused and an accepted escalation, close;
+/// then the state, a look back in time, and the history, raw and
+/// effective.
 fn demo<S: EventStore + SnapshotStore>(tickets: &Repository<Ticket, S>) -> Result<(), Failure> {
     let id = format!(
         "demo-{}",
@@ -216,6 +261,35 @@ fn demo<S: EventStore + SnapshotStore>(tickets: &Repository<Ticket, S>) -> Resul
     tickets.execute_with(&id, customer().command("add-message"), |t| {
         t.add_message("It started smoking after the update.", "customer")
     })?;
+
+    // An escalation recorded on the wrong ticket. Events are never changed:
+    // a compensating event that names it withdraws it.
+    let vip = "VIP customer";
+    tickets.execute_with(
+        &id,
+        Metadata::new()
+            .actor("agent-9")
+            .command("escalate")
+            .reason(vip),
+        |t| t.escalate(Reason(vip.into()), AgentId("agent-9".into())),
+    )?;
+    let wrong = last_escalation(&tickets.trail(&id)?).ok_or("the escalation is recorded")?;
+    let why = "agent-9 escalated the wrong ticket";
+    let withdrawn = tickets
+        .command(&id)
+        .metadata(
+            Metadata::new()
+                .actor("supervisor")
+                .command("correct-escalation")
+                .reason(why),
+        )
+        .compensating(wrong)
+        .execute(|t| t.withdraw_escalation(Reason(why.into())))?;
+    println!(
+        "an escalation recorded by mistake, withdrawn at v{}: escalated is {} again",
+        withdrawn.version, withdrawn.state.escalated
+    );
+
     tickets.execute_with(&id, agent().command("add-message"), |t| {
         t.add_message("Please unplug it; we are on it.", "agent-7")
     })?;
@@ -249,10 +323,10 @@ fn demo<S: EventStore + SnapshotStore>(tickets: &Repository<Ticket, S>) -> Resul
 
     println!();
     print_state(&id, &tickets.load(&id)?);
-    println!("\n== the same ticket at version 3 (time travel)\n");
+    println!("\n== the same ticket at version 3, before the correction (time travel)\n");
     print_state(&id, &tickets.load_at(&id, 3)?);
-    println!("\n== its history\n");
-    print_history(&tickets.history(&id)?);
+    println!();
+    print_history(&tickets.trail(&id)?);
     Ok(())
 }
 
@@ -277,34 +351,74 @@ fn print_state(id: &str, loaded: &Loaded<Ticket>) {
     );
 }
 
-fn print_history(trail: &[Envelope<Decoded<TicketEvent>>]) {
+/// The history twice: every event as recorded, each correction and
+/// corrected event marked; then the events that still stand.
+fn print_history(trail: &Trail<Decoded<TicketEvent>>) {
+    println!("== its history: every event, as recorded\n");
+    print_header();
+    for e in trail {
+        print_entry(e, &marks(e));
+    }
+    println!("\n== its history: what still stands (no corrected event, no correction)\n");
+    print_header();
+    for e in trail.effective() {
+        print_entry(e, "");
+    }
+}
+
+fn print_header() {
     println!(
-        "{:>3} {:>5}  {:<27} {:<22} {:<10} {:<12} what / why",
+        "{:>3} {:>5}  {:<27} {:<26} {:<10} {:<18} what / why",
         "v", "pos", "recorded at", "event", "actor", "command"
     );
-    for e in trail {
-        let what = match &e.event {
-            Decoded::Event(TicketEvent::TicketOpened(o)) => format!("\"{}\"", o.title),
-            Decoded::Event(TicketEvent::MessageAdded(m)) => format!("{}: \"{}\"", m.by, m.body),
-            Decoded::Event(TicketEvent::TicketEscalated(x)) => format!("by {}: {}", x.by, x.reason),
-            Decoded::Event(TicketEvent::TicketClosed(c)) => c.resolution.clone(),
-            // Written by a newer version of this program: shown as stored.
-            Decoded::Undecodable { payload, error } => format!("{payload} ({error})"),
-        };
-        let why = e
-            .metadata
-            .reason
-            .as_deref()
-            .map(|r| format!(" (why: {r})"))
-            .unwrap_or_default();
-        println!(
-            "{:>3} {:>5}  {:<27} {:<22} {:<10} {:<12} {what}{why}",
-            e.version,
-            e.position,
-            e.recorded_at.to_string(),
-            format!("{}@v{}", e.name, e.schema_version),
-            e.metadata.actor.as_deref().unwrap_or("-"),
-            e.metadata.command.as_deref().unwrap_or("-"),
-        );
+}
+
+fn print_entry(e: &Envelope<Decoded<TicketEvent>>, marks: &str) {
+    let what = match &e.event {
+        Decoded::Event(TicketEvent::TicketOpened(o)) => format!("\"{}\"", o.title),
+        Decoded::Event(TicketEvent::MessageAdded(m)) => format!("{}: \"{}\"", m.by, m.body),
+        Decoded::Event(TicketEvent::TicketEscalated(x)) => format!("by {}: {}", x.by, x.reason),
+        Decoded::Event(TicketEvent::EscalationWithdrawn(w)) => w.reason.to_string(),
+        Decoded::Event(TicketEvent::TicketClosed(c)) => c.resolution.clone(),
+        // Written by a newer version of this program: shown as stored.
+        Decoded::Undecodable { payload, error } => format!("{payload} ({error})"),
+    };
+    let why = e
+        .metadata
+        .reason
+        .as_deref()
+        .map(|r| format!(" (why: {r})"))
+        .unwrap_or_default();
+    println!(
+        "{:>3} {:>5}  {:<27} {:<26} {:<10} {:<18} {what}{why}{marks}",
+        e.version,
+        e.position,
+        e.recorded_at.to_string(),
+        format!("{}@v{}", e.name, e.schema_version),
+        e.metadata.actor.as_deref().unwrap_or("-"),
+        e.metadata.command.as_deref().unwrap_or("-"),
+    );
+}
+
+/// How an entry stands: `[corrects v3]` on a compensation, `[corrected by
+/// v4]` on the event it corrects (`undone` when that correction was
+/// corrected in turn).
+fn marks(e: &TrailEntry<Decoded<TicketEvent>>) -> String {
+    let mut marks = Vec::new();
+    if e.is_compensation() {
+        marks.push(match e.compensated_version() {
+            Some(v) => format!("corrects v{v}"),
+            None => "corrects an event not in this ticket".to_owned(),
+        });
+    }
+    if !e.corrected_by().is_empty() {
+        let by: Vec<String> = e.corrected_by().iter().map(|v| format!("v{v}")).collect();
+        let undone = if e.is_corrected() { "" } else { ", undone" };
+        marks.push(format!("corrected by {}{undone}", by.join(", ")));
+    }
+    if marks.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", marks.join("; "))
     }
 }

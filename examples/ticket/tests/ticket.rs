@@ -1,10 +1,11 @@
 //! The Ticket rules, given/when/then, and the ticket through a repository.
 
+use es_core::Error;
 use es_core::prelude::*;
 use es_core::testing::given;
 use ticket::{
-    AgentId, MessageAdded, Reason, Status, Ticket, TicketClosed, TicketError, TicketEscalated,
-    TicketEvent, TicketOpened,
+    AgentId, EscalationWithdrawn, MessageAdded, Reason, Status, Ticket, TicketClosed, TicketError,
+    TicketEscalated, TicketEvent, TicketOpened,
 };
 
 fn opened() -> TicketEvent {
@@ -91,6 +92,140 @@ fn a_closed_ticket_refuses_everything() {
     given::<Ticket>(())
         .when(|t| t.close("never opened"))
         .then_error(TicketError::NotOpened);
+}
+
+fn withdrawal() -> EscalationWithdrawn {
+    EscalationWithdrawn {
+        reason: Reason("wrong ticket".into()),
+    }
+}
+
+#[test]
+fn withdrawing_an_escalation_recorded_by_mistake() {
+    let state = given::<Ticket>((opened(), message("customer"), escalation()))
+        .when(|t| t.withdraw_escalation(Reason("wrong ticket".into())))
+        .then(withdrawal());
+    assert!(!state.escalated);
+    assert!(state.customer_waiting, "nothing else is undone");
+}
+
+#[test]
+fn only_an_escalation_can_be_withdrawn() {
+    given::<Ticket>([opened(), message("customer")])
+        .when(|t| t.withdraw_escalation(Reason("wrong ticket".into())))
+        .then_error(TicketError::NotEscalated);
+    given::<Ticket>((opened(), message("customer"), escalation(), withdrawal()))
+        .when(|t| t.withdraw_escalation(Reason("again".into())))
+        .then_error(TicketError::NotEscalated);
+    given::<Ticket>(())
+        .when(|t| t.withdraw_escalation(Reason("wrong ticket".into())))
+        .then_error(TicketError::NotOpened);
+    given::<Ticket>((opened(), message("customer"), escalation()))
+        .when(|t| t.withdraw_escalation(Reason(" ".into())))
+        .then_error(TicketError::Empty("reason"));
+}
+
+#[test]
+fn a_closed_ticket_can_still_have_its_record_corrected() {
+    let closed = TicketClosed {
+        resolution: "done".into(),
+    };
+    let state = given::<Ticket>((opened(), message("customer"), escalation(), closed))
+        .when(|t| t.withdraw_escalation(Reason("wrong ticket".into())))
+        .then(withdrawal());
+    assert_eq!((state.status, state.escalated), (Status::Closed, false));
+}
+
+#[test]
+fn an_escalation_can_follow_a_withdrawal() {
+    given::<Ticket>((opened(), message("customer"), escalation(), withdrawal()))
+        .when(|t| t.escalate(Reason("waited".into()), AgentId("agent-7".into())))
+        .then(escalation());
+}
+
+/// The compensating event is stored as `escalation-withdrawn`, version 1.
+#[test]
+fn the_withdrawal_is_stored_under_a_stable_name() {
+    let event = TicketEvent::from(withdrawal());
+    assert_eq!((event.name(), event.version()), ("escalation-withdrawn", 1));
+    assert_eq!(
+        TicketEvent::decode("escalation-withdrawn", 1, r#"{"reason":"wrong ticket"}"#).unwrap(),
+        event
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_escalation_is_corrected_and_both_trails_show_it() {
+    let tickets = Repository::<Ticket, _>::new(InMemoryStore::new());
+    tickets
+        .execute("t-1", |t| t.open("printer", "ada@example.com"))
+        .await
+        .unwrap();
+    tickets
+        .execute("t-1", |t| t.add_message("help", "customer"))
+        .await
+        .unwrap();
+    tickets
+        .execute("t-1", |t| {
+            t.escalate(Reason("VIP".into()), AgentId("agent-9".into()))
+        })
+        .await
+        .unwrap();
+    let wrong = tickets.history("t-1").await.unwrap()[2].event_id;
+    let meta = Metadata::new()
+        .actor("supervisor")
+        .command("correct-escalation");
+    let done = tickets
+        .command("t-1")
+        .metadata(meta)
+        .compensating(wrong)
+        .execute(|t| t.withdraw_escalation(Reason("wrong ticket".into())))
+        .await
+        .unwrap();
+    assert_eq!(done.version, 4);
+    // The state is the fold of every event: the withdrawal undid it.
+    let now = tickets.load("t-1").await.unwrap();
+    assert!(!now.escalated);
+    assert!(now.customer_waiting);
+    assert!(tickets.load_at("t-1", 3).await.unwrap().escalated);
+
+    let trail = tickets.trail("t-1").await.unwrap();
+    let raw: Vec<_> = trail
+        .iter()
+        .map(|e| {
+            (
+                e.name.as_str(),
+                e.corrected_by().to_vec(),
+                e.compensated_version(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        raw,
+        [
+            ("ticket-opened", vec![], None),
+            ("message-added", vec![], None),
+            ("ticket-escalated", vec![4], None),
+            ("escalation-withdrawn", vec![], Some(3)),
+        ]
+    );
+    assert_eq!(trail.raw()[3].metadata.compensates, Some(wrong));
+    assert_eq!(trail.raw()[3].metadata.actor.as_deref(), Some("supervisor"));
+    let effective: Vec<_> = trail.effective().map(|e| e.name.as_str()).collect();
+    assert_eq!(effective, ["ticket-opened", "message-added"]);
+
+    // Another ticket's escalation cannot be withdrawn here.
+    let refused = tickets
+        .execute_compensating("t-2", wrong, |t| {
+            t.withdraw_escalation(Reason("wrong ticket".into()))
+        })
+        .await;
+    assert!(matches!(
+        refused,
+        Err(ExecuteError::Store(
+            Error::CompensationTargetNotFound { .. }
+        ))
+    ));
 }
 
 #[test]
@@ -272,4 +407,91 @@ fn the_command_line_keeps_tickets_across_runs() {
         ok && out.contains("second escalation refused"),
         "the demo runs: {out}"
     );
+    assert!(
+        out.contains("withdrawn at v4") && out.contains("[corrected by v4]"),
+        "the demo corrects an escalation: {out}"
+    );
+}
+
+/// `correct-escalation` withdraws the last escalation with a compensating
+/// event; `history` shows it marked, then what still stands.
+#[test]
+fn the_command_line_corrects_an_escalation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket"))
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .output()
+            .expect("the ticket binary runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let correct = ["correct-escalation", "t-1", "--reason", "wrong ticket"];
+    let correct = [&correct[..], &["--by", "supervisor"]].concat();
+    let (ok, _, err) = run(&["open", "t-1", "--title", "Printer", "--email", "a@b.c"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["message", "t-1", "It smokes"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&correct);
+    assert!(!ok && err.contains("no escalation to correct"), "{err}");
+    let (ok, _, err) = run(&["escalate", "t-1", "--reason", "VIP", "--by", "agent-9"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&correct);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("at version 4") && out.contains("escalated: false"),
+        "{out}"
+    );
+    let (ok, _, err) = run(&correct);
+    assert!(!ok && err.contains("no escalation to correct"), "{err}");
+
+    let (ok, out, err) = run(&["history", "t-1"]);
+    assert!(ok, "{err}");
+    let (raw, effective) = out
+        .split_once("what still stands")
+        .expect("two trails are printed");
+    let line = |text: &str, version: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{version} ")))
+            .map(str::to_owned)
+    };
+    let escalated = line(raw, "3").expect("v3 in the raw trail");
+    assert!(
+        escalated.contains("ticket-escalated@v2") && escalated.contains("[corrected by v4]"),
+        "{out}"
+    );
+    let withdrawn = line(raw, "4").expect("v4 in the raw trail");
+    assert!(
+        withdrawn.contains("escalation-withdrawn@v1")
+            && withdrawn.contains("supervisor")
+            && withdrawn.contains("[corrects v3]"),
+        "{out}"
+    );
+    assert!(
+        line(effective, "1").is_some() && line(effective, "2").is_some(),
+        "{out}"
+    );
+    assert!(
+        line(effective, "3").is_none() && line(effective, "4").is_none(),
+        "{out}"
+    );
+
+    // The ticket can be escalated again, and that escalation corrected.
+    let (ok, _, err) = run(&["escalate", "t-1", "--reason", "waited", "--by", "agent-7"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&correct);
+    assert!(ok && out.contains("escalated: false"), "{err}");
+    let (_, out, _) = run(&["history", "t-1"]);
+    let raw = out.split_once("what still stands").unwrap().0;
+    assert!(
+        line(raw, "5").unwrap().contains("[corrected by v6]"),
+        "{out}"
+    );
+    assert!(line(raw, "6").unwrap().contains("[corrects v5]"), "{out}");
 }
