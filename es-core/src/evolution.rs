@@ -86,9 +86,9 @@
 //!   against the ones it makes (same id, name, schema version and payload;
 //!   otherwise [`MigrationError::TargetDiverged`]) and skips them. Should a
 //!   stale run append copies that are already stored, the store answers the
-//!   same ids at the same versions as a repeat (see
-//!   [`EventStore`](crate::EventStore)'s idempotency), and any other overlap
-//!   as [`Error::DuplicateEvent`]: never a second copy.
+//!   same ids at the same versions as a repeat (see [`EventStore`]'s
+//!   idempotency), and any other overlap as [`Error::DuplicateEvent`]: never
+//!   a second copy.
 //! - The markers come last, at the exact versions of the sources as read.
 //!   When a writer appended to a source meanwhile, the marker append is a
 //!   conflict: the migration copies the new events too and marks again. A
