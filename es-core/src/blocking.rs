@@ -94,6 +94,14 @@ where
         }
     }
 
+    /// What to do with moved streams; see [`crate::Repository::with_moved`].
+    #[must_use]
+    pub fn with_moved(self, policy: crate::evolution::MovedPolicy) -> Self {
+        Repository {
+            inner: self.inner.with_moved(policy),
+        }
+    }
+
     /// Keeps recent states in memory; see [`crate::Repository::with_cache`].
     #[must_use]
     pub fn with_cache(self, capacity: usize) -> Self

@@ -115,6 +115,17 @@ pub enum Error {
     /// refused an event of this append: nothing of the append was written.
     #[error("an inline read model refused this append; nothing of it was written")]
     Projection(#[source] Box<crate::projection::ProjectionError>),
+    /// The stream was moved by a [migration](crate::evolution): it ends
+    /// with a marker naming the streams its events were copied to. A
+    /// [`Repository`](crate::Repository) loading or commanding it reports
+    /// this (see [`MovedPolicy`](crate::evolution::MovedPolicy)).
+    #[error("stream `{stream}` has moved to {}", stream_list(.to))]
+    Moved {
+        /// The old stream.
+        stream: StreamId,
+        /// Where its events are now.
+        to: Vec<StreamId>,
+    },
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
@@ -133,6 +144,15 @@ impl Error {
     pub fn backend(e: impl Into<BoxError>) -> Self {
         Error::Backend(e.into())
     }
+}
+
+/// Streams for a message: "`a`, `b`", or "no stream".
+pub(crate) fn stream_list(streams: &[StreamId]) -> String {
+    if streams.is_empty() {
+        return "no stream".to_owned();
+    }
+    let quoted: Vec<String> = streams.iter().map(|s| format!("`{s}`")).collect();
+    quoted.join(", ")
 }
 
 /// A stream was not at the version the writer expected (optimistic

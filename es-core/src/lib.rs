@@ -57,6 +57,7 @@ pub mod codec;
 mod envelope;
 mod error;
 mod event;
+pub mod evolution;
 mod gate;
 mod id;
 mod metadata;

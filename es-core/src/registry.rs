@@ -368,10 +368,16 @@ impl Registry {
     /// # Errors
     ///
     /// When the store cannot be read.
-    pub async fn undecodable<S: EventStore>(&self, store: &S) -> crate::Result<Vec<StoredEventType>> {
+    pub async fn undecodable<S: EventStore>(
+        &self,
+        store: &S,
+    ) -> crate::Result<Vec<StoredEventType>> {
         let types = store.event_types().await?;
         Ok(types
             .into_iter()
+            // The framework's own events (a moved stream's marker) are
+            // read by the framework, not decoded.
+            .filter(|t| t.name != crate::evolution::MOVED)
             .filter(|t| !self.decodes_stored(&t.aggregate_type, &t.name, t.schema_version))
             .collect())
     }

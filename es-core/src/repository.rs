@@ -12,6 +12,7 @@ use crate::cache::StateCache;
 use crate::envelope::{Decoded, Envelope, EventRef, NewEvent};
 use crate::error::{Conflict, Error, Result};
 use crate::event::IntoEvents;
+use crate::evolution::{MovedPolicy, check_moved};
 use crate::gate::Gates;
 use crate::id::StreamId;
 use crate::metadata::Metadata;
@@ -183,6 +184,7 @@ pub struct Repository<A, S> {
     snapshots: bool,
     cache: Option<Arc<StateCache<A>>>,
     gates: Option<Arc<Gates>>,
+    moved: MovedPolicy,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -195,6 +197,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             snapshots: self.snapshots,
             cache: self.cache.clone(),
             gates: self.gates.clone(),
+            moved: self.moved,
             aggregate: PhantomData,
         }
     }
@@ -210,6 +213,7 @@ impl<A, S: fmt::Debug> fmt::Debug for Repository<A, S> {
             .field("snapshots", &self.snapshots)
             .field("cache", &self.cache.as_ref().map(|c| c.capacity()))
             .field("serialized_commands", &self.gates.is_some())
+            .field("moved", &self.moved)
             .finish()
     }
 }
@@ -314,6 +318,7 @@ where
             snapshots: true,
             cache: None,
             gates: Some(Arc::default()),
+            moved: MovedPolicy::Report,
             aggregate: PhantomData,
         }
     }
@@ -359,6 +364,16 @@ where
         self
     }
 
+    /// What to do with a stream that a [migration](crate::evolution) moved
+    /// (default [`MovedPolicy::Report`]: [`Error::Moved`]); with
+    /// [`MovedPolicy::Follow`], a stream moved to one other is loaded and
+    /// commanded there.
+    #[must_use]
+    pub fn with_moved(mut self, policy: MovedPolicy) -> Self {
+        self.moved = policy;
+        self
+    }
+
     /// How many aggregate states the cache holds now (0 without a cache;
     /// see [`with_cache`](Repository::with_cache)).
     pub fn cached(&self) -> usize {
@@ -387,10 +402,16 @@ where
     ///
     /// [`Error::InvalidStreamId`] for a bad id; [`Error::Decode`] for an event
     /// this program cannot decode; [`Error::AggregateMismatch`] for a stream of
-    /// another aggregate type; what the store fails with.
+    /// another aggregate type; [`Error::Moved`] for a stream a migration moved
+    /// (see [`with_moved`](Repository::with_moved)); what the store fails with.
     pub async fn load<I: fmt::Display + ?Sized>(&self, id: &I) -> Result<Loaded<A>> {
         let stream = self.stream_id(id)?;
-        let folded = self.fold(&stream, Target::Latest).await?;
+        let (stream, folded) = self
+            .following(
+                stream,
+                |s| async move { self.fold(&s, Target::Latest).await },
+            )
+            .await?;
         let due = A::SNAPSHOT.is_some_and(|p| folded.origin.snapshot_due(folded.version, p.every));
         self.after_fold(&stream, &folded, due);
         Ok(Loaded {
@@ -411,7 +432,11 @@ where
         version: u64,
     ) -> Result<Loaded<A>> {
         let stream = self.stream_id(id)?;
-        let folded = self.fold(&stream, Target::Version(version)).await?;
+        let (_, folded) = self
+            .following(stream, |s| async move {
+                self.fold(&s, Target::Version(version)).await
+            })
+            .await?;
         Ok(Loaded {
             state: folded.state,
             version: folded.version,
@@ -432,7 +457,13 @@ where
         at: impl Into<AsOf>,
     ) -> Result<Loaded<A>> {
         let stream = self.stream_id(id)?;
-        let folded = self.fold(&stream, Target::AsOf(at.into())).await?;
+        let at = at.into();
+        let (_, folded) = self
+            .following(
+                stream,
+                |s| async move { self.fold(&s, Target::AsOf(at)).await },
+            )
+            .await?;
         Ok(Loaded {
             state: folded.state,
             version: folded.version,
@@ -448,13 +479,22 @@ where
     /// # Errors
     ///
     /// [`Error::InvalidStreamId`] for a bad id; [`Error::AggregateMismatch`]
-    /// for a stream of another aggregate type; what the store fails with.
+    /// for a stream of another aggregate type; [`Error::Moved`] as for
+    /// [`load`](Repository::load); what the store fails with.
     pub async fn history<I: fmt::Display + ?Sized>(
         &self,
         id: &I,
     ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
         let stream = self.stream_id(id)?;
-        let mut events = self.store.read_stream(&stream, ReadRange::all());
+        let (_, trail) = self
+            .following(stream, |s| async move { self.stream_history(&s).await })
+            .await?;
+        Ok(trail)
+    }
+
+    /// The audit trail of `stream`.
+    async fn stream_history(&self, stream: &StreamId) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
+        let mut events = self.store.read_stream(stream, ReadRange::all());
         let mut trail = Vec::new();
         while let Some(recorded) = next(&mut events).await {
             let recorded = recorded?;
@@ -912,6 +952,81 @@ where
     }
 }
 
+/// The most moves one load or command follows.
+const MAX_FOLLOWED: u32 = 8;
+
+/// Moved streams (see [`MovedPolicy`]): each load, history and command runs
+/// on the stream it is given and, when that one moved and the repository
+/// follows moves, again on the stream it moved to.
+impl<A, S> Repository<A, S>
+where
+    A: Aggregate,
+    S: EventStore + SnapshotStore,
+{
+    /// The stream to go on with after `error`: the one stream a moved
+    /// stream moved to, when this repository follows moves.
+    fn followed(&self, error: &Error) -> Option<StreamId> {
+        match error {
+            Error::Moved { to, .. } if self.moved == MovedPolicy::Follow && to.len() == 1 => {
+                to.first().cloned()
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs `op` on `stream`, following moves; gives the stream it ran on.
+    async fn following<T, F, Fut>(&self, mut stream: StreamId, mut op: F) -> Result<(StreamId, T)>
+    where
+        F: FnMut(StreamId) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut hops = 0;
+        loop {
+            match op(stream.clone()).await {
+                Ok(done) => return Ok((stream, done)),
+                Err(error) => match self.followed(&error) {
+                    Some(to) if hops < MAX_FOLLOWED => {
+                        tracing::debug!(from = %stream, %to, "the stream moved; following it");
+                        hops += 1;
+                        stream = to;
+                    }
+                    _ => return Err(error),
+                },
+            }
+        }
+    }
+
+    /// [`run`](Repository::run), following moves: nothing is appended to a
+    /// moved stream, so the command runs again from the start on the new
+    /// one.
+    async fn run_following<F, D>(
+        &self,
+        mut stream: StreamId,
+        metadata: &Metadata,
+        occurred_at: Option<Timestamp>,
+        mut decide: F,
+    ) -> Result<Executed<A>, ExecuteError<D::Error>>
+    where
+        F: FnMut(&A) -> D,
+        D: IntoEvents<A>,
+    {
+        let mut hops = 0;
+        loop {
+            match self.run(&stream, metadata, occurred_at, &mut decide).await {
+                Err(ExecuteError::Store(error)) => match self.followed(&error) {
+                    Some(to) if hops < MAX_FOLLOWED => {
+                        tracing::debug!(from = %stream, %to, "the stream moved; following it");
+                        hops += 1;
+                        stream = to;
+                    }
+                    _ => return Err(ExecuteError::Store(error)),
+                },
+                done => return done,
+            }
+        }
+    }
+}
+
 /// A command on one aggregate, with what to record with its events: made by
 /// [`Repository::command`], run by [`Command::execute`].
 #[must_use = "a command does nothing until `execute` is awaited"]
@@ -1043,7 +1158,7 @@ where
             metadata.compensates = Some(target);
         }
         self.repository
-            .run(&stream, &metadata, self.occurred_at, decide)
+            .run_following(stream, &metadata, self.occurred_at, decide)
             .await
     }
 }
@@ -1069,8 +1184,11 @@ fn apply_next<A: Aggregate>(
 }
 
 /// A stream whose events belong to another aggregate type (two names that
-/// collide as `a-b` + `c` and `a` + `b-c`) is never folded as this one.
+/// collide as `a-b` + `c` and `a` + `b-c`) is never folded as this one; nor
+/// is the marker of a moved stream ([`Error::Moved`]), checked by name
+/// before anything decodes it.
 fn check_aggregate<A: Aggregate>(event: &EventRef<'_>) -> Result<()> {
+    check_moved(event)?;
     if event.aggregate_type == A::NAME {
         Ok(())
     } else {
