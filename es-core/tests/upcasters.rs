@@ -405,3 +405,54 @@ fn decode_of_one_event_refuses_a_split() {
     let all = e.into_envelopes::<ContactEvent>().unwrap();
     assert_eq!(all.len(), 2);
 }
+
+#[tokio::test]
+async fn a_snapshot_of_a_stale_state_version_is_ignored_and_taken_again() {
+    let store = InMemoryStore::new();
+    let stream = StreamId::new("contact-1").unwrap();
+    store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![
+                stored(
+                    "contact-created",
+                    1,
+                    json!({"name": "Grace Hopper", "phone": "1"}),
+                ),
+                stored("contact-viewed", 1, json!({})),
+            ],
+        )
+        .await
+        .unwrap();
+    // A snapshot at version 2 from an older state schema (0; the aggregate's
+    // is 1), whose bytes this program would misread.
+    store
+        .save_snapshot(es_core::Snapshot {
+            stream_id: stream.clone(),
+            aggregate_type: "contact".into(),
+            version: 2,
+            schema_version: 0,
+            state: br#"{"names":["someone else"],"titles":[],"phones":[]}"#.to_vec(),
+            taken_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    let contacts = Repository::<Contact, _>::new(store.clone());
+    let loaded = contacts.load("1").await.unwrap();
+    assert_eq!(
+        loaded.names,
+        ["Grace Hopper"],
+        "rebuilt from the events, through the upcasters"
+    );
+    // A fresh snapshot at the current state version replaced it.
+    contacts
+        .execute("1", |_| Titled {
+            title: "Rear Admiral".into(),
+        })
+        .await
+        .unwrap();
+    let snapshot = store.load_snapshot(&stream).await.unwrap().unwrap();
+    assert_eq!(snapshot.schema_version, 1);
+    assert!(!String::from_utf8_lossy(&snapshot.state).contains("someone else"));
+}
