@@ -72,6 +72,7 @@ pub mod store;
 mod time;
 mod trail;
 pub mod upcast;
+pub mod verify;
 mod version;
 
 #[cfg(feature = "testing")]

@@ -1200,7 +1200,7 @@ fn check_aggregate<A: Aggregate>(event: &EventRef<'_>) -> Result<()> {
     }
 }
 
-fn check_contiguous(stream: &StreamId, previous: u64, version: u64) -> Result<()> {
+pub(crate) fn check_contiguous(stream: &StreamId, previous: u64, version: u64) -> Result<()> {
     if previous.checked_add(1) == Some(version) {
         Ok(())
     } else {
