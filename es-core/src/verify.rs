@@ -258,6 +258,7 @@ async fn replay<A: Aggregate, S: EventStore + SnapshotStore>(
     let mut broken: Option<u64> = None;
     let findings = &mut tally.findings;
     let events = &mut tally.events;
+    let compared = &mut tally.snapshot_compared;
     store
         .fold_stream(stream, ReadRange::all(), |e| {
             crate::repository::check_contiguous(stream, version, e.version)?;
@@ -274,29 +275,32 @@ async fn replay<A: Aggregate, S: EventStore + SnapshotStore>(
             }
             if let (Some(snapshot), None) = (&snapshot, broken)
                 && snapshot.version == e.version
-                && let Some(reason) = drift(&state, &snapshot.state)
             {
-                findings.push(Finding::SnapshotDrift {
-                    stream: stream.clone(),
-                    version: e.version,
-                    reason,
-                });
+                *compared = true;
+                if let Some(reason) = drift(&state, &snapshot.state) {
+                    findings.push(Finding::SnapshotDrift {
+                        stream: stream.clone(),
+                        version: e.version,
+                        reason,
+                    });
+                }
             }
             Ok(ControlFlow::Continue(()))
         })
         .await?;
-    if let Some(snapshot) = &snapshot {
-        tally.snapshot_compared = broken.is_none();
-        if snapshot.version > version {
-            tally.findings.push(Finding::SnapshotDrift {
-                stream: stream.clone(),
-                version: snapshot.version,
-                reason: format!(
-                    "the snapshot is at version {} but the stream ends at version {version}",
-                    snapshot.version
-                ),
-            });
-        }
+    if let Some(snapshot) = &snapshot
+        && snapshot.version > version
+        && broken.is_none()
+    {
+        tally.snapshot_compared = true;
+        tally.findings.push(Finding::SnapshotDrift {
+            stream: stream.clone(),
+            version: snapshot.version,
+            reason: format!(
+                "the snapshot is at version {} but the stream ends at version {version}",
+                snapshot.version
+            ),
+        });
     }
     Ok(())
 }
@@ -505,24 +509,64 @@ pub struct Report {
 }
 
 impl Report {
+    /// How many findings the alternate display (`{:#}`) lists.
+    pub const LISTED: usize = 100;
+
     /// Whether nothing was found.
     pub fn is_clean(&self) -> bool {
         self.findings.is_empty()
     }
 }
 
+/// The summary line (`5 streams, 9 events and 2 snapshots replayed: no
+/// findings`); with `{:#}`, then each finding on a line of its own (the
+/// first [`Report::LISTED`]), and the aggregate types not checked.
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} streams, {} events and {} snapshots replayed: ",
-            self.streams, self.events, self.snapshots_compared
+            "{}, {} and {} replayed: ",
+            counted(self.streams, "stream"),
+            counted(self.events, "event"),
+            counted(self.snapshots_compared, "snapshot"),
         )?;
         match self.findings.len() {
-            0 => f.write_str("no findings"),
-            1 => f.write_str("1 finding"),
-            n => write!(f, "{n} findings"),
+            0 => f.write_str("no findings")?,
+            n => f.write_str(&counted(n as u64, "finding"))?,
         }
+        if !f.alternate() {
+            return Ok(());
+        }
+        for finding in self.findings.iter().take(Self::LISTED) {
+            write!(f, "\n  {finding}")?;
+        }
+        if let Some(more) = self
+            .findings
+            .len()
+            .checked_sub(Self::LISTED)
+            .filter(|&n| n > 0)
+        {
+            write!(f, "\n  ... and {more} more")?;
+        }
+        for u in &self.unchecked {
+            write!(
+                f,
+                "\n  not checked: {} ({}) of aggregate type `{}`",
+                counted(u.streams, "stream"),
+                counted(u.events, "event"),
+                u.aggregate_type
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `1 event`, `2 events`.
+fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

@@ -144,6 +144,11 @@ fn a_clean_store_reports_nothing() {
         report.to_string(),
         "5 streams, 9 events and 2 snapshots replayed: no findings"
     );
+    assert_eq!(
+        format!("{report:#}"),
+        "5 streams, 9 events and 2 snapshots replayed: no findings\n  \
+         not checked: 1 stream (1 event) of aggregate type `gauge`"
+    );
 
     // Given both aggregates, nothing is unchecked.
     let both = block_on(
@@ -202,6 +207,18 @@ fn an_event_that_does_not_decode_is_reported_with_its_stream_and_version() {
         report.findings[2].to_string().contains("newer"),
         "{}",
         report.findings[2]
+    );
+    let listed = format!("{report:#}");
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(
+        lines[0],
+        "5 streams, 12 events and 2 snapshots replayed: 3 findings"
+    );
+    assert_eq!(lines[1], format!("  {}", report.findings[0]));
+    assert_eq!(
+        lines.len(),
+        5,
+        "the summary, 3 findings, 1 unchecked type: {listed}"
     );
 }
 

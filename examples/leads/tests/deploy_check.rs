@@ -1,6 +1,8 @@
 //! The deploy check: a database written by a newer build (this test plays
 //! it, with a lead event the leads program does not know) makes the
-//! program refuse to start, naming the event, and leaves the file as it was.
+//! program refuse to start, naming the event, and leaves the file as it was;
+//! `leads verify` reads it all the same and names the event's stream and
+//! version.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -49,5 +51,27 @@ fn a_store_written_by_a_newer_build_is_refused_and_untouched() {
     assert!(
         std::fs::read(&db).unwrap() == before,
         "nothing was written to the file"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leads"))
+        .arg("--db")
+        .arg(&db)
+        .arg("verify")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0], "1 stream, 8 events and 0 snapshots replayed: 1 finding",
+        "the seed's 7 events and the newer build's"
+    );
+    assert!(
+        lines[1].starts_with("  lead-12 version 8: `lead-merged` version 1 does not decode"),
+        "{stdout}"
+    );
+    assert!(
+        std::fs::read(&db).unwrap() == before,
+        "verify wrote nothing either"
     );
 }
