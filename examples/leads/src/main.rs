@@ -16,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use es_core::blocking::{Repository, block_on};
 use es_core::prelude::*;
+use es_core::verify::{Phase, Verify};
 use es_sqlite::{ReadModels, SqliteStore};
 use leads::read_models::{analysis, search};
 use leads::seed::{self, LEAD_12_ID};
@@ -175,15 +176,22 @@ fn run<S: EventStore + SnapshotStore>(
 /// The replay check, with a progress bar on a terminal.
 fn verify<S: EventStore + SnapshotStore>(store: &S) -> Result<(), Failure> {
     let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len}") {
+        bar.set_style(style);
+    }
     // The report names each panic with its stream and version: the default
     // hook's message would only repeat it without them.
     std::panic::set_hook(Box::new(|_| {}));
     let report = block_on(
-        es_core::verify::Verify::new(store)
+        Verify::new(store)
             .aggregate::<Lead>()
             .progress(|p| {
                 bar.set_length(p.total);
                 bar.set_position(p.done);
+                bar.set_message(match p.phase {
+                    Phase::List => "listing streams",
+                    Phase::Replay => "replaying",
+                });
             })
             .run(),
     );
