@@ -53,7 +53,7 @@
 //!   `apply` panics, the stream's state is no longer the state its events
 //!   describe: later events are still decoded (each undecodable one is
 //!   reported) but no longer applied, and its snapshot is not compared.
-//! - A panic is caught with [`catch_unwind`](std::panic::catch_unwind), so
+//! - A panic is caught with [`std::panic::catch_unwind`], so
 //!   a binary built with `panic = "abort"` stops at the first one. The
 //!   panic hook still runs (the default one prints the message to stderr);
 //!   a program that prints the report can install a quiet hook for the run.
