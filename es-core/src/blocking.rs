@@ -170,6 +170,34 @@ where
         block_on(self.inner.trail(id))
     }
 
+    /// See [`crate::Repository::forget`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::privacy::Forget::forget`].
+    pub fn forget(&self, subject: &str) -> Result<crate::privacy::Forgotten>
+    where
+        S: crate::privacy::Forget,
+    {
+        block_on(self.inner.forget(subject))
+    }
+
+    /// See [`crate::Repository::forget_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::privacy::Forget::forget`].
+    pub fn forget_with(
+        &self,
+        subject: &str,
+        metadata: Metadata,
+    ) -> Result<crate::privacy::Forgotten>
+    where
+        S: crate::privacy::Forget,
+    {
+        block_on(self.inner.forget_with(subject, metadata))
+    }
+
     /// See [`crate::Repository::command`].
     pub fn command<I: fmt::Display + ?Sized>(&self, id: &I) -> Command<'_, A, S> {
         Command {

@@ -56,6 +56,15 @@ impl<A> StateCache<A> {
         Some(((self.clone)(&entry.state), entry.version))
     }
 
+    /// Drops every cached state (they may hold personal data of a subject
+    /// just forgotten).
+    pub(crate) fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// How many aggregates it holds now.
     pub(crate) fn len(&self) -> usize {
         self.entries

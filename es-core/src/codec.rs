@@ -17,13 +17,22 @@ use crate::payload::Payload;
 ///
 /// When the event does not serialize (a map with non-string keys, a
 /// `Serialize` impl that fails).
+///
+/// Its [`Personal`](crate::Personal) fields are marked for the store to seal
+/// (`{"$personal": value}`), with the subject each names
+/// ([`Event::PERSONAL_SUBJECTS`]); see [`privacy`](crate::privacy).
 pub fn encode<E: Event>(event: &E) -> Result<Payload, EncodeError> {
-    serde_json::to_string(event)
+    let error = |source| EncodeError {
+        name: E::NAME,
+        source,
+    };
+    let json = crate::privacy::marking(|| serde_json::to_string(event)).map_err(error)?;
+    if E::PERSONAL_SUBJECTS.is_empty() || !json.contains("\"$personal\"") {
+        return Ok(Payload::from(json));
+    }
+    crate::privacy::attach_subjects(&json, E::PERSONAL_SUBJECTS)
         .map(Payload::from)
-        .map_err(|source| EncodeError {
-            name: E::NAME,
-            source,
-        })
+        .map_err(|reason| error(serde::ser::Error::custom(reason)))
 }
 
 /// Decodes a payload stored at exactly `E::VERSION`; other versions are errors.

@@ -126,6 +126,10 @@ pub enum Error {
         /// Where its events are now.
         to: Vec<StreamId>,
     },
+    /// Personal data or its keys: a sealed value that fails authentication,
+    /// a key store that fails or was given the wrong key.
+    #[error(transparent)]
+    Privacy(#[from] crate::privacy::PrivacyError),
     /// The store was closed.
     #[error("the store is closed")]
     Closed,

@@ -55,6 +55,11 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     const NAME: &'static str;
     /// The payload's schema version, 1 or more.
     const VERSION: u32;
+    /// The [`Personal`](crate::Personal) fields whose data subject another
+    /// field names, as `(field, subject field)`: what
+    /// `#[personal(subject = customer_id)]` on a field declares. The other
+    /// personal fields belong to the stream (see [`privacy`](crate::privacy)).
+    const PERSONAL_SUBJECTS: &'static [(&'static str, &'static str)] = &[];
 
     /// Decodes a payload stored at schema version `version` into this type,
     /// walking the upcast chain for older versions.

@@ -64,6 +64,7 @@ mod metadata;
 pub mod name;
 mod payload;
 mod personal;
+pub mod privacy;
 pub mod projection;
 pub mod registry;
 mod repository;

@@ -1,6 +1,9 @@
 //! [`Personal<T>`]: a field holding personal data that can be forgotten.
 
+use serde::de::DeserializeOwned;
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
 /// A field of personal data: known, or forgotten at the data subject's request.
 ///
@@ -9,14 +12,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// subject's data can be forgotten without any event failing to decode, any
 /// projection halting, or any code changing.
 ///
-/// Today the value is stored as plain JSON and `Forgotten` as a marker; the
-/// forgettable-payload work encrypts `Known` values with a key per data
-/// subject, and destroying the key turns them into `Forgotten`. The type and
-/// the code using it stay the same.
+/// A store opened with a key store encrypts each `Known` value of an event
+/// under the key of its data subject, and
+/// [`forget`](crate::privacy::Keys::forget) destroying the key turns it into
+/// `Forgotten` for every reader (see [`privacy`](crate::privacy)). Without a
+/// key store the value is stored as plain JSON.
 ///
-/// The stored marker of a forgotten value is the object
-/// `{"$forgotten": true}`, so a `T` that serializes as a map with a
-/// `$forgotten` key cannot be wrapped.
+/// A forgotten value serializes as the object `{"$forgotten": true}`, so a
+/// `T` that serializes as a map with a `$forgotten`, `$personal` or
+/// `$sealed` key cannot be wrapped.
 ///
 /// ```
 /// use es_core::Personal;
@@ -85,38 +89,59 @@ impl<T> From<T> for Personal<T> {
     }
 }
 
-/// The stored form of a forgotten value.
-#[derive(Serialize, Deserialize)]
-struct ForgottenMarker {
-    #[serde(rename = "$forgotten")]
-    forgotten: bool,
-}
-
 impl<T: Serialize> Serialize for Personal<T> {
+    /// A known value serializes as the value itself, and a forgotten one as
+    /// `{"$forgotten": true}`; inside an event being encoded, a known value
+    /// is marked `{"$personal": value}` for the store to seal (see
+    /// [`privacy`](crate::privacy)).
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
+            Personal::Known(v) if crate::privacy::is_marking() => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry(crate::privacy::PERSONAL, v)?;
+                map.end()
+            }
             Personal::Known(v) => v.serialize(serializer),
-            Personal::Forgotten => ForgottenMarker { forgotten: true }.serialize(serializer),
+            Personal::Forgotten => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry(FORGOTTEN, &true)?;
+                map.end()
+            }
         }
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Personal<T> {
+/// The key of a forgotten value's stored form.
+const FORGOTTEN: &str = "$forgotten";
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Personal<T> {
+    /// Reads the value itself, `{"$personal": value, ..}` (its form above
+    /// the store), or `{"$forgotten": true}`. A sealed value
+    /// (`{"$sealed": ..}`) is an error: the store holding it was opened
+    /// without its key store.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Stored<T> {
-            Forgotten(ForgottenMarker),
-            Known(T),
-        }
-        Ok(match Stored::deserialize(deserializer)? {
-            Stored::Forgotten(ForgottenMarker { forgotten: true }) => Personal::Forgotten,
-            Stored::Forgotten(ForgottenMarker { forgotten: false }) => {
-                return Err(serde::de::Error::custom(
-                    "`$forgotten` marker must be `true`",
+        use serde::de::Error;
+        let value = Value::deserialize(deserializer)?;
+        if let Value::Object(map) = &value {
+            if let Some(forgotten) = map.get(FORGOTTEN) {
+                return match forgotten {
+                    Value::Bool(true) => Ok(Personal::Forgotten),
+                    _ => Err(D::Error::custom("`$forgotten` marker must be `true`")),
+                };
+            }
+            if let Some(known) = map.get(crate::privacy::PERSONAL) {
+                return T::deserialize(known)
+                    .map(Personal::Known)
+                    .map_err(D::Error::custom);
+            }
+            if map.contains_key(crate::privacy::SEALED) {
+                return Err(D::Error::custom(
+                    "an encrypted personal value: open the store with its key store to read it",
                 ));
             }
-            Stored::Known(v) => Personal::Known(v),
-        })
+        }
+        T::deserialize(value)
+            .map(Personal::Known)
+            .map_err(D::Error::custom)
     }
 }

@@ -542,6 +542,50 @@ where
         Ok(Trail::new(self.history(id).await?))
     }
 
+    /// Forgets the data subject `subject` (see [`privacy`](crate::privacy)):
+    /// the store destroys its keys, deletes its snapshots and records an
+    /// `es.subject-forgotten` event; this repository drops its cached
+    /// states, which held the subject's data decrypted. Loads after it see
+    /// [`Personal::Forgotten`](crate::Personal::Forgotten) in its fields.
+    ///
+    /// The subject is the stream id (`"customer-42"`) for personal fields
+    /// without `#[personal(subject = ..)]`, else the value of the field
+    /// named there.
+    ///
+    /// # Errors
+    ///
+    /// As [`Forget::forget`](crate::privacy::Forget::forget).
+    pub async fn forget(&self, subject: &str) -> Result<crate::privacy::Forgotten>
+    where
+        S: crate::privacy::Forget,
+    {
+        self.forget_with(subject, Metadata::new()).await
+    }
+
+    /// [`forget`](Repository::forget), recording who asked and why.
+    ///
+    /// # Errors
+    ///
+    /// As [`Forget::forget`](crate::privacy::Forget::forget).
+    pub async fn forget_with(
+        &self,
+        subject: &str,
+        metadata: Metadata,
+    ) -> Result<crate::privacy::Forgotten>
+    where
+        S: crate::privacy::Forget,
+    {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+        let forgotten = self.store.forget(subject, metadata).await;
+        // Again: a command may have cached a state while the keys went.
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+        forgotten
+    }
+
     /// A command on the aggregate with id `id`, to give metadata, a
     /// business time or the event it compensates before executing it.
     ///

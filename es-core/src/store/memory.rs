@@ -13,6 +13,8 @@ use crate::checkpoint::CheckpointStore;
 use crate::envelope::RecordedEvent;
 use crate::error::{Error, Result};
 use crate::id::StreamId;
+use crate::metadata::Metadata;
+use crate::privacy::{Forget, Forgotten, KeyStore, Keys, open_payload};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::backend::{Notifier, StoredAt, check_append, decide_append};
 use crate::store::{
@@ -45,6 +47,7 @@ use crate::version::ReadRange;
 #[derive(Clone, Default)]
 pub struct InMemoryStore {
     shared: Arc<Shared>,
+    keys: Option<Keys>,
 }
 
 #[derive(Default)]
@@ -92,10 +95,49 @@ impl InMemoryStore {
                 limits,
                 ..Shared::default()
             }),
+            keys: None,
         }
     }
 
-    fn append_now(&self, writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+    /// This store sealing the [`Personal`](crate::Personal) fields of the
+    /// events it appends with `keys`, and opening those it reads (see
+    /// [`privacy`](crate::privacy)). Clones made from the returned store
+    /// share the keys.
+    #[must_use]
+    pub fn with_keys(mut self, keys: impl KeyStore) -> Self {
+        self.keys = Some(Keys::new(keys));
+        self
+    }
+
+    /// Every payload as stored, in position order: what a dump of the
+    /// store would show (personal fields sealed).
+    pub fn stored_payloads(&self) -> Vec<String> {
+        lock(&self.shared.log)
+            .all
+            .iter()
+            .map(|e| e.event.as_str().to_owned())
+            .collect()
+    }
+
+    /// Seals the personal fields of `writes` when this store has keys.
+    fn seal(&self, writes: &mut [StreamWrite]) -> Result<()> {
+        let Some(keys) = &self.keys else {
+            return Ok(());
+        };
+        for write in writes {
+            for event in &mut write.events {
+                if let Some(sealed) =
+                    keys.seal(event.payload.as_str(), &write.stream, event.event_id)?
+                {
+                    event.payload = sealed.into();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn append_now(&self, mut writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
+        self.seal(&mut writes)?;
         // Metadata is kept as the typed value: its stored form is not needed.
         let writes = check_append(&self.shared.limits, writes)?.writes;
         let mut log = lock(&self.shared.log);
@@ -201,6 +243,7 @@ impl Log {
 /// for longer than a clone.
 struct Reader {
     shared: Arc<Shared>,
+    keys: Option<Keys>,
     stream: Option<StreamId>,
     next: u64,
     end: Option<u64>,
@@ -226,10 +269,21 @@ impl Stream for Reader {
         };
         let event = index.map(|i| RecordedEvent::clone(&log.all[i]));
         drop(log);
-        if event.is_some() {
-            self.next += 1;
+        let Some(mut event) = event else {
+            return Poll::Ready(None);
+        };
+        self.next += 1;
+        match open_payload(
+            self.keys.as_ref(),
+            event.event.as_str(),
+            &event.stream_id,
+            event.event_id,
+        ) {
+            Ok(Some(opened)) => event.event = opened.into(),
+            Ok(None) => {}
+            Err(e) => return Poll::Ready(Some(Err(e.into()))),
         }
-        Poll::Ready(event.map(Ok))
+        Poll::Ready(Some(Ok(event)))
     }
 }
 
@@ -244,6 +298,7 @@ impl EventStore for InMemoryStore {
     fn read_stream(&self, stream: &StreamId, range: ReadRange) -> EventStream {
         Box::pin(Reader {
             shared: self.shared.clone(),
+            keys: self.keys.clone(),
             stream: Some(stream.clone()),
             next: range.first(),
             end: range.end,
@@ -253,6 +308,7 @@ impl EventStore for InMemoryStore {
     fn read_all(&self, from: u64) -> EventStream {
         Box::pin(Reader {
             shared: self.shared.clone(),
+            keys: self.keys.clone(),
             stream: None,
             next: from.max(1),
             end: None,
@@ -310,6 +366,38 @@ impl SnapshotStore for InMemoryStore {
     }
 }
 
+impl Forget for InMemoryStore {
+    /// Destroys the subject's keys, deletes every snapshot, and records the
+    /// forgetting.
+    fn forget(
+        &self,
+        subject: &str,
+        metadata: Metadata,
+    ) -> impl Future<Output = Result<Forgotten>> + Send {
+        let keys_destroyed = match &self.keys {
+            Some(keys) => keys.forget(subject),
+            None => Ok(0),
+        };
+        async move {
+            let keys_destroyed = keys_destroyed?;
+            let snapshots_deleted = {
+                let mut snapshots = lock(&self.shared.snapshots);
+                let n = snapshots.len() as u64;
+                snapshots.clear();
+                n
+            };
+            crate::privacy::record_forgotten(
+                self,
+                subject,
+                keys_destroyed,
+                snapshots_deleted,
+                metadata,
+            )
+            .await
+        }
+    }
+}
+
 impl CheckpointStore for InMemoryStore {
     fn load_checkpoint(&self, name: &str) -> impl Future<Output = Result<Option<u64>>> + Send {
         ready(Ok(lock(&self.shared.checkpoints).get(name).copied()))
@@ -331,6 +419,7 @@ impl std::fmt::Debug for InMemoryStore {
         f.debug_struct("InMemoryStore")
             .field("events", &log.all.len())
             .field("streams", &log.streams.len())
+            .field("keys", &self.keys.is_some())
             .finish()
     }
 }
