@@ -22,7 +22,20 @@ pub(crate) struct EventInput<'a> {
     pub(crate) version: Version,
     /// `upcast_from = Previous`: the previous link of the upcast chain.
     pub(crate) upcast_from: Option<Path>,
+    /// The fields marked `#[personal(subject = other_field)]`.
+    pub(crate) personal: Vec<PersonalSubject>,
     pub(crate) krate: Path,
+}
+
+/// `#[personal(subject = customer_id)]` on the field `email`: the data
+/// subject of `email`'s personal values is the value of `customer_id`.
+pub(crate) struct PersonalSubject {
+    /// The field, as written.
+    pub(crate) field: Ident,
+    /// Its key in the payload (its `#[serde(rename = "..")]`, or its name).
+    pub(crate) field_key: String,
+    /// The subject field, as written.
+    pub(crate) subject: Ident,
 }
 
 /// A `#[derive(Aggregate)]` input.
@@ -188,9 +201,105 @@ impl<'a> EventInput<'a> {
             name: name(attrs.name.get(), &input.ident),
             version: version(attrs.version.get()),
             upcast_from: attrs.upcast_from.get().cloned(),
+            personal: personal_subjects(cx, input),
             krate: attrs.krate.get().cloned().unwrap_or_else(default_krate),
         }
     }
+
+    /// The payload key of the field named `ident`, if the struct has one.
+    pub(crate) fn field_key(&self, ident: &Ident) -> Option<String> {
+        let syn::Data::Struct(data) = &self.original.data else {
+            return None;
+        };
+        data.fields
+            .iter()
+            .find(|f| f.ident.as_ref() == Some(ident))
+            .map(serde_key)
+    }
+}
+
+/// The `#[personal(subject = field)]` attributes of the fields of `input`;
+/// malformed ones are reported and skipped.
+fn personal_subjects(cx: &Ctxt, input: &DeriveInput) -> Vec<PersonalSubject> {
+    let syn::Data::Struct(data) = &input.data else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for field in &data.fields {
+        let mut seen = false;
+        for attr in field.attrs.iter().filter(|a| a.path().is_ident("personal")) {
+            let Some(ident) = &field.ident else {
+                cx.error_spanned_by(attr, "`#[personal(subject = ..)]` is for a named field");
+                continue;
+            };
+            if seen {
+                cx.error_spanned_by(attr, "a second `#[personal(...)]` on one field; keep one");
+                continue;
+            }
+            seen = true;
+            let write = "write `#[personal(subject = field)]`, naming the field that holds the data subject's id";
+            if matches!(attr.meta, syn::Meta::Path(_)) {
+                cx.error_spanned_by(attr, write);
+                continue;
+            }
+            let mut subject = None;
+            let parsed = attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("subject") {
+                    subject = Some(meta.value()?.parse::<Ident>()?);
+                    Ok(())
+                } else {
+                    Err(meta.error(
+                        "unknown key in `#[personal(...)]`; write `#[personal(subject = field)]`",
+                    ))
+                }
+            });
+            if let Err(e) = parsed {
+                cx.syn_error(e);
+                continue;
+            }
+            match subject {
+                Some(subject) => found.push(PersonalSubject {
+                    field: ident.clone(),
+                    field_key: serde_key(field),
+                    subject,
+                }),
+                None => cx.error_spanned_by(attr, write),
+            }
+        }
+    }
+    found
+}
+
+/// A field's key in the JSON payload: its `#[serde(rename = "..")]`, or its
+/// name.
+fn serde_key(field: &syn::Field) -> String {
+    let mut key = None;
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        // Other serde keys are serde's to check: only `rename` matters here.
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("rename") && meta.input.peek(syn::Token![=]) {
+                let lit: syn::LitStr = meta.value()?.parse()?;
+                key = Some(lit.value());
+            } else if meta.input.peek(syn::Token![=]) {
+                let _: syn::Expr = meta.value()?.parse()?;
+            } else if meta.input.peek(syn::token::Paren) {
+                let _ = meta.parse_nested_meta(|inner| {
+                    if inner.input.peek(syn::Token![=]) {
+                        let _: syn::Expr = inner.value()?.parse()?;
+                    }
+                    Ok(())
+                });
+            }
+            Ok(())
+        });
+    }
+    key.unwrap_or_else(|| {
+        field
+            .ident
+            .as_ref()
+            .map(|i| i.unraw().to_string())
+            .unwrap_or_default()
+    })
 }
 
 impl<'a> AggregateInput<'a> {

@@ -24,8 +24,10 @@ mod validate;
 use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
-/// Derives `es_core::Event`: `#[event(name = "...", version = N, upcast_from = Previous, crate = "...")]`.
-#[proc_macro_derive(Event, attributes(event))]
+/// Derives `es_core::Event`: `#[event(name = "...", version = N, upcast_from = Previous, crate = "...")]`,
+/// and `#[personal(subject = field)]` on a field holding `Personal` values
+/// whose data subject another field names.
+#[proc_macro_derive(Event, attributes(event, personal))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::event::derive(&input).into()

@@ -20,6 +20,30 @@ pub(crate) fn event(cx: &Ctxt, input: &EventInput<'_>) {
     no_generics(cx, input.original, "Event");
     version_starts_at_one(cx, input.version, "");
     upcast_needs_own_version(cx, input);
+    personal_subjects_are_fields(cx, input);
+}
+
+/// `#[personal(subject = x)]` names another field of the struct.
+fn personal_subjects_are_fields(cx: &Ctxt, input: &EventInput<'_>) {
+    for p in &input.personal {
+        if p.subject == p.field {
+            cx.error_spanned_by(
+                &p.subject,
+                format!(
+                    "`{}` cannot be its own subject; name the field that holds the data subject's id",
+                    p.field
+                ),
+            );
+        } else if input.field_key(&p.subject).is_none() {
+            cx.error_spanned_by(
+                &p.subject,
+                format!(
+                    "`{}` has no field `{}`; name the field that holds the data subject's id",
+                    input.ident, p.subject
+                ),
+            );
+        }
+    }
 }
 
 /// Every rule of `#[derive(Aggregate)]`.

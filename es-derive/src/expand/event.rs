@@ -58,6 +58,14 @@ fn expand(event: &EventInput<'_>) -> TokenStream {
             (quote!(#decode(version, payload)), versions, check)
         }
     };
+    let personal = (!event.personal.is_empty()).then(|| {
+        let pairs = event.personal.iter().map(|p| {
+            let field = &p.field_key;
+            let subject = event.field_key(&p.subject).unwrap_or_default();
+            quote!((#field, #subject))
+        });
+        quote!(const PERSONAL_SUBJECTS: &'static [(&'static str, &'static str)] = &[#(#pairs),*];)
+    });
     let registration = register::event(krate, ident);
     let name_check = name_check(krate, "check_event_name", name);
     quote! {
@@ -68,6 +76,7 @@ fn expand(event: &EventInput<'_>) -> TokenStream {
             impl #krate::Event for #ident {
                 const NAME: &'static str = #name_value;
                 const VERSION: u32 = #version;
+                #personal
 
                 fn decode(version: u32, payload: &str) -> #private::Result<Self, #krate::DecodeError> {
                     #decode

@@ -32,6 +32,23 @@ fn event_with_upcast() {
 }
 
 #[test]
+fn event_with_personal_subject() {
+    let input = parse_quote! {
+        #[event(name = "order-placed")]
+        pub struct OrderPlaced {
+            pub customer_id: String,
+            #[personal(subject = customer_id)]
+            #[serde(rename = "email")]
+            pub customer_email: Personal<String>,
+            pub shipping_name: Personal<String>,
+        }
+    };
+    insta::assert_snapshot!(pretty(
+        super::event::try_expand(&input).expect("valid input")
+    ));
+}
+
+#[test]
 fn aggregate_with_snapshots() {
     let input = parse_quote! {
         #[aggregate(name = "ticket", events(TicketOpened, events::TicketClosed), snapshot(every = 100))]

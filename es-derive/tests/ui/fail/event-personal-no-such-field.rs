@@ -1,0 +1,11 @@
+use es_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub customer_id: String,
+    #[personal(subject = customer)]
+    pub email: Personal<String>,
+}
+
+fn main() {}
