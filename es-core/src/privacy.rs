@@ -649,6 +649,38 @@ impl Keys {
         Ok(sealed)
     }
 
+    /// Seals the personal fields of every event of `writes` (see
+    /// [`seal`](Keys::seal)): what a store does before it appends them.
+    ///
+    /// # Errors
+    ///
+    /// As [`seal`](Keys::seal).
+    pub fn seal_writes(&self, writes: &mut [crate::StreamWrite]) -> Result<(), PrivacyError> {
+        for write in writes {
+            for event in &mut write.events {
+                if let Some(sealed) =
+                    self.seal(event.payload.as_str(), &write.stream, event.event_id)?
+                {
+                    event.payload = sealed.into();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the personal fields of a stored event in place (see
+    /// [`open`](Keys::open)): what a store does before it hands the event out.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Keys::open).
+    pub fn open_event(&self, event: &mut crate::RecordedEvent) -> Result<(), PrivacyError> {
+        if let Some(opened) = self.open(event.event.as_str(), &event.stream_id, event.event_id)? {
+            event.event = opened.into();
+        }
+        Ok(())
+    }
+
     /// The payload with each `{"$sealed": ..}` value opened back into its
     /// `{"$personal": ..}` form, or `{"$forgotten": true}` when its key was
     /// destroyed; `None` when it has none.
@@ -663,44 +695,29 @@ impl Keys {
         stream: &StreamId,
         event_id: Uuid,
     ) -> Result<Option<String>, PrivacyError> {
-        open_payload(Some(self), payload, stream, event_id)
-    }
-}
-
-/// Opens the sealed values of `payload` with `keys`; without keys, each
-/// reads as forgotten would be wrong (the key may exist), so it is left
-/// sealed and `Personal` reports it when decoded.
-pub(crate) fn open_payload(
-    keys: Option<&Keys>,
-    payload: &str,
-    stream: &StreamId,
-    event_id: Uuid,
-) -> Result<Option<String>, PrivacyError> {
-    let Some(keys) = keys else {
-        return Ok(None);
-    };
-    if !payload.contains("\"$sealed\"") {
-        return Ok(None);
-    }
-    let mut value: Value = serde_json::from_str(payload)
-        .map_err(|_| malformed(event_id, "", "the payload is not JSON"))?;
-    let mut failure = None;
-    walk(&mut value, &mut String::new(), &mut |pointer, map| {
-        if failure.is_some() || !map.contains_key(SEALED) {
-            return false;
+        if !payload.contains("\"$sealed\"") {
+            return Ok(None);
         }
-        match open_one(keys, map, pointer, stream, event_id) {
-            Ok(opened) => *map = opened,
-            Err(e) => failure = Some(e),
+        let mut value: Value = serde_json::from_str(payload)
+            .map_err(|_| malformed(event_id, "", "the payload is not JSON"))?;
+        let mut failure = None;
+        walk(&mut value, &mut String::new(), &mut |pointer, map| {
+            if failure.is_some() || !map.contains_key(SEALED) {
+                return false;
+            }
+            match open_one(self, map, pointer, stream, event_id) {
+                Ok(opened) => *map = opened,
+                Err(e) => failure = Some(e),
+            }
+            true
+        });
+        if let Some(e) = failure {
+            return Err(e);
         }
-        true
-    });
-    if let Some(e) = failure {
-        return Err(e);
+        serde_json::to_string(&value)
+            .map(Some)
+            .map_err(|_| malformed(event_id, "", "the payload does not encode"))
     }
-    serde_json::to_string(&value)
-        .map(Some)
-        .map_err(|_| malformed(event_id, "", "the payload does not encode"))
 }
 
 fn open_one(

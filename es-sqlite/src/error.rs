@@ -83,6 +83,18 @@ pub enum OpenError {
         /// What failed, with its causes.
         detail: String,
     },
+    /// The key file of personal data does not open: the key-encryption key
+    /// is not the one its keys were wrapped with
+    /// ([`PrivacyError::WrongKey`](es_core::privacy::PrivacyError::WrongKey)),
+    /// or the file is damaged.
+    #[error("`{}`: the key file of personal data does not open", path.display())]
+    Keys {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: es_core::privacy::PrivacyError,
+    },
     /// Any other SQLite failure.
     #[error("cannot open `{}`", path.display())]
     Sqlite {

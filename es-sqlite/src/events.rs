@@ -3,6 +3,7 @@
 //! what it reads (types, ranges, the checksum): a damaged or foreign row is
 //! an `Error::Corrupt` naming the stream and version, never a panic.
 
+use es_core::privacy::Keys;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -118,7 +119,7 @@ fn all_page(
     );
     let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
     let rows = query.query([to_i64(from)]).map_err(store_error)?;
-    all_rows(rows, page)
+    all_rows(rows, page, None)
 }
 
 /// What [`named_page`] read: the events, and how far it looked.
@@ -190,6 +191,7 @@ impl Filter {
 /// the row's page.
 pub(crate) fn named_page(
     conn: &Connection,
+    keys: Option<&Keys>,
     after: u64,
     filter: &Filter,
     limit: usize,
@@ -198,7 +200,7 @@ pub(crate) fn named_page(
     // the query does not return is an event the filter does not take.
     let snapshot = conn.unchecked_transaction().map_err(store_error)?;
     let head = last_position(&snapshot)?;
-    let events = named_rows(&snapshot, after, head, filter, limit)?;
+    let events = named_rows(&snapshot, keys, after, head, filter, limit)?;
     snapshot.finish().map_err(store_error)?;
     let scanned_to = match events.last() {
         Some(last) if events.len() >= limit => last.position,
@@ -215,6 +217,7 @@ pub(crate) fn named_page(
 /// takes, in position order, read in the caller's transaction.
 pub(crate) fn named_rows(
     conn: &Connection,
+    keys: Option<&Keys>,
     after: u64,
     upto: u64,
     filter: &Filter,
@@ -233,12 +236,16 @@ pub(crate) fn named_rows(
     let mut events = Vec::with_capacity(limit.min(256));
     let mut query = conn.prepare_cached(&filter.sql).map_err(store_error)?;
     let rows = query.query(params.as_slice()).map_err(store_error)?;
-    all_rows(rows, &mut events)?;
+    all_rows(rows, &mut events, keys)?;
     Ok(events)
 }
 
 /// The event at `position`, if there is one.
-pub(crate) fn at_position(conn: &Connection, position: u64) -> Result<Option<RecordedEvent>> {
+pub(crate) fn at_position(
+    conn: &Connection,
+    keys: Option<&Keys>,
+    position: u64,
+) -> Result<Option<RecordedEvent>> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id FROM events e \
          JOIN streams s ON s.stream_pk = e.stream_pk WHERE e.position = ?1"
@@ -246,13 +253,17 @@ pub(crate) fn at_position(conn: &Connection, position: u64) -> Result<Option<Rec
     let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
     let rows = query.query([to_i64(position)]).map_err(store_error)?;
     let mut found = Vec::with_capacity(1);
-    all_rows(rows, &mut found)?;
+    all_rows(rows, &mut found, keys)?;
     Ok(found.pop())
 }
 
 /// The rows of an `$all` query: the event columns, then the aggregate type
-/// and the stream id.
-fn all_rows(mut rows: rusqlite::Rows<'_>, page: &mut Vec<RecordedEvent>) -> Result<()> {
+/// and the stream id; personal fields opened with `keys` when given.
+fn all_rows(
+    mut rows: rusqlite::Rows<'_>,
+    page: &mut Vec<RecordedEvent>,
+    keys: Option<&Keys>,
+) -> Result<()> {
     let mut streams: HashMap<i64, (StreamId, Arc<str>)> = HashMap::new();
     while let Some(row) = rows.next().map_err(store_error)? {
         let pk = integer(row, 10, "stream_pk")?;
@@ -266,7 +277,11 @@ fn all_rows(mut rows: rusqlite::Rows<'_>, page: &mut Vec<RecordedEvent>) -> Resu
             streams.insert(pk, entry.clone());
             entry
         };
-        page.push(event(row, stream, aggregate)?);
+        let mut event = event(row, stream, aggregate)?;
+        if let Some(keys) = keys {
+            keys.open_event(&mut event)?;
+        }
+        page.push(event);
     }
     Ok(())
 }
@@ -276,6 +291,7 @@ fn all_rows(mut rows: rusqlite::Rows<'_>, page: &mut Vec<RecordedEvent>) -> Resu
 /// event. Returns how many events were read, and whether `fold` stopped.
 pub(crate) fn fold_page<F>(
     conn: &Connection,
+    keys: Option<&Keys>,
     stream: &StreamId,
     from: u64,
     to: u64,
@@ -305,6 +321,12 @@ where
         let aggregate = text(row, 10, "aggregate_type")
             .map_err(|e| corrupt(format!("the row of stream `{stream}`: {e}")))?;
         let columns = Columns::read(row, stream, Some(stream_pk), false)?;
+        // Personal fields are opened into an owned payload; every other
+        // event is still read from the row's buffer.
+        let opened = match keys {
+            Some(keys) => keys.open(columns.payload, stream, columns.event_id)?,
+            None => None,
+        };
         let event = EventRef {
             stream_id: stream,
             aggregate_type: aggregate,
@@ -313,7 +335,7 @@ where
             occurred_at: columns.occurred_at,
             name: columns.name,
             schema_version: columns.schema_version,
-            payload: columns.payload,
+            payload: opened.as_deref().unwrap_or(columns.payload),
         };
         if fold(event)?.is_break() {
             return Ok((read, true));

@@ -14,6 +14,7 @@
 //! ([`ReadModels`](crate::ReadModels)), rebuilt beside the old one without
 //! downtime.
 
+use es_core::privacy::Keys;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -80,7 +81,7 @@ impl<R: ReadModel> Inline for Typed<R> {
 /// The inline read models of a store, shared by the options that
 /// registered them and the writer that runs them.
 #[derive(Clone, Default)]
-pub(crate) struct InlineModels(Vec<Arc<Mutex<Box<dyn Inline>>>>);
+pub(crate) struct InlineModels(Vec<Arc<Mutex<Box<dyn Inline>>>>, Option<Keys>);
 
 impl std::fmt::Debug for InlineModels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,6 +101,12 @@ impl InlineModels {
             model,
             filter: events::Filter::of::<R>(),
         }))));
+    }
+
+    /// The models opening personal fields with `keys`.
+    pub(crate) fn with_keys(mut self, keys: Option<Keys>) -> Self {
+        self.1 = keys;
+        self
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -129,7 +136,8 @@ impl InlineModels {
                 detail,
             };
             let position = create_or_rebuild(conn, &**model).map_err(|e| failed(e.to_string()))?;
-            catch_up(conn, &mut **model, position).map_err(|e| failed(display(&e)))?;
+            catch_up(conn, self.1.as_ref(), &mut **model, position)
+                .map_err(|e| failed(display(&e)))?;
         }
         Ok(())
     }
@@ -147,7 +155,14 @@ impl InlineModels {
         }
         for model in &self.0 {
             let mut model = lock(model);
-            let events = events::named_rows(conn, after, upto, model.filter(), usize::MAX)?;
+            let events = events::named_rows(
+                conn,
+                self.1.as_ref(),
+                after,
+                upto,
+                model.filter(),
+                usize::MAX,
+            )?;
             if !events.is_empty() {
                 model
                     .take(conn, events)
@@ -243,7 +258,12 @@ fn schema_objects(conn: &Connection) -> rusqlite::Result<BTreeSet<(String, Strin
 }
 
 /// Takes every event after `position`, a page per transaction.
-fn catch_up(conn: &mut Connection, model: &mut dyn Inline, mut position: u64) -> Result<(), Error> {
+fn catch_up(
+    conn: &mut Connection,
+    keys: Option<&Keys>,
+    model: &mut dyn Inline,
+    mut position: u64,
+) -> Result<(), Error> {
     const PAGE: usize = 4096;
     let store = crate::error::store_error;
     loop {
@@ -254,7 +274,7 @@ fn catch_up(conn: &mut Connection, model: &mut dyn Inline, mut position: u64) ->
         if head <= position {
             return Ok(());
         }
-        let page = events::named_rows(&tx, position, head, model.filter(), PAGE)?;
+        let page = events::named_rows(&tx, keys, position, head, model.filter(), PAGE)?;
         let to = match page.last() {
             Some(last) if page.len() >= PAGE => last.position,
             _ => head,

@@ -93,6 +93,7 @@ mod checksum;
 mod error;
 mod events;
 mod inline;
+mod keys;
 mod options;
 mod pool;
 mod read_model;
@@ -109,6 +110,7 @@ pub mod testing;
 mod writer;
 
 pub use error::OpenError;
+pub use keys::SqliteKeyStore;
 pub use options::{Durability, SqliteOptions, Verify};
 pub use read_model::{
     FromRow, OnError, Parked, ReadModel, ReadModelError, Retried, RunOptions, Status,

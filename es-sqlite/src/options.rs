@@ -81,6 +81,25 @@ pub struct SqliteOptions {
     pub(crate) page_size: usize,
     pub(crate) verify: Verify,
     pub(crate) inline: InlineModels,
+    pub(crate) personal: Option<PersonalData>,
+}
+
+/// Where the keys of personal data come from.
+#[derive(Clone)]
+pub(crate) enum PersonalData {
+    /// A [`SqliteKeyStore`](crate::SqliteKeyStore) at `<events file>.keys`.
+    Beside(es_core::privacy::KeyEncryptionKey),
+    /// The application's key store.
+    Keys(es_core::privacy::Keys),
+}
+
+impl std::fmt::Debug for PersonalData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PersonalData::Beside(_) => "PersonalData::Beside(..)",
+            PersonalData::Keys(_) => "PersonalData::Keys(..)",
+        })
+    }
 }
 
 impl Default for SqliteOptions {
@@ -96,6 +115,7 @@ impl Default for SqliteOptions {
             page_size: 512,
             verify: Verify::Full,
             inline: InlineModels::default(),
+            personal: None,
         }
     }
 }
@@ -233,11 +253,43 @@ impl SqliteOptions {
         self
     }
 
+    /// Seals the [`Personal`](es_core::Personal) fields of every event it
+    /// appends, under keys kept in a [`SqliteKeyStore`](crate::SqliteKeyStore)
+    /// beside the events file (`<events file>.keys`, created when missing)
+    /// and wrapped by `kek`; see [`es_core::privacy`] and
+    /// [`SqliteStore::forget`](es_core::privacy::Forget::forget).
+    ///
+    /// ```
+    /// use es_core::privacy::KeyEncryptionKey;
+    /// use es_sqlite::SqliteStore;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// // In a program: KeyEncryptionKey::from_env("TICKETS_KEK")?
+    /// let kek = KeyEncryptionKey::from_hex(&"5a".repeat(32))?;
+    /// let store = SqliteStore::options().personal_data(kek).open(dir.path().join("tickets.db"))?;
+    /// assert!(dir.path().join("tickets.db.keys").exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn personal_data(mut self, kek: es_core::privacy::KeyEncryptionKey) -> Self {
+        self.personal = Some(PersonalData::Beside(kek));
+        self
+    }
+
+    /// As [`personal_data`](SqliteOptions::personal_data), with the keys
+    /// in `keys` (another file, a key service, memory for tests).
+    #[must_use]
+    pub fn key_store(mut self, keys: impl es_core::privacy::KeyStore) -> Self {
+        self.personal = Some(PersonalData::Keys(es_core::privacy::Keys::new(keys)));
+        self
+    }
+
     /// Opens (creating or migrating) the database at `path`.
     ///
     /// # Errors
     ///
-    /// As [`SqliteStore::open`].
+    /// As [`SqliteStore::open`]; with [`personal_data`](SqliteOptions::personal_data),
+    /// [`OpenError::Keys`] when the key-encryption key is not the key file's.
     pub fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
         SqliteStore::open_with(path.as_ref(), &self, None)
     }

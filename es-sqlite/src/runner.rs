@@ -325,9 +325,9 @@ impl<R: ReadModel> Follow<R> {
             }
             let limit = self.limit_once.take().unwrap_or(self.options.batch);
             let store = self.models.store();
-            let page = store
-                .pool()
-                .with(|conn| events::named_page(conn, self.checkpoint, &self.filter, limit))?;
+            let page = store.pool().with(|conn| {
+                events::named_page(conn, store.keys(), self.checkpoint, &self.filter, limit)
+            })?;
             let head = page.head;
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 if serving != Some(R::VERSION) {
@@ -497,8 +497,15 @@ impl<R: ReadModel> Follow<R> {
     fn take_until(&mut self, model: &mut R, target: u64) -> Result<u64, ReadModelError> {
         while self.checkpoint < target {
             let before = self.checkpoint;
-            let page = self.models.store().pool().with(|conn| {
-                events::named_page(conn, self.checkpoint, &self.filter, self.options.batch)
+            let store = self.models.store();
+            let page = store.pool().with(|conn| {
+                events::named_page(
+                    conn,
+                    store.keys(),
+                    self.checkpoint,
+                    &self.filter,
+                    self.options.batch,
+                )
             })?;
             self.take(model, page.events, page.scanned_to)?;
             if self.checkpoint == before && self.limit_once.is_none() {
@@ -544,11 +551,12 @@ impl<R: ReadModel> Follow<R> {
     }
 
     fn event_name(&self, position: u64) -> Result<String, ReadModelError> {
+        // The name only: personal fields stay sealed.
         let event = self
             .models
             .store()
             .pool()
-            .with(|conn| events::at_position(conn, position))?;
+            .with(|conn| events::at_position(conn, None, position))?;
         Ok(event.map(|e| e.name).unwrap_or_default())
     }
 
@@ -558,11 +566,10 @@ impl<R: ReadModel> Follow<R> {
         let parked = crate::read_models::parked(&self.conn, name)?;
         let mut retried = Retried::default();
         for entry in parked {
-            let event = self
-                .models
-                .store()
+            let store = self.models.store();
+            let event = store
                 .pool()
-                .with(|conn| events::at_position(conn, entry.position))?;
+                .with(|conn| events::at_position(conn, store.keys(), entry.position))?;
             let Some(event) = event else {
                 return Err(ReadModelError::Store(es_core::Error::Corrupt {
                     detail: format!(

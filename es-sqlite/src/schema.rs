@@ -32,7 +32,7 @@ pub(crate) enum Role {
 
 /// Creates the file readable and writable by its owner only (RELIABILITY S4)
 /// unless it exists; refuses an existing file that everyone may write.
-fn prepare_file(path: &Path) -> Result<(), OpenError> {
+pub(crate) fn prepare_file(path: &Path) -> Result<(), OpenError> {
     let io = |source| OpenError::Io {
         path: path.to_path_buf(),
         source,
@@ -99,6 +99,11 @@ pub(crate) fn connect(
         .map_err(sqlite)?;
     if role == Role::Reader {
         conn.pragma_update(None, "query_only", true)
+            .map_err(sqlite)?;
+    } else {
+        // What is deleted (a replaced or forgotten snapshot) is overwritten
+        // with zeros, not left in free space.
+        conn.pragma_update(None, "secure_delete", true)
             .map_err(sqlite)?;
     }
     if let (Role::Writer, Some(pages)) = (role, options.max_page_count) {

@@ -81,3 +81,12 @@ pub(crate) fn delete(conn: &Connection, stream: &StreamId) -> Result<()> {
         .map(drop)
         .map_err(store_error)
 }
+
+/// Deletes every snapshot (a subject was forgotten: any may hold its data
+/// decrypted); returns how many. The writer's connection has
+/// `secure_delete` on, so their bytes are overwritten in the file.
+pub(crate) fn delete_all(conn: &Connection) -> Result<u64> {
+    conn.execute("DELETE FROM snapshots", [])
+        .map(|n| n as u64)
+        .map_err(store_error)
+}

@@ -16,7 +16,8 @@ use es_core::{
 
 use crate::error::OpenError;
 use crate::events;
-use crate::options::SqliteOptions;
+use crate::keys::SqliteKeyStore;
+use crate::options::{PersonalData, SqliteOptions};
 use crate::pool::Pool;
 use crate::read_model::{FromRow, ReadModelError};
 use crate::reader::{self, ReadJob};
@@ -24,6 +25,7 @@ use crate::schema::{self, Role};
 use crate::stream::{PagedStream, Source};
 use crate::writer::{self, Job, Outcome, Work};
 use crate::{checkpoints, snapshots};
+use es_core::privacy::{Forget, Forgotten, Keys};
 
 /// The embedded SQLite event store: one file, no server.
 ///
@@ -64,6 +66,8 @@ struct Inner {
     page_size: usize,
     options: SqliteOptions,
     path: PathBuf,
+    /// Seals and opens personal fields, when the store has keys.
+    keys: Option<Keys>,
     /// Keeps a temporary database's directory until the store is dropped.
     _temporary: Option<tempfile::TempDir>,
 }
@@ -169,10 +173,23 @@ impl SqliteStore {
         options: &SqliteOptions,
         temporary: Option<tempfile::TempDir>,
     ) -> Result<Self, OpenError> {
+        let keys = match &options.personal {
+            None => None,
+            Some(PersonalData::Keys(keys)) => Some(keys.clone()),
+            Some(PersonalData::Beside(kek)) => {
+                let mut file = path.as_os_str().to_owned();
+                file.push(".keys");
+                Some(Keys::new(SqliteKeyStore::open(
+                    PathBuf::from(file),
+                    kek.clone(),
+                )?))
+            }
+        };
         let mut writer_conn = schema::connect(path, options, Role::Writer)?;
         schema::verify(&writer_conn, path, options.verify)?;
         schema::migrate(&mut writer_conn, path)?;
-        options.inline.prepare(&mut writer_conn, path)?;
+        let inline = options.inline.clone().with_keys(keys.clone());
+        inline.prepare(&mut writer_conn, path)?;
         let last = events::last_position(&writer_conn).map_err(|e| OpenError::Corrupt {
             path: path.to_path_buf(),
             detail: e.to_string(),
@@ -202,7 +219,6 @@ impl SqliteStore {
         let (write_tx, write_rx) = flume::bounded(1024);
         let thread_notifier = notifier.clone();
         let max_batch = options.max_batch;
-        let inline = options.inline.clone();
         let writer_thread = std::thread::Builder::new()
             .name("es-sqlite-writer".into())
             .spawn(move || {
@@ -228,6 +244,7 @@ impl SqliteStore {
                 page_size: options.page_size,
                 options: options.clone(),
                 path: path.to_path_buf(),
+                keys,
                 _temporary: temporary,
             }),
         })
@@ -307,6 +324,32 @@ impl SqliteStore {
     }
 
     /// The pool of connections for reads on the calling thread.
+    /// The keys that seal and open personal fields, if the store has them.
+    pub(crate) fn keys(&self) -> Option<&Keys> {
+        self.inner.keys.as_ref()
+    }
+
+    /// Checkpoints the write-ahead log into the file and truncates it, on a
+    /// connection of its own, waiting for readers up to the busy timeout.
+    fn truncate_log(&self) -> Result<()> {
+        let options = &self.inner.options;
+        let conn =
+            schema::connect(&self.inner.path, options, Role::Writer).map_err(Error::backend)?;
+        let deadline = std::time::Instant::now() + options.busy_timeout;
+        loop {
+            let busy: i64 = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .map_err(crate::error::store_error)?;
+            if busy == 0 {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Busy);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     pub(crate) fn pool(&self) -> &Pool {
         &self.inner.pool
     }
@@ -339,7 +382,12 @@ impl EventStore for SqliteStore {
         writes: Vec<StreamWrite>,
     ) -> impl Future<Output = Result<Vec<AppendResult>>> + Send {
         let empty = writes.is_empty();
-        let checked = check_append(&self.inner.limits, writes);
+        let mut writes = writes;
+        let sealed = match self.keys() {
+            Some(keys) => keys.seal_writes(&mut writes).map_err(Error::from),
+            None => Ok(()),
+        };
+        let checked = sealed.and_then(|()| check_append(&self.inner.limits, writes));
         let store = self.clone();
         async move {
             let checked = checked?;
@@ -348,7 +396,7 @@ impl EventStore for SqliteStore {
             }
             match store.write(Work::Append(checked)).await? {
                 Outcome::Appended(results) => Ok(results),
-                Outcome::Done => Ok(Vec::new()),
+                Outcome::Count(_) | Outcome::Done => Ok(Vec::new()),
             }
         }
     }
@@ -385,6 +433,7 @@ impl EventStore for SqliteStore {
                     let mut last = None;
                     let outcome = events::fold_page(
                         conn,
+                        store.keys(),
                         &stream,
                         next,
                         end,
@@ -462,6 +511,48 @@ impl SnapshotStore for SqliteStore {
 
     fn delete_snapshot(&self, stream: &StreamId) -> impl Future<Output = Result<()>> + Send {
         self.write_done(Work::DeleteSnapshot(stream.clone()))
+    }
+}
+
+impl Forget for SqliteStore {
+    /// Destroys the subject's keys in the key store, deletes every snapshot
+    /// (overwritten with zeros: the writer runs with `secure_delete`),
+    /// records the `es.subject-forgotten` event, then checkpoints the
+    /// write-ahead log into the file and truncates it, so no old copy of a
+    /// deleted page remains in the `-wal` file.
+    ///
+    /// # Errors
+    ///
+    /// The key store's, the writer's, or [`Error::Busy`] when another
+    /// process's readers kept the log from being truncated past the busy
+    /// timeout: the keys are destroyed then, and running `forget` again
+    /// finishes the rest.
+    fn forget(
+        &self,
+        subject: &str,
+        metadata: es_core::Metadata,
+    ) -> impl Future<Output = Result<Forgotten>> + Send {
+        let keys_destroyed = self.keys().map_or(Ok(0), |keys| keys.forget(subject));
+        let deleted = self.write(Work::DeleteAllSnapshots);
+        let store = self.clone();
+        let subject = subject.to_owned();
+        async move {
+            let keys_destroyed = keys_destroyed?;
+            let snapshots_deleted = match deleted.await? {
+                Outcome::Count(n) => n,
+                Outcome::Appended(_) | Outcome::Done => 0,
+            };
+            let forgotten = es_core::privacy::record_forgotten(
+                &store,
+                &subject,
+                keys_destroyed,
+                snapshots_deleted,
+                metadata,
+            )
+            .await?;
+            store.truncate_log()?;
+            Ok(forgotten)
+        }
     }
 }
 

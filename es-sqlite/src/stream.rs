@@ -170,7 +170,10 @@ impl Stream for PagedStream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
         loop {
-            if let Some(event) = this.buffer.next() {
+            if let Some(mut event) = this.buffer.next() {
+                if let Some(Err(e)) = this.store.keys().map(|k| k.open_event(&mut event)) {
+                    return Poll::Ready(Some(Err(e.into())));
+                }
                 return Poll::Ready(Some(Ok(event)));
             }
             if let Some(error) = this.failure.take() {

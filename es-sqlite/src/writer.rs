@@ -52,6 +52,8 @@ pub(crate) enum Work {
     Append(CheckedAppend),
     SaveSnapshot(Snapshot),
     DeleteSnapshot(StreamId),
+    /// Every snapshot, after a subject was forgotten.
+    DeleteAllSnapshots,
     SaveCheckpoint {
         name: String,
         position: u64,
@@ -64,6 +66,8 @@ pub(crate) enum Work {
 #[derive(Debug)]
 pub(crate) enum Outcome {
     Appended(Vec<AppendResult>),
+    /// How many rows the work changed.
+    Count(u64),
     Done,
 }
 
@@ -204,6 +208,7 @@ impl Writer {
                 Work::DeleteSnapshot(stream) => {
                     snapshots::delete(&tx, stream).map(|()| Outcome::Done)
                 }
+                Work::DeleteAllSnapshots => snapshots::delete_all(&tx).map(Outcome::Count),
                 Work::SaveCheckpoint { name, position } => {
                     checkpoints::save(&tx, name, *position).map(|()| Outcome::Done)
                 }

@@ -14,7 +14,7 @@ use crate::envelope::RecordedEvent;
 use crate::error::{Error, Result};
 use crate::id::StreamId;
 use crate::metadata::Metadata;
-use crate::privacy::{Forget, Forgotten, KeyStore, Keys, open_payload};
+use crate::privacy::{Forget, Forgotten, KeyStore, Keys};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::backend::{Notifier, StoredAt, check_append, decide_append};
 use crate::store::{
@@ -119,25 +119,10 @@ impl InMemoryStore {
             .collect()
     }
 
-    /// Seals the personal fields of `writes` when this store has keys.
-    fn seal(&self, writes: &mut [StreamWrite]) -> Result<()> {
-        let Some(keys) = &self.keys else {
-            return Ok(());
-        };
-        for write in writes {
-            for event in &mut write.events {
-                if let Some(sealed) =
-                    keys.seal(event.payload.as_str(), &write.stream, event.event_id)?
-                {
-                    event.payload = sealed.into();
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn append_now(&self, mut writes: Vec<StreamWrite>) -> Result<Vec<AppendResult>> {
-        self.seal(&mut writes)?;
+        if let Some(keys) = &self.keys {
+            keys.seal_writes(&mut writes)?;
+        }
         // Metadata is kept as the typed value: its stored form is not needed.
         let writes = check_append(&self.shared.limits, writes)?.writes;
         let mut log = lock(&self.shared.log);
@@ -273,15 +258,8 @@ impl Stream for Reader {
             return Poll::Ready(None);
         };
         self.next += 1;
-        match open_payload(
-            self.keys.as_ref(),
-            event.event.as_str(),
-            &event.stream_id,
-            event.event_id,
-        ) {
-            Ok(Some(opened)) => event.event = opened.into(),
-            Ok(None) => {}
-            Err(e) => return Poll::Ready(Some(Err(e.into()))),
+        if let Some(Err(e)) = self.keys.as_ref().map(|k| k.open_event(&mut event)) {
+            return Poll::Ready(Some(Err(e.into())));
         }
         Poll::Ready(Some(Ok(event)))
     }
