@@ -169,6 +169,21 @@ fn forgetting_a_subject_forgets_its_fields_only() {
             ("es.subject-forgotten".to_owned(), Some("dpo".to_owned())),
         ]
     );
+
+    // The deploy check and the replay check know the framework's record.
+    let registry = es_core::Registry::builder()
+        .aggregate::<Order>()
+        .build()
+        .unwrap();
+    assert_eq!(block_on(registry.undecodable(&store)).unwrap(), vec![]);
+    let report = block_on(
+        es_core::verify::Verify::new(&store)
+            .aggregate::<Order>()
+            .run(),
+    )
+    .unwrap();
+    assert!(report.is_clean(), "{report:#}");
+    assert!(report.unchecked.is_empty(), "{report:#}");
 }
 
 #[test]
