@@ -214,6 +214,15 @@ pub enum PrivacyError {
     /// A key-encryption key of the wrong length or encoding.
     #[error("a key-encryption key is 32 bytes (64 hex digits): {0}")]
     InvalidKey(&'static str),
+    /// A key file cannot be read, or created.
+    #[error("key file `{}`", path.display())]
+    KeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A value over the cipher's limit (256 GiB).
     #[error("a personal value is over the cipher's limit")]
     TooLarge,
@@ -285,6 +294,62 @@ impl KeyEncryptionKey {
                 .map_err(|_| PrivacyError::InvalidKey("the environment variable is not set"))?,
         );
         Self::from_hex(&value)
+    }
+
+    /// The key in the file at `path`, as 64 hex digits (surrounding
+    /// whitespace ignored): a file the application keeps apart from the
+    /// store's (a mounted secret, say).
+    ///
+    /// # Errors
+    ///
+    /// [`PrivacyError::KeyFile`] when the file cannot be read,
+    /// [`PrivacyError::InvalidKey`] when it does not hold 64 hex digits.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, PrivacyError> {
+        let path = path.as_ref();
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+            PrivacyError::KeyFile {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?);
+        Self::from_hex(&text)
+    }
+
+    /// Makes a new random key and writes it to a new file at `path`, as 64
+    /// hex digits, readable by its owner only; an existing file is never
+    /// overwritten. For examples and first runs: a deployment keeps its key
+    /// away from the store's files.
+    ///
+    /// ```
+    /// use es_core::privacy::KeyEncryptionKey;
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.kek");
+    /// let made = KeyEncryptionKey::create_file(&path)?;
+    /// assert_eq!(KeyEncryptionKey::from_file(&path)?.to_hex(), made.to_hex());
+    /// assert!(KeyEncryptionKey::create_file(&path).is_err(), "never overwritten");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`PrivacyError::KeyFile`] when the file exists or cannot be written.
+    pub fn create_file(path: impl AsRef<std::path::Path>) -> Result<Self, PrivacyError> {
+        use std::io::Write;
+        let path = path.as_ref();
+        let failed = |source| PrivacyError::KeyFile {
+            path: path.to_path_buf(),
+            source,
+        };
+        let key = Self::generate();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(failed)?;
+        file.write_all(key.to_hex().as_bytes()).map_err(failed)?;
+        file.write_all(b"\n").map_err(failed)?;
+        file.sync_all().map_err(failed)?;
+        Ok(key)
     }
 
     /// A new random key (for tests, or to create one to keep).
