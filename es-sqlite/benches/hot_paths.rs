@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the hot paths: encoding and decoding events,
-//! appending one event, and folding a stream through the repository.
+//! appending one event, folding a stream through the repository, and
+//! verifying the audit chain.
 //!
 //! `cargo bench -p es-sqlite --bench hot_paths`
 //!
@@ -130,5 +131,30 @@ fn fold(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, codec, append, fold);
+fn audit_chain(c: &mut Criterion) {
+    const EVENTS: u64 = 10_000;
+    let store = SqliteStore::options()
+        .durability(Durability::Normal)
+        .open_temporary()
+        .expect("store");
+    let stream = StreamId::new("ticket-audited").expect("id");
+    for chunk in 0..EVENTS / 1_000 {
+        let events = (0..1_000)
+            .map(|n| {
+                NewEvent::encode("ticket", &message(chunk * 1_000 + n), Metadata::default())
+                    .expect("encodes")
+            })
+            .collect();
+        block_on(store.append(&stream, ExpectedVersion::Exact(chunk * 1_000), events))
+            .expect("appends");
+    }
+    let mut group = c.benchmark_group("audit_chain");
+    group.throughput(Throughput::Elements(EVENTS));
+    group.bench_function("verify_chain_10000", |b| {
+        b.iter(|| block_on(store.verify_chain()).expect("verifies"));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, codec, append, fold, audit_chain);
 criterion_main!(benches);

@@ -14,14 +14,18 @@ use es_core::{AppendResult, Error, Result, StreamId, StreamWrite, Timestamp};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, DropBehavior, OptionalExtension, Transaction, params};
 
+use crate::chain::{ChainHash, Link};
 use crate::checksum;
 use crate::error::{corrupt, is_unique_violation, store_error, stored_integer};
 
-/// The positions this writer has handed out: every new one must be larger
-/// than the last, or the table's rowids have wrapped (see migration 0002).
+/// The head of the log as the writer knows it: the last position and the
+/// last event's hash (the audit chain). Each new event takes the next
+/// position and chains from the hash; whatever undoes inserts puts the
+/// head back as it was.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Positions {
-    pub(crate) last: u64,
+pub(crate) struct Head {
+    pub(crate) position: u64,
+    pub(crate) hash: ChainHash,
 }
 
 /// Why inserting stopped.
@@ -99,15 +103,15 @@ pub(crate) fn append(
     tx: &mut Transaction<'_>,
     append: &CheckedAppend,
     now: Timestamp,
-    positions: &mut Positions,
+    head: &mut Head,
 ) -> std::result::Result<Vec<AppendResult>, Failure> {
     let decided = decide(tx, append, false)?;
-    match write(tx, &decided, now, positions) {
+    match write(tx, &decided, now, head) {
         Err(Stop::Recheck) => {}
         done => return done.map_err(failure),
     }
     let decided = decide(tx, append, true)?;
-    write(tx, &decided, now, positions).map_err(failure)
+    write(tx, &decided, now, head).map_err(failure)
 }
 
 /// What a request's stop means for the writer. A second refusal by a
@@ -163,17 +167,17 @@ fn write(
     tx: &mut Transaction<'_>,
     decided: &[Decided<'_>],
     now: Timestamp,
-    positions: &mut Positions,
+    head: &mut Head,
 ) -> std::result::Result<Vec<AppendResult>, Stop> {
     let statements: usize = decided
         .iter()
         .filter(|d| d.settled.is_none())
         .map(|d| d.write.events.len() + usize::from(d.stream.is_none()))
         .sum();
-    let before = *positions;
+    let before = *head;
     let written = if statements > 1 {
         let mut savepoint = tx.savepoint()?;
-        let written = insert_all(&savepoint, decided, now, positions);
+        let written = insert_all(&savepoint, decided, now, head);
         match written {
             Ok(results) => savepoint.commit().map(|()| results).map_err(|e| {
                 // RELEASE failed: the savepoint may still hold the rows.
@@ -199,11 +203,12 @@ fn write(
             }
         }
     } else {
-        insert_all(tx, decided, now, positions)
+        insert_all(tx, decided, now, head)
     };
     if written.is_err() {
-        // Undone: the positions it took are free again.
-        *positions = before;
+        // Undone: the positions it took are free again, and the chain goes
+        // on from the event before them.
+        *head = before;
     }
     written
 }
@@ -212,13 +217,13 @@ fn insert_all(
     conn: &Connection,
     decided: &[Decided<'_>],
     now: Timestamp,
-    positions: &mut Positions,
+    head: &mut Head,
 ) -> std::result::Result<Vec<AppendResult>, Stop> {
     decided
         .iter()
         .map(|d| match &d.settled {
             Some(settled) => Ok(settled.clone()),
-            None => insert(conn, d, now, positions),
+            None => insert(conn, d, now, head),
         })
         .collect()
 }
@@ -290,27 +295,39 @@ fn insert(
     conn: &Connection,
     decided: &Decided<'_>,
     now: Timestamp,
-    positions: &mut Positions,
+    head: &mut Head,
 ) -> std::result::Result<AppendResult, Stop> {
     let write = decided.write;
-    let (pk, mut version) = if let Some(s) = &decided.stream {
-        (s.pk, s.version)
+    let (pk, mut version, aggregate_type) = if let Some(s) = &decided.stream {
+        (s.pk, s.version, s.aggregate_type.as_str())
     } else {
         let aggregate_type = write.events.first().map_or("", |e| &e.aggregate_type);
         conn.prepare_cached("INSERT INTO streams (stream_id, aggregate_type) VALUES (?1, ?2)")?
             .execute(params![write.stream.as_str(), aggregate_type])?;
-        (conn.last_insert_rowid(), 0)
+        (conn.last_insert_rowid(), 0, aggregate_type)
     };
     let mut insert = conn.prepare_cached(
-        "INSERT INTO events (stream_pk, version, event_id, recorded_at, occurred_at, name, \
-         schema_version, payload, metadata, checksum) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO events (position, stream_pk, version, event_id, recorded_at, occurred_at, \
+         name, schema_version, payload, metadata, checksum, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     let mut first_position = None;
     for (event, metadata) in write.events.iter().zip(decided.metadata) {
         version = version
             .checked_add(1)
             .ok_or_else(|| corrupt("stream version overflow"))?;
+        // The next position, one more than the last, which the schema lets
+        // reach 2^63 - 1 (see migration 0002).
+        let position = head
+            .position
+            .checked_add(1)
+            .and_then(|p| i64::try_from(p).ok())
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "no position after {}: the positions have run out",
+                    head.position
+                ))
+            })?;
         let row = checksum::Row {
             stream_pk: pk,
             version: stored_integer("stream version", version)?,
@@ -322,9 +339,24 @@ fn insert(
             payload: event.payload.as_bytes(),
             metadata: metadata.as_deref().map(str::as_bytes),
         };
+        let hash = Link {
+            position,
+            stream_id: write.stream.as_str().as_bytes(),
+            version: row.version,
+            event_id: row.event_id,
+            aggregate_type: aggregate_type.as_bytes(),
+            name: row.name,
+            schema_version: row.schema_version,
+            recorded_at: row.recorded_at,
+            occurred_at: row.occurred_at,
+            metadata: row.metadata,
+            payload: row.payload,
+        }
+        .hash(&head.hash);
         // Payload and metadata are bound as text without a second UTF-8
         // check: `Payload` and `String` hold UTF-8 by their types.
         insert.execute(params![
+            position,
             row.stream_pk,
             row.version,
             row.event_id,
@@ -335,25 +367,17 @@ fn insert(
             ToSqlOutput::Borrowed(ValueRef::Text(event.payload.as_bytes())),
             metadata.as_deref(),
             row.checksum(),
+            hash.as_bytes().as_slice(),
         ])?;
-        let position = u64::try_from(conn.last_insert_rowid())
-            .ok()
-            .filter(|&p| p > positions.last)
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "SQLite gave position {} after {}: the positions have run out",
-                    conn.last_insert_rowid(),
-                    positions.last
-                ))
-            })?;
-        positions.last = position;
+        let position = position.cast_unsigned();
+        *head = Head { position, hash };
         first_position.get_or_insert(position);
     }
     Ok(AppendResult {
         stream_id: write.stream.clone(),
         version,
         first_position,
-        last_position: first_position.map(|_| positions.last),
+        last_position: first_position.map(|_| head.position),
         repeated: false,
     })
 }

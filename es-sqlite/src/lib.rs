@@ -71,6 +71,42 @@
 //! file's structure ([`Verify`]). A damaged file is a typed error, never a
 //! different answer.
 //!
+//! ## The audit chain
+//!
+//! A checksum finds damage, not a deliberate edit: whoever can write the
+//! file can compute a new one. So every event also carries a SHA-256 hash
+//! of its stored bytes chained with the hash of the event before it in
+//! `$all` order, computed by the writer inside the append's transaction
+//! (the format is below: any SHA-256 tool recomputes it).
+//! [`SqliteStore::verify_chain`] recomputes the chain and names the first
+//! position where a row was edited, deleted, inserted or reordered
+//! ([`ChainError`], [`Tamper`]); [`SqliteStore::head`] gives the last
+//! event's [`ChainHead`] for an auditor to keep elsewhere, and
+//! [`SqliteStore::verify_chain_to`] later proves that nothing at or before
+//! it changed, even if the whole chain after an edit was computed again.
+//!
+//! ```
+//! use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
+//! use es_core::blocking::block_on;
+//!
+//! let store = es_sqlite::SqliteStore::open_temporary()?;
+//! let stream = StreamId::new("ticket-1")?;
+//! block_on(store.append(&stream, ExpectedVersion::NoStream, vec![NewEvent::new("ticket", "opened", 1, "{}")]))?;
+//! let kept = block_on(store.head())?;            // kept by the auditor, elsewhere
+//! block_on(store.append(&stream, ExpectedVersion::Exact(1), vec![NewEvent::new("ticket", "closed", 1, "{}")]))?;
+//! let report = block_on(store.verify_chain_to(kept))?;
+//! assert_eq!((report.events, report.head), (1, kept));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! What the chain does not prove: whoever can write the file can also
+//! compute every hash again from an edited event on, and the chain alone
+//! then verifies; only a head kept out of their reach shows it
+//! ([`ChainError::HeadMismatch`]). Deleting the last events leaves a
+//! shorter chain that verifies, found only against a kept head too.
+//!
+#![doc = include_str!("chain_format.md")]
+//!
 //! ## A full disk
 //!
 //! An append that finds no room fails with `Error::StorageFull` and writes
@@ -88,6 +124,7 @@
 //! timeout, then reported as `Error::Busy`. Not for network file systems.
 
 mod append;
+mod chain;
 mod checkpoints;
 mod checksum;
 mod error;
@@ -109,6 +146,7 @@ mod stream;
 pub mod testing;
 mod writer;
 
+pub use chain::{ChainError, ChainHash, ChainHead, ChainReport, ParseChainError, Tamper};
 pub use error::OpenError;
 pub use keys::SqliteKeyStore;
 pub use options::{Durability, SqliteOptions, Verify};

@@ -11,17 +11,67 @@ use crate::options::{Durability, SqliteOptions, Verify};
 pub(crate) const APPLICATION_ID: i64 = 0x6573_5351;
 
 /// The schema version this code writes and reads (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
+
+/// Work a migration does in Rust, in its transaction, before its SQL.
+type Step = fn(&rusqlite::Transaction<'_>, &Path) -> Result<(), OpenError>;
+
+/// One step of the schema: what runs first in Rust (for what SQL cannot
+/// compute), then its SQL file.
+struct Migration {
+    before: Option<Step>,
+    sql: &'static str,
+}
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Released
 /// migrations are never edited: files of every older schema must keep
 /// opening (`tests/fixtures/`).
-const MIGRATIONS: &[&str] = &[
-    include_str!("sql/0001_init.sql"),
-    include_str!("sql/0002_lean_log.sql"),
-    include_str!("sql/0003_inline_read_models.sql"),
-    include_str!("sql/0004_event_types.sql"),
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        before: None,
+        sql: include_str!("sql/0001_init.sql"),
+    },
+    Migration {
+        before: None,
+        sql: include_str!("sql/0002_lean_log.sql"),
+    },
+    Migration {
+        before: None,
+        sql: include_str!("sql/0003_inline_read_models.sql"),
+    },
+    Migration {
+        before: None,
+        sql: include_str!("sql/0004_event_types.sql"),
+    },
+    Migration {
+        before: Some(compute_chain),
+        sql: include_str!("sql/0005_audit_chain.sql"),
+    },
 ];
+
+/// Before `0005_audit_chain.sql`: the hash of every stored event, in
+/// position order, into `temp.audit_chain`, which that file copies into
+/// `events.hash` (see the file, and `chain.rs` for what is hashed).
+fn compute_chain(tx: &rusqlite::Transaction<'_>, path: &Path) -> Result<(), OpenError> {
+    let sqlite = |e| OpenError::sqlite(path, e);
+    tx.execute_batch(
+        "CREATE TEMP TABLE audit_chain (position INTEGER PRIMARY KEY, hash BLOB NOT NULL) STRICT",
+    )
+    .map_err(sqlite)?;
+    let mut insert = tx
+        .prepare("INSERT INTO temp.audit_chain (position, hash) VALUES (?1, ?2)")
+        .map_err(sqlite)?;
+    let computed = crate::chain::compute_all(tx, |position, hash| {
+        insert
+            .execute(rusqlite::params![position, hash.as_bytes().as_slice()])
+            .map(drop)
+    })
+    .map_err(sqlite)?;
+    computed.map_err(|position| OpenError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!("the event at position {position} has a column of a type it cannot have"),
+    })
+}
 
 /// What a connection is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -192,7 +242,10 @@ fn migrate_locked(conn: &mut Connection, path: &Path) -> Result<(), OpenError> {
     check_identity(&tx, path, app, version)?;
     let from = usize::try_from(version).unwrap_or(usize::MAX);
     for migration in MIGRATIONS.iter().skip(from) {
-        tx.execute_batch(migration).map_err(sqlite)?;
+        if let Some(before) = migration.before {
+            before(&tx, path)?;
+        }
+        tx.execute_batch(migration.sql).map_err(sqlite)?;
     }
     let dangling: Option<String> = tx
         .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))

@@ -14,6 +14,7 @@ use es_core::{
     ReadRange, Result, Snapshot, SnapshotStore, StoredEventType, StreamId, StreamWrite, Watch,
 };
 
+use crate::chain::{self, ChainError, ChainHead, ChainReport};
 use crate::error::OpenError;
 use crate::events;
 use crate::keys::SqliteKeyStore;
@@ -166,6 +167,119 @@ impl SqliteStore {
     /// writer's transaction failed with.
     pub fn flush(&self) -> impl Future<Output = Result<()>> + Send + 'static {
         self.write_done(Work::Flush)
+    }
+
+    /// The head of the audit chain as stored: the last event's position
+    /// and hash ([`ChainHead::GENESIS`] when the store is empty). Read, not
+    /// verified: an auditor keeps it somewhere else, and
+    /// [`verify_chain_to`](SqliteStore::verify_chain_to) later proves that
+    /// nothing at or before it changed.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read; `Error::Corrupt` when the last
+    /// event's hash is not 32 bytes.
+    pub fn head(&self) -> impl Future<Output = Result<ChainHead>> + Send {
+        self.read_now(chain::stored_head)
+    }
+
+    /// Recomputes the audit chain from the first event to the last (the
+    /// last when the call starts), and proves that no stored event was
+    /// edited, deleted, inserted or reordered since it was written, short
+    /// of a rewrite of the whole chain from the first changed event on
+    /// (which a head kept elsewhere catches: see
+    /// [`verify_chain_to`](SqliteStore::verify_chain_to)).
+    ///
+    /// Runs on a thread of its own with its own read connection, one short
+    /// read transaction per page of events (appends go on meanwhile).
+    ///
+    /// ```
+    /// use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
+    /// use es_core::blocking::block_on;
+    ///
+    /// let store = es_sqlite::SqliteStore::open_temporary()?;
+    /// let stream = StreamId::new("ticket-1")?;
+    /// let opened = NewEvent::new("ticket", "ticket-opened", 1, "{}");
+    /// block_on(store.append(&stream, ExpectedVersion::NoStream, vec![opened]))?;
+    /// let report = block_on(store.verify_chain())?;
+    /// assert_eq!(report.events, 1);
+    /// assert_eq!(report.head, block_on(store.head())?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ChainError::Broken`] naming the first position that does not
+    /// verify and what the chain tells of it ([`Tamper`](crate::Tamper));
+    /// [`ChainError::Store`] when the store cannot be read.
+    pub fn verify_chain(&self) -> impl Future<Output = Result<ChainReport, ChainError>> + Send {
+        self.verify_on_thread(None, None)
+    }
+
+    /// Proves that nothing at or before a kept head changed: the chain
+    /// recomputed from the first event reaches `kept`'s hash at its
+    /// position. Events after it are not read.
+    ///
+    /// # Errors
+    ///
+    /// As [`verify_chain`](SqliteStore::verify_chain), and
+    /// [`ChainError::HeadMismatch`] when the chain verifies but does not
+    /// reach `kept`: the events up to it were rewritten, hashes and all
+    /// (or the head is of another store). Events missing from the end,
+    /// up to `kept`, are `Broken` with [`Tamper::Missing`](crate::Tamper::Missing).
+    pub fn verify_chain_to(
+        &self,
+        kept: ChainHead,
+    ) -> impl Future<Output = Result<ChainReport, ChainError>> + Send {
+        self.verify_on_thread(None, Some(kept))
+    }
+
+    /// Verifies only the events after a kept head, for an auditor who
+    /// verified up to it before: the event at `kept.position` must still
+    /// have `kept.hash`, and every event after it, to the last, must chain
+    /// from it. The report counts the events after `kept`.
+    ///
+    /// # Errors
+    ///
+    /// As [`verify_chain`](SqliteStore::verify_chain), and
+    /// [`ChainError::HeadMismatch`] when the event at `kept.position` has
+    /// another hash.
+    pub fn verify_chain_from(
+        &self,
+        kept: ChainHead,
+    ) -> impl Future<Output = Result<ChainReport, ChainError>> + Send {
+        self.verify_on_thread(Some(kept), None)
+    }
+
+    /// Runs a verification on a new thread with its own read connection.
+    fn verify_on_thread(
+        &self,
+        from: Option<ChainHead>,
+        to: Option<ChainHead>,
+    ) -> impl Future<Output = Result<ChainReport, ChainError>> + Send + 'static {
+        let store = self.clone();
+        async move {
+            let (reply, answer) = flume::bounded(1);
+            let path = store.inner.path.clone();
+            let options = store.inner.options.clone();
+            std::thread::Builder::new()
+                .name("es-sqlite-verify".into())
+                .spawn(move || {
+                    let verified = schema::connect(&path, &options, Role::Reader)
+                        .map_err(|e| ChainError::Store(Error::backend(e)))
+                        .and_then(|conn| chain::verify(&conn, from, to));
+                    drop(reply.send(verified));
+                })
+                .map_err(|e| ChainError::Store(Error::backend(e)))?;
+            let verified = answer
+                .recv_async()
+                .await
+                .map_err(|_| ChainError::Store(Error::Closed));
+            // The store (and a temporary one's directory) lives until the
+            // verification is done.
+            drop(store);
+            verified?
+        }
     }
 
     pub(crate) fn open_with(

@@ -35,7 +35,8 @@ use es_core::store::backend::{CheckedAppend, Notifier, shared_error};
 use es_core::{AppendResult, Error, Result, Snapshot, StreamId, Timestamp};
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::append::{self, Failure, Positions};
+use crate::append::{self, Failure, Head};
+use crate::chain::{self, ChainHash};
 use crate::error::store_error;
 use crate::inline::InlineModels;
 use crate::{checkpoints, snapshots};
@@ -91,9 +92,11 @@ pub(crate) fn run(
         conn,
         notifier,
         inline,
-        positions: Positions {
-            last: last_position,
+        head: Head {
+            position: last_position,
+            hash: ChainHash::GENESIS,
         },
+        data_version: None,
         full: false,
     };
     // A panic is caught per batch in `commit`; one outside it (none is
@@ -124,7 +127,14 @@ struct Writer {
     notifier: Notifier,
     /// The inline read models, run inside each append's savepoint.
     inline: InlineModels,
-    positions: Positions,
+    /// The head of the log, current when `data_version` is: the first batch
+    /// reads it, and so does every batch after another connection (another
+    /// process) committed.
+    head: Head,
+    /// `PRAGMA data_version` when `head` was last known current. It
+    /// changes whenever another connection commits, never for this one's
+    /// commits; `None`: unknown, read the head.
+    data_version: Option<i64>,
     /// A write failed for lack of space: the log is truncated after the next
     /// commit.
     full: bool,
@@ -133,25 +143,29 @@ struct Writer {
 impl Writer {
     /// Runs one batch and answers each of its requests.
     fn commit(&mut self, batch: Vec<Job>) {
-        let before = self.positions;
+        let before = self.head;
         let ran = catch_unwind(AssertUnwindSafe(|| self.run_batch(&batch)));
         let committed = matches!(ran, Ok(Ok(_)));
+        if !committed {
+            // Rolled back: the head may have been read in the batch, so it
+            // is read again in the next.
+            self.head = before;
+            self.data_version = None;
+        }
         let answers = match ran {
             Ok(Ok(answers)) => {
-                if self.positions.last > before.last {
-                    self.notifier.notify(self.positions.last);
+                if self.head.position > before.position {
+                    self.notifier.notify(self.head.position);
                 }
                 answers
             }
             Ok(Err(error)) => {
-                self.positions = before;
                 self.full |= matches!(error, Error::StorageFull);
                 tracing::warn!(%error, requests = batch.len(), "write batch failed; nothing of it was written");
                 let error = Arc::new(error);
                 batch.iter().map(|_| Err(shared_error(&error))).collect()
             }
             Err(panic) => {
-                self.positions = before;
                 let message = panic
                     .downcast_ref::<&str>()
                     .map(|s| (*s).to_owned())
@@ -179,19 +193,20 @@ impl Writer {
     /// answer; `Err` is the batch's failure.
     fn run_batch(&mut self, batch: &[Job]) -> Result<Vec<Result<Outcome>>> {
         fail::fail_point!("es-sqlite::writer::batch-start");
-        let start = self.positions;
         let mut tally = EventTypes::default();
         let mut tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(store_error)?;
+        refresh_head(&tx, &mut self.head, &mut self.data_version)?;
+        let start = self.head;
         let now = Timestamp::now();
         let mut answers = Vec::with_capacity(batch.len());
         for job in batch {
             fail::fail_point!("es-sqlite::writer::request");
             let answer = match &job.work {
                 Work::Append(checked) => {
-                    match append_request(&mut tx, &self.inline, &mut self.positions, checked, now) {
+                    match append_request(&mut tx, &self.inline, &mut self.head, checked, now) {
                         Ok(results) => {
                             tally.add(checked, &results);
                             Ok(Outcome::Appended(results))
@@ -226,8 +241,8 @@ impl Writer {
                 Ok(outcome) => answers.push(Ok(outcome)),
             }
         }
-        if self.positions.last > start.last && !self.inline.is_empty() {
-            self.inline.advance(&tx, self.positions.last)?;
+        if self.head.position > start.position && !self.inline.is_empty() {
+            self.inline.advance(&tx, self.head.position)?;
         }
         tally.save(&tx)?;
         fail::fail_point!("es-sqlite::writer::before-commit", |message| {
@@ -274,31 +289,54 @@ impl Writer {
     }
 }
 
+/// Makes `head` current, inside the batch's transaction (which holds the
+/// write lock): read again only when another connection committed since
+/// it was last known current (`data_version` changed).
+fn refresh_head(
+    tx: &rusqlite::Transaction<'_>,
+    head: &mut Head,
+    data_version: &mut Option<i64>,
+) -> Result<()> {
+    let version: i64 = tx
+        .prepare_cached("PRAGMA data_version")
+        .and_then(|mut q| q.query_row([], |r| r.get(0)))
+        .map_err(store_error)?;
+    if *data_version != Some(version) {
+        let stored = chain::stored_head(tx)?;
+        *head = Head {
+            position: stored.position,
+            hash: stored.hash,
+        };
+        *data_version = Some(version);
+    }
+    Ok(())
+}
+
 /// One append request; with inline read models, the request and their
 /// handlers in one savepoint, undone together when a handler refuses.
 fn append_request(
     tx: &mut rusqlite::Transaction<'_>,
     inline: &InlineModels,
-    positions: &mut Positions,
+    head: &mut Head,
     checked: &CheckedAppend,
     now: Timestamp,
 ) -> std::result::Result<Vec<AppendResult>, Failure> {
     if inline.is_empty() {
-        return append::append(tx, checked, now, positions);
+        return append::append(tx, checked, now, head);
     }
     let batch = |e| Failure::Batch(store_error(e));
     tx.execute_batch("SAVEPOINT es_inline").map_err(batch)?;
-    let before = *positions;
-    let outcome = append::append(tx, checked, now, positions).and_then(|results| {
+    let before = *head;
+    let outcome = append::append(tx, checked, now, head).and_then(|results| {
         inline
-            .take(tx, before.last, positions.last)
+            .take(tx, before.position, head.position)
             .map(|()| results)
             .map_err(Failure::Request)
     });
     if tx.is_autocommit() {
         // SQLite rolled the whole transaction back (a full disk, an I/O
         // error): the savepoint went with it, and the batch fails.
-        *positions = before;
+        *head = before;
         return outcome;
     }
     match outcome {
@@ -307,7 +345,7 @@ fn append_request(
             Ok(results)
         }
         Err(Failure::Request(error)) => {
-            *positions = before;
+            *head = before;
             tx.execute_batch("ROLLBACK TO es_inline; RELEASE es_inline")
                 .map_err(batch)?;
             Err(Failure::Request(error))

@@ -133,6 +133,13 @@ async fn reads_back_exactly(name: &str, schema: u64) {
         store.event_types().await.unwrap(),
         es_core::StoredEventType::from_counts(counts)
     );
+    // Schema 5's audit chain, computed in position order when the file
+    // migrated: it verifies, and is the documented format.
+    let report = store.verify_chain().await.unwrap();
+    assert_eq!(report.events, want.len() as u64);
+    assert_eq!(report.head, store.head().await.unwrap());
+    assert_eq!(report.head.position, want.len() as u64);
+    assert_eq!(common::assert_chain_recomputes(&db), want.len());
     // Snapshots and checkpoints.
     for s in golden["snapshots"].as_array().unwrap() {
         let stream = StreamId::new(s["stream"].as_str().unwrap()).unwrap();
@@ -229,7 +236,8 @@ async fn schema_1_keeps_taking_appends_after_migrating() {
             .await
             .unwrap();
     }
-    // Reopened: schema 2 now, everything read back.
+    // Reopened: the current schema now, everything read back, and the new
+    // events chain from the hashes the migration computed.
     let conn = rusqlite::Connection::open(&db).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -246,6 +254,9 @@ async fn schema_1_keeps_taking_appends_after_migrating() {
         "2020-02-02T02:02:02Z".parse::<Timestamp>().unwrap()
     );
     assert!(last.recorded_at > last.occurred_at);
+    let report = store.verify_chain().await.unwrap();
+    assert_eq!(report.events, before + 2);
+    assert_eq!(common::assert_chain_recomputes(&db) as u64, before + 2);
 }
 
 #[test]

@@ -53,6 +53,8 @@ fn an_append_is_read_at_once_and_a_refusal_refuses_the_append() {
     append(&store, "a-2", vec![deposited(7)]).unwrap();
     assert_eq!(block_on(store.last_position()).unwrap(), 4);
     assert_eq!(store.query::<Balances, _>(taken).unwrap(), [1, 3, 4]);
+    // And the audit chain goes on from the last event kept.
+    assert_eq!(block_on(store.verify_chain()).unwrap().events, 4);
 }
 
 #[test]
@@ -94,6 +96,10 @@ fn a_refused_append_fails_alone_in_its_batch() {
     assert_eq!(
         store.query::<Balances, _>(taken).unwrap().len(),
         200 - refused
+    );
+    assert_eq!(
+        block_on(store.verify_chain()).unwrap().events,
+        200 - refused as u64
     );
 }
 

@@ -129,6 +129,9 @@ fn positions_stay_strictly_increasing_and_gapless_through_every_undo() {
     );
     let dense: Vec<u64> = (1..=stored.len() as u64).collect();
     assert_eq!(stored, dense, "strictly increasing, never reused, no gap");
+    // The audit chain went on from the last event stored after each undo.
+    let report = block_on(store.verify_chain()).unwrap();
+    assert_eq!(report.events, stored.len() as u64);
     scenario.teardown();
 }
 

@@ -1,11 +1,12 @@
 //! Several processes on one database file.
 //!
 //! - RELIABILITY T3b across processes: 2 processes x 4 tasks race for each
-//!   version of one stream; exactly one append wins each version, and the
-//!   losers consume no position.
+//!   version of one stream; exactly one append wins each version, the
+//!   losers consume no position, and the audit chain runs through both
+//!   processes' events.
 //! - RELIABILITY T4: 2 processes x 4 tasks at moderate load see no
 //!   `Error::Busy`, and every write transaction begins `IMMEDIATE` (checked
-//!   on every statement through the trace hook).
+//!   on every statement through the trace hook); the audit chain verifies.
 
 // Test helpers panic to fail the test.
 #![allow(clippy::expect_used, clippy::too_many_lines)]
@@ -147,6 +148,9 @@ fn t3b_two_processes_race_for_each_version() {
         positions, expected,
         "versions and positions are gapless: losers consumed nothing"
     );
+    // Each process chained from the other's events.
+    let report = es_core::blocking::block_on(store.verify_chain()).expect("the chain verifies");
+    assert_eq!(report.events, ROUNDS);
     assert_eq!(check_integrity(&db, true), "ok");
 }
 
@@ -232,5 +236,10 @@ fn t4_two_processes_see_no_busy_and_begin_immediate() {
         assert!(immediate > 0, "write transactions were traced");
         assert_eq!(other, 0, "every write transaction begins IMMEDIATE");
     }
+    let store = SqliteStore::open(&db).expect("reopen");
+    let report = es_core::blocking::block_on(store.verify_chain()).expect("the chain verifies");
+    let appended: u64 = outputs.iter().map(|o| number(o, "OK")).sum();
+    assert_eq!(report.events, appended, "both processes' events, one chain");
+    drop(store);
     assert_eq!(check_integrity(&db, true), "ok");
 }

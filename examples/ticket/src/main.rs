@@ -13,7 +13,7 @@ use es_core::TrailEntry;
 use es_core::blocking::Repository;
 use es_core::prelude::*;
 use es_core::verify::{Phase, Verify};
-use es_sqlite::SqliteStore;
+use es_sqlite::{ChainError, ChainHead, SqliteStore};
 use ticket::{AgentId, Reason, Ticket, TicketError, TicketEvent};
 
 #[derive(Parser)]
@@ -107,9 +107,17 @@ enum Command {
     },
     /// Replay every stored ticket through this build and report each event
     /// it cannot decode, each `apply` that panics and each snapshot that
-    /// differs from its events; exits with 1 when it finds any. Runs on a
-    /// store the deploy check refuses, and writes nothing.
-    Verify,
+    /// differs from its events; on a SQLite file, then recompute its audit
+    /// chain and report the first event edited, deleted, inserted or
+    /// reordered, and the head (`POSITION:HASH`) to keep elsewhere. Exits
+    /// with 1 when either finds anything. Runs on a store the deploy check
+    /// refuses, and writes nothing.
+    Verify {
+        /// A head printed by an earlier `verify` and kept elsewhere: also
+        /// prove that no event at or before it changed.
+        #[arg(long, value_name = "POSITION:HASH")]
+        head: Option<ChainHead>,
+    },
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -126,9 +134,10 @@ fn main() -> ExitCode {
                 // The deploy check: a file holding events this build cannot
                 // decode (written by a newer one) is not touched. `verify`
                 // reads it all the same, to say what exactly it cannot read.
-                if !matches!(command, Command::Verify) {
-                    es_core::blocking::block_on(es_core::registry::check_store(&store))?;
+                if let Command::Verify { head } = command {
+                    return verify_sqlite(&store, head);
                 }
+                es_core::blocking::block_on(es_core::registry::check_store(&store))?;
                 run(&Repository::<Ticket, _>::new(store), command)
             })
     };
@@ -214,7 +223,56 @@ fn run<S: EventStore + SnapshotStore>(
             print_history(&tickets.trail(&id)?);
             Ok(())
         }
-        Command::Verify => verify(tickets.as_async().store()),
+        Command::Verify { head: None } => verify(tickets.as_async().store()),
+        Command::Verify { head: Some(_) } => {
+            Err("`--head` checks the audit chain of a SQLite file, which `--memory` has not".into())
+        }
+    }
+}
+
+/// `verify` on a SQLite file: the replay check, then the audit chain, each
+/// reported whatever the other found.
+fn verify_sqlite(store: &SqliteStore, kept: Option<ChainHead>) -> Result<(), Failure> {
+    let replayed = verify(store);
+    let chained = audit_chain(store, kept);
+    match (replayed, chained) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+        (Err(replay), Err(chain)) => Err(format!("{replay}; {chain}").into()),
+    }
+}
+
+/// Recomputes the audit chain and prints what it proved, or where it
+/// breaks; then, given a kept head, whether nothing up to it changed.
+fn audit_chain(store: &SqliteStore, kept: Option<ChainHead>) -> Result<(), Failure> {
+    let shown = |verified: Result<es_sqlite::ChainReport, ChainError>| match verified {
+        Ok(report) => Ok(report.to_string()),
+        Err(ChainError::Broken { position, tamper }) => {
+            Err(format!("broken at position {position}: {tamper}"))
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let mut clean = true;
+    match shown(es_core::blocking::block_on(store.verify_chain())) {
+        Ok(report) => println!("audit chain: {report}"),
+        Err(why) => {
+            println!("audit chain: {why}");
+            clean = false;
+        }
+    }
+    if let Some(kept) = kept {
+        match shown(es_core::blocking::block_on(store.verify_chain_to(kept))) {
+            Ok(_) => println!("kept head {kept}: nothing at or before it changed"),
+            Err(why) => {
+                println!("kept head {kept}: {why}");
+                clean = false;
+            }
+        }
+    }
+    if clean {
+        Ok(())
+    } else {
+        Err("the audit chain does not verify".into())
     }
 }
 
