@@ -721,6 +721,82 @@ fn s3_a_read_model_file_of_the_first_format_that_missed_a_forgetting_is_rebuilt(
     );
 }
 
+/// [`Names`], slowly: 30 ms an event, to stop a rebuild half way.
+#[derive(Projection, Default)]
+#[projection(name = "slow-names", events(Joined, Referred), context = Connection)]
+struct SlowNames;
+
+impl ReadModel for SlowNames {
+    fn create(db: &Connection) -> rusqlite::Result<()> {
+        names_table(db)
+    }
+}
+impl Handle<Joined, Connection> for SlowNames {
+    fn handle(&mut self, db: &Connection, e: &Envelope<Joined>) -> Result<(), BoxError> {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        insert_name(db, e)
+    }
+}
+impl Handle<Referred, Connection> for SlowNames {
+    fn handle(&mut self, db: &Connection, e: &Envelope<Referred>) -> Result<(), BoxError> {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        insert_friend(db, e)
+    }
+}
+
+#[test]
+fn s3_a_rebuild_stopped_half_way_goes_on_in_its_new_file_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("members.db");
+    let store = open(&db, &KeyEncryptionKey::generate());
+    let members = Repository::<Member, _>::new(store.clone());
+    let models = ReadModels::open(&store).unwrap();
+    let one_by_one = || es_sqlite::RunOptions::new().batch(1);
+    let names = models.start_with(SlowNames, one_by_one()).unwrap();
+    members_of_two_subjects(&members);
+    block_on(names.caught_up()).unwrap();
+    let first = models.model_path("slow-names", 1);
+    let next = dir.path().join("members.read-models/slow-names.v1.g1.db");
+
+    members.forget("member-7").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !next.exists() {
+        assert!(std::time::Instant::now() < deadline, "the rebuild starts");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    names.stop().unwrap();
+    // Stopped half way: the old file still serves, the new one is kept.
+    assert_eq!(
+        models.serving_file("slow-names").unwrap(),
+        Some(first.clone())
+    );
+    #[cfg(unix)]
+    let next_inode = inode(&next);
+
+    let names = models.start_with(SlowNames, one_by_one()).unwrap();
+    block_on(names.caught_up()).unwrap();
+    assert_eq!(
+        models.serving_file("slow-names").unwrap(),
+        Some(next.clone())
+    );
+    #[cfg(unix)]
+    assert_eq!(inode(&next), next_inode, "the same new file, gone on with");
+    assert!(!first.exists());
+    assert!(
+        !dir.path()
+            .join("members.read-models/slow-names.v1.g2.db")
+            .exists()
+    );
+    assert_only_eight_remains(dir.path());
+    assert_eq!(
+        (
+            models.rows::<SlowNames, _>(NAMES, []).unwrap(),
+            models.rows::<SlowNames, _>(FRIENDS, []).unwrap(),
+        ),
+        seven_forgotten()
+    );
+}
+
 fn models_catch_up_names(models: &ReadModels) {
     block_on(models.catch_up(Names)).unwrap();
 }
