@@ -329,8 +329,8 @@ impl ReadModels {
 
     /// The file that serves queries of read model `name`, if a version
     /// does: `<name>.v<version>.db`, or `<name>.v<version>.g<generation>.db`
-    /// once the version was rebuilt to forget a data subject (see the
-    /// [module docs](self)). For a backup, or a look with the `sqlite3`
+    /// once the version was rebuilt to forget a data subject (see
+    /// [`ReadModel::forget`]). For a backup, or a look with the `sqlite3`
     /// shell.
     ///
     /// # Errors
