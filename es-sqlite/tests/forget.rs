@@ -797,6 +797,65 @@ fn s3_a_rebuild_stopped_half_way_goes_on_in_its_new_file_after_a_restart() {
     );
 }
 
+/// [`Names`] with a hook that deletes a row, then fails.
+#[derive(Projection, Default)]
+#[projection(name = "failing-names", events(Joined, Referred), context = Connection)]
+struct FailingNames;
+
+impl ReadModel for FailingNames {
+    fn create(db: &Connection) -> rusqlite::Result<()> {
+        names_table(db)
+    }
+
+    fn forget(&mut self, db: &Connection, subject: &str) -> rusqlite::Result<Forgetting> {
+        db.execute("DELETE FROM names WHERE stream = ?1", [subject])?;
+        db.execute("DELETE FROM no_such_table", [])?;
+        Ok(Forgetting::Done)
+    }
+}
+impl Handle<Joined, Connection> for FailingNames {
+    fn handle(&mut self, db: &Connection, e: &Envelope<Joined>) -> Result<(), BoxError> {
+        insert_name(db, e)
+    }
+}
+impl Handle<Referred, Connection> for FailingNames {
+    fn handle(&mut self, db: &Connection, e: &Envelope<Referred>) -> Result<(), BoxError> {
+        insert_friend(db, e)
+    }
+}
+
+#[test]
+fn s3_a_read_model_whose_forget_hook_fails_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("members.db");
+    let store = open(&db, &KeyEncryptionKey::generate());
+    let members = Repository::<Member, _>::new(store.clone());
+    let models = ReadModels::open(&store).unwrap();
+    // Parking would not skip the forgetting either.
+    let options = es_sqlite::RunOptions::new().on_error(es_sqlite::OnError::Park);
+    let names = models.start_with(FailingNames, options).unwrap();
+    members_of_two_subjects(&members);
+    block_on(names.caught_up()).unwrap();
+    members.forget("member-7").unwrap();
+    block_on(names.caught_up()).unwrap();
+    assert_eq!(
+        models.serving_file("failing-names").unwrap(),
+        Some(
+            dir.path()
+                .join("members.read-models/failing-names.v1.g1.db")
+        )
+    );
+    assert!(models.parked::<FailingNames>().unwrap().is_empty());
+    assert_only_eight_remains(dir.path());
+    assert_eq!(
+        (
+            models.rows::<FailingNames, _>(NAMES, []).unwrap(),
+            models.rows::<FailingNames, _>(FRIENDS, []).unwrap(),
+        ),
+        seven_forgotten()
+    );
+}
+
 fn models_catch_up_names(models: &ReadModels) {
     block_on(models.catch_up(Names)).unwrap();
 }
