@@ -79,10 +79,13 @@
 //! - Snapshots and read models hold decrypted states: a store's `forget`
 //!   deletes every snapshot (they are an optimisation and are taken again),
 //!   and read models that hold personal data must forget too (es-sqlite's
-//!   read models are rebuilt).
+//!   read models delete the subject's rows in a hook of their own, or are
+//!   rebuilt from the first event).
 //! - Keys are cached in memory by [`Keys`]; `forget` through this process
 //!   drops them from the cache at once, another process's cache keeps a
-//!   forgotten key until it reopens its store.
+//!   forgotten key until it reopens its store or [evicts](Keys::evict) it
+//!   (es-sqlite's read-model runners evict a subject's keys when they see
+//!   its forgetting).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -648,6 +651,21 @@ impl Keys {
         let destroyed = self.inner.store.forget(subject);
         self.cache().remove(subject);
         destroyed
+    }
+
+    /// Drops the keys of `subject` cached in this process, leaving the key
+    /// store as it is: for a process that learns that another one forgot
+    /// the subject (es-sqlite's read-model runners do, when they see the
+    /// `es.subject-forgotten` event), so that it stops opening the
+    /// subject's values with a key the key store no longer holds.
+    pub fn evict(&self, subject: &str) {
+        self.cache().remove(subject);
+    }
+
+    /// Drops every key cached in this process (see [`evict`](Keys::evict)):
+    /// each is read from the key store again when next needed.
+    pub fn evict_all(&self) {
+        self.cache().clear();
     }
 
     /// The payload with each `{"$personal": ..}` value sealed under its

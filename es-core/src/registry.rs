@@ -375,10 +375,14 @@ impl Registry {
         let types = store.event_types().await?;
         Ok(types
             .into_iter()
-            // The framework's own events (a moved stream's marker, a
-            // forgotten subject's record) are read by the framework, not
+            // The framework's own events (a moved stream's marker, the
+            // record of a forgotten subject) are read by the framework, not
             // decoded.
-            .filter(|t| t.name != crate::evolution::MOVED && t.name != crate::privacy::FORGOTTEN_EVENT)
+            .filter(|t| t.name != crate::evolution::MOVED)
+            .filter(|t| {
+                !(t.aggregate_type == crate::privacy::SUBJECT_AGGREGATE
+                    && t.name == crate::privacy::FORGOTTEN_EVENT)
+            })
             .filter(|t| !self.decodes_stored(&t.aggregate_type, &t.name, t.schema_version))
             .collect())
     }

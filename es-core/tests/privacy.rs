@@ -187,6 +187,17 @@ fn forgetting_a_subject_forgets_its_fields_only() {
 }
 
 #[test]
+fn the_deploy_check_passes_a_store_that_forgot_a_subject() {
+    let store = store();
+    let orders = Repository::<Order, _>::new(store.clone());
+    orders.execute("1", |_| placed("c-9")).unwrap();
+    orders.forget("c-9").unwrap();
+    // The framework reads its `es.subject-forgotten` events itself: no
+    // program registers a type for them.
+    block_on(es_core::registry::check_store(&store)).unwrap();
+}
+
+#[test]
 fn a_returning_subject_gets_a_new_key_and_old_data_stays_forgotten() {
     let store = store();
     let orders = Repository::<Order, _>::new(store.clone());

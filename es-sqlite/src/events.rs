@@ -3,7 +3,7 @@
 //! what it reads (types, ranges, the checksum): a damaged or foreign row is
 //! an `Error::Corrupt` naming the stream and version, never a panic.
 
-use es_core::privacy::Keys;
+use es_core::privacy::{FORGOTTEN_EVENT, Keys, SUBJECT_AGGREGATE};
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -134,7 +134,9 @@ pub(crate) struct NamedPage {
 }
 
 /// Which events a projection takes: its event names, and, when it lists
-/// any, its aggregate types ([`Projection::takes`](es_core::Projection::takes)).
+/// any, its aggregate types ([`Projection::takes`](es_core::Projection::takes));
+/// and every `es.subject-forgotten` event, whatever the projection lists,
+/// so that a read model's runner sees each forgetting.
 #[derive(Debug, Clone)]
 pub(crate) struct Filter {
     names: Vec<&'static str>,
@@ -164,19 +166,33 @@ impl Filter {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let mut sql = format!(
+        // The names first, alone: SQLite tests them before it looks up the
+        // event's stream, so the events of other names cost no lookup. The
+        // forgettings are our own constants, written as SQL strings.
+        let names_list = list(4, names.len());
+        let with_forgotten = if names.is_empty() {
+            format!("'{FORGOTTEN_EVENT}'")
+        } else {
+            format!("{names_list}, '{FORGOTTEN_EVENT}'")
+        };
+        let of_aggregates = if aggregates.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " AND s.aggregate_type IN ({})",
+                list(4 + names.len(), aggregates.len())
+            )
+        };
+        // ?3 is the limit: -1 for none.
+        let sql = format!(
             "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id FROM events e \
              JOIN streams s ON s.stream_pk = e.stream_pk \
-             WHERE e.position > ?1 AND e.position <= ?2 AND e.name IN ({})",
-            list(4, names.len())
+             WHERE e.position > ?1 AND e.position <= ?2 \
+             AND e.name IN ({with_forgotten}) \
+             AND ((e.name IN ({names_list}){of_aggregates}) \
+             OR (e.name = '{FORGOTTEN_EVENT}' AND s.aggregate_type = '{SUBJECT_AGGREGATE}')) \
+             ORDER BY e.position LIMIT ?3"
         );
-        if !aggregates.is_empty() {
-            sql.push_str(" AND s.aggregate_type IN (");
-            sql.push_str(&list(4 + names.len(), aggregates.len()));
-            sql.push(')');
-        }
-        // ?3 is the limit: -1 for none.
-        sql.push_str(" ORDER BY e.position LIMIT ?3");
         Filter {
             names,
             aggregates,
@@ -238,6 +254,20 @@ pub(crate) fn named_rows(
     let rows = query.query(params.as_slice()).map_err(store_error)?;
     all_rows(rows, &mut events, keys)?;
     Ok(events)
+}
+
+/// The position of the first `es.subject-forgotten` event at or before
+/// `upto`, if there is one.
+pub(crate) fn first_forgetting(conn: &Connection, upto: u64) -> Result<Option<u64>> {
+    let position: Option<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT min(e.position) FROM events e JOIN streams s ON s.stream_pk = e.stream_pk \
+             WHERE s.aggregate_type = '{SUBJECT_AGGREGATE}' AND e.name = '{FORGOTTEN_EVENT}' \
+             AND e.position <= ?1"
+        ))
+        .and_then(|mut q| q.query_row([to_i64(upto)], |r| r.get(0)))
+        .map_err(store_error)?;
+    Ok(position.and_then(|p| u64::try_from(p).ok()))
 }
 
 /// The event at `position`, if there is one.

@@ -151,7 +151,7 @@ pub use error::OpenError;
 pub use keys::SqliteKeyStore;
 pub use options::{Durability, SqliteOptions, Verify};
 pub use read_model::{
-    FromRow, OnError, Parked, ReadModel, ReadModelError, Retried, RunOptions, Status,
+    Forgetting, FromRow, OnError, Parked, ReadModel, ReadModelError, Retried, RunOptions, Status,
 };
 pub use read_models::ReadModels;
 pub use runner::Runner;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use es_core::privacy::{FORGOTTEN_EVENT, Keys, SUBJECT_AGGREGATE};
 use es_core::projection::{ProjectionError, StopReason};
 use es_core::{BoxError, Dispatch, EventSet, RecordedEvent, StreamId, Timestamp};
 use rusqlite::Connection;
@@ -67,6 +68,85 @@ pub trait ReadModel: Dispatch<Connection> {
     ///
     /// What SQLite reports; the file is left without the model.
     fn create(db: &Connection) -> rusqlite::Result<()>;
+
+    /// Forgets the data subject `subject` (see
+    /// [`es_core::privacy`]): called when the store records that it was
+    /// forgotten (its `es.subject-forgotten` event), if the model has ever
+    /// taken an event carrying personal data, in the transaction that
+    /// moves the checkpoint past that event.
+    ///
+    /// The subject is the one the forgetting names: a stream id
+    /// (`lead-12`) by default, or the value of the field an event names
+    /// with `#[personal(subject = field)]`.
+    ///
+    /// The default answers [`Forgetting::Rebuild`]: the model is built
+    /// again from the first event in a new file beside the serving one
+    /// (the subject's fields now read as
+    /// [`Personal::Forgotten`](es_core::Personal::Forgotten)), swapped in
+    /// once it has caught up, and the old file deleted. That is safe for
+    /// any model, and costs a rebuild per forgetting. A model that can find
+    /// the subject's rows deletes (or blanks) them here and answers
+    /// [`Forgetting::Done`]; the runner then commits that with the
+    /// checkpoint and truncates the file's write-ahead log (the file is
+    /// written with `secure_delete`, so deleted bytes are overwritten).
+    ///
+    /// A model that caches anything from its tables in its own fields
+    /// drops the subject's part here, whatever it answers. Changes made
+    /// before answering `Rebuild`, or failing, are rolled back; a failure
+    /// (or a panic) is logged and the model is rebuilt.
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use es_core::{BoxError, Envelope};
+    /// # use es_sqlite::rusqlite::{self, Connection};
+    /// # use es_sqlite::Forgetting;
+    /// # #[derive(Event, serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Joined { pub name: Personal<String> }
+    /// /// Members by name; a member's rows are keyed by its stream, which is
+    /// /// the subject of its personal fields.
+    /// #[derive(Projection, Default)]
+    /// #[projection(name = "member-names", events(Joined), context = Connection)]
+    /// pub struct Names;
+    ///
+    /// impl es_sqlite::ReadModel for Names {
+    ///     fn create(db: &Connection) -> rusqlite::Result<()> {
+    ///         db.execute_batch("CREATE TABLE names (stream TEXT PRIMARY KEY, name TEXT)")
+    ///     }
+    ///
+    ///     fn forget(&mut self, db: &Connection, subject: &str) -> rusqlite::Result<Forgetting> {
+    ///         db.execute("DELETE FROM names WHERE stream = ?1", [subject])?;
+    ///         Ok(Forgetting::Done)
+    ///     }
+    /// }
+    /// # impl Handle<Joined, Connection> for Names {
+    /// #     fn handle(&mut self, db: &Connection, e: &Envelope<Joined>) -> Result<(), BoxError> {
+    /// #         db.execute("INSERT OR REPLACE INTO names VALUES (?1, ?2)",
+    /// #             (e.stream_id.as_str(), e.event.name.as_known()))?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// What SQLite reports: the model is then rebuilt instead.
+    fn forget(&mut self, db: &Connection, subject: &str) -> rusqlite::Result<Forgetting> {
+        let _ = (db, subject);
+        Ok(Forgetting::Rebuild)
+    }
+}
+
+/// How a read model forgot a data subject: what its
+/// [`forget`](ReadModel::forget) hook answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Forgetting {
+    /// The hook deleted (or blanked) every row holding the subject's
+    /// personal data itself.
+    Done,
+    /// The model cannot forget in place: build it again from the first
+    /// event (the default).
+    Rebuild,
 }
 
 /// What a runner does with an event its handler refuses (or that does not
@@ -327,16 +407,77 @@ pub(crate) struct Failed {
     pub(crate) reason: StopReason,
 }
 
+/// What a model's runner keeps about it for forgetting, in the model's
+/// own tables: a read-model file's `_es_read_model` row, or an inline
+/// model's row of `_es_inline_personal`.
+pub(crate) trait Ledger {
+    /// Records, in the transaction, that the model took an event with
+    /// personal data at `position` (kept when one is recorded already).
+    fn mark_personal(&self, db: &Connection, position: u64) -> rusqlite::Result<()>;
+    /// Whether the model has taken personal data, and the last position
+    /// of the log when its tables were created (forgettings up to it
+    /// happened before the model read its first event).
+    fn state(&self, db: &Connection) -> rusqlite::Result<(bool, u64)>;
+}
+
+/// What [`dispatch_all`] needs for forgetting, and reports.
+pub(crate) struct Feed<'a> {
+    /// The store's keys: a forgotten subject's cached keys are evicted.
+    pub(crate) keys: Option<&'a Keys>,
+    pub(crate) ledger: &'a dyn Ledger,
+    /// Whether the model is known to have taken personal data (recorded
+    /// and committed, or recorded in this transaction): payloads are not
+    /// looked at for it then.
+    pub(crate) personal: bool,
+    /// Set when a [`forget`](ReadModel::forget) hook forgot a subject in
+    /// place: the file's log is to be truncated after the commit.
+    pub(crate) forgot: bool,
+}
+
+/// How far [`dispatch_all`] went.
+pub(crate) enum Fed {
+    /// Every event was taken.
+    All,
+    /// The events before the one at `position` were taken; that one is a
+    /// forgetting the model must be rebuilt for.
+    Rebuild { position: u64 },
+}
+
+/// Whether `event` records a forgotten subject.
+pub(crate) fn is_forgetting(event: &RecordedEvent) -> bool {
+    &*event.aggregate_type == SUBJECT_AGGREGATE && event.name == FORGOTTEN_EVENT
+}
+
+/// The subject a forgetting names.
+fn forgotten_subject(event: &RecordedEvent) -> Option<String> {
+    let payload: serde_json::Value = serde_json::from_str(event.event.as_str()).ok()?;
+    match payload.get("subject")? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
 /// Decodes each event and hands it to the model's handler, in order; a
-/// handler's panic is its event's failure.
+/// handler's panic is its event's failure. A forgetting is handed to the
+/// model's [`forget`](ReadModel::forget) hook, when the model has taken
+/// personal data and its tables are older than the forgetting; it stops
+/// the batch when the model must be rebuilt.
 pub(crate) fn dispatch_all<R: ReadModel>(
     model: &mut R,
     tx: &Connection,
     events: Vec<RecordedEvent>,
-) -> Result<(), Failed> {
+    feed: &mut Feed<'_>,
+) -> Result<Fed, Failed> {
     for (index, recorded) in events.into_iter().enumerate() {
         fail::fail_point!("es-sqlite::runner::between-events");
         let failed = |reason| Failed { index, reason };
+        if is_forgetting(&recorded) {
+            let position = recorded.position;
+            match forget(model, tx, &recorded, feed).map_err(|e| failed(StopReason::Handler(e)))? {
+                Forgetting::Done => continue,
+                Forgetting::Rebuild => return Ok(Fed::Rebuild { position }),
+            }
+        }
         // Through the raw upcasters first (without allocating when none
         // applies): the store's query selected every stored event that may
         // become one the model takes, and `takes` decides on what it became.
@@ -362,13 +503,69 @@ pub(crate) fn dispatch_all<R: ReadModel>(
                 recorded.event.as_str(),
             )
             .map_err(|e| failed(StopReason::Decode(e)))?;
+            if !feed.personal && recorded.event.as_str().contains("\"$personal\"") {
+                feed.ledger
+                    .mark_personal(tx, recorded.position)
+                    .map_err(|e| failed(StopReason::Handler(e.into())))?;
+                feed.personal = true;
+            }
             let envelope = recorded.with_event(decoded);
             let handled = catch_unwind(AssertUnwindSafe(|| model.dispatch(tx, envelope)))
                 .unwrap_or_else(|panic| Err(panicked(&*panic)));
             handled.map_err(|e| failed(StopReason::Handler(e)))?;
         }
     }
-    Ok(())
+    Ok(Fed::All)
+}
+
+/// What a forgetting means for the model: nothing (`Done`) when its tables
+/// never held the subject's data, or the hook forgot it; else `Rebuild`.
+/// An error is SQLite failing around the hook (not the hook's own).
+fn forget<R: ReadModel>(
+    model: &mut R,
+    tx: &Connection,
+    event: &RecordedEvent,
+    feed: &mut Feed<'_>,
+) -> Result<Forgetting, BoxError> {
+    let subject = forgotten_subject(event);
+    if let (Some(keys), Some(subject)) = (feed.keys, &subject) {
+        // Another process may have forgotten it: stop opening its values
+        // with keys cached here.
+        keys.evict(subject);
+    }
+    let (personal, created_at_head) = feed.ledger.state(tx)?;
+    if event.position <= created_at_head || !(personal || feed.personal) {
+        return Ok(Forgetting::Done);
+    }
+    let Some(subject) = subject else {
+        tracing::warn!(
+            position = event.position,
+            "a forgetting without a subject: rebuilding the read model"
+        );
+        return Ok(Forgetting::Rebuild);
+    };
+    tx.execute_batch("SAVEPOINT es_forget")?;
+    let answer = catch_unwind(AssertUnwindSafe(|| model.forget(tx, &subject)));
+    let answer = match answer {
+        Ok(Ok(Forgetting::Done)) => {
+            tx.execute_batch("RELEASE es_forget")?;
+            feed.forgot = true;
+            return Ok(Forgetting::Done);
+        }
+        Ok(Ok(rebuild)) => rebuild,
+        Ok(Err(error)) => {
+            tracing::warn!(position = event.position, error = %display_chain(&error),
+                "the read model's forget hook failed: rebuilding it");
+            Forgetting::Rebuild
+        }
+        Err(panic) => {
+            tracing::warn!(position = event.position, panic = %panicked(&*panic),
+                "the read model's forget hook panicked: rebuilding it");
+            Forgetting::Rebuild
+        }
+    };
+    tx.execute_batch("ROLLBACK TO es_forget; RELEASE es_forget")?;
+    Ok(answer)
 }
 
 pub(crate) fn panicked(panic: &(dyn std::any::Any + Send)) -> BoxError {

@@ -6,7 +6,7 @@
 //! Each read model version is a file of its own, `<name>.v<version>.db`, in
 //! a directory beside the events file (`events.db` → `events.read-models/`),
 //! with a small registry, `serving.db`, naming the version that serves
-//! queries. Not in the events file, because SQLite lets one writer at a time
+//! queries (and its generation, see below). Not in the events file, because SQLite lets one writer at a time
 //! into a file: a runner committing there would queue behind the event
 //! writer's group commits and make appends wait behind read-model work;
 //! in files of their own, both commit side by side, a rebuild's bulk writes
@@ -24,6 +24,39 @@
 //! finish on the old file; those after it read N. A model is served only
 //! once a version has caught up: before that, a query is
 //! [`ReadModelError::NotServing`], never an empty or half-built model.
+//!
+//! # Forgetting a data subject
+//!
+//! Read models hold personal data decrypted, so when the store forgets a
+//! subject ([`Forget`](es_core::privacy::Forget)) they must forget it too.
+//! Its `es.subject-forgotten` event reaches every runner, whatever events
+//! the model lists. A model that has never taken an event carrying
+//! personal data (recorded in its file, in the transaction that took the
+//! first one) passes it by: it is not rebuilt. For the others, the runner
+//! calls the model's [`forget`](ReadModel::forget) hook in the transaction
+//! that moves the checkpoint past the forgetting:
+//!
+//! - [`Forgetting::Done`](crate::Forgetting::Done): the hook deleted the
+//!   subject's rows. Every read-model file is written with
+//!   `secure_delete` on, so the deleted bytes are overwritten with zeros,
+//!   and after the commit the runner checkpoints the file's write-ahead
+//!   log and truncates it, so no old copy of a page is left there either.
+//! - [`Forgetting::Rebuild`](crate::Forgetting::Rebuild) (the default):
+//!   the file is marked to be replaced, in that same transaction, and the
+//!   runner builds the version again from the first event into a file of a
+//!   new *generation*, `<name>.v<version>.g<generation>.db`, beside the
+//!   serving one, which keeps serving meanwhile. The subject's fields now
+//!   read as [`Personal::Forgotten`](es_core::Personal::Forgotten). Once
+//!   caught up, it is swapped in as a new version is (readers never see
+//!   the model go back in time) and the older files are deleted, with
+//!   their logs. A file made after a subject was forgotten never held its
+//!   data: the forgettings up to the log's head at its creation are passed
+//!   by. Forgettings that arrive during a rebuild start it again, so a
+//!   model forgetting often should delete its rows in its hook.
+//!
+//! Deleting a file leaves its blocks to the file system, as any deletion
+//! does, and SQLite cannot reach copies a disk keeps of its own: only
+//! destroyed keys are a promise about the device itself.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -34,6 +67,7 @@ use es_core::{Projection, StreamId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::OpenError;
+use crate::events;
 use crate::options::{Durability, SqliteOptions};
 use crate::read_model::{FromRow, Parked, ReadModel, ReadModelError, RunOptions, sqlite};
 use crate::runner::Runner;
@@ -43,14 +77,34 @@ use crate::store::SqliteStore;
 /// `PRAGMA application_id` of a read-model file: "esRM".
 const MODEL_APP_ID: i64 = 0x6573_524D;
 /// The read-model file format (`PRAGMA user_version`).
-const MODEL_FORMAT: i64 = 1;
-const MODEL_SCHEMA: &str = include_str!("sql/read_models/model_0001.sql");
+const MODEL_FORMAT: i64 = 2;
+const MODEL_SCHEMA_1: &str = include_str!("sql/read_models/model_0001.sql");
+const MODEL_SCHEMA_2: &str = include_str!("sql/read_models/model_0002.sql");
 
 /// `PRAGMA application_id` of the registry: "esRR".
 const REGISTRY_APP_ID: i64 = 0x6573_5252;
 /// The registry format (`PRAGMA user_version`).
-const REGISTRY_FORMAT: i64 = 1;
-const REGISTRY_SCHEMA: &str = include_str!("sql/read_models/registry_0001.sql");
+const REGISTRY_FORMAT: i64 = 2;
+const REGISTRY_SCHEMA_1: &str = include_str!("sql/read_models/registry_0001.sql");
+const REGISTRY_SCHEMA_2: &str = include_str!("sql/read_models/registry_0002.sql");
+
+/// A version and generation of a read model: which file it is, and which
+/// one serves. Ordered: a later version, or the same with a later
+/// generation, replaces an earlier one.
+pub(crate) type Edition = (u32, u64);
+
+/// A read-model file as its runner opened it: its `_es_read_model` row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ModelFile {
+    pub(crate) generation: u64,
+    /// Every event up to it is taken.
+    pub(crate) checkpoint: u64,
+    /// Whether the model has taken an event carrying personal data.
+    pub(crate) personal: bool,
+    /// Set when the file is to be replaced by a new generation: the
+    /// position of the forgetting.
+    pub(crate) rebuild_for: Option<u64>,
+}
 
 /// Read models beside one [`SqliteStore`]: starts their runners, answers
 /// queries from the serving version of each.
@@ -113,9 +167,12 @@ struct Inner {
     dir: PathBuf,
     options: SqliteOptions,
     registry: Mutex<Connection>,
-    /// Idle read connections per (model, version) file.
-    idle: Mutex<HashMap<(String, u32), Vec<Connection>>>,
+    /// Idle read connections per (model, version, generation) file.
+    idle: Mutex<HashMap<IdleKey, Vec<Connection>>>,
 }
+
+/// A read-model file: its model's name, version and generation.
+type IdleKey = (String, u32, u64);
 
 impl std::fmt::Debug for ReadModels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,8 +262,8 @@ impl ReadModels {
                 serving,
             });
         }
-        let conn = self.open_model::<R>()?;
-        Runner::spawn(self.clone(), model, conn, options)
+        let (conn, file) = self.open_model::<R>(0)?;
+        Runner::spawn(self.clone(), model, conn, file, options)
     }
 
     /// Runs `model` until it has taken every event committed before this
@@ -261,8 +318,28 @@ impl ReadModels {
     ///
     /// When the registry cannot be read.
     pub fn serving_version(&self, name: &str) -> Result<Option<u32>, ReadModelError> {
+        Ok(self.serving(name)?.map(|(version, _)| version))
+    }
+
+    /// The version and generation of read model `name` that serve.
+    pub(crate) fn serving(&self, name: &str) -> Result<Option<Edition>, ReadModelError> {
         let registry = self.registry();
         serving(&registry, name).map_err(|e| self.registry_error(e))
+    }
+
+    /// The file that serves queries of read model `name`, if a version
+    /// does: `<name>.v<version>.db`, or `<name>.v<version>.g<generation>.db`
+    /// once the version was rebuilt to forget a data subject (see
+    /// [`ReadModel::forget`]). For a backup, or a look with the `sqlite3`
+    /// shell.
+    ///
+    /// # Errors
+    ///
+    /// When the registry cannot be read.
+    pub fn serving_file(&self, name: &str) -> Result<Option<PathBuf>, ReadModelError> {
+        Ok(self
+            .serving(name)?
+            .map(|(version, generation)| self.file_of(name, version, generation)))
     }
 
     /// Runs `read` on a read-only connection to the serving version of
@@ -339,7 +416,8 @@ impl ReadModels {
     ///
     /// When the model's file cannot be read.
     pub fn parked<R: Projection>(&self) -> Result<Vec<Parked>, ReadModelError> {
-        let path = self.model_path(R::NAME, R::VERSION);
+        let generation = self.generations(R::NAME, R::VERSION).into_iter().max();
+        let path = self.file_of(R::NAME, R::VERSION, generation.unwrap_or(0));
         if !path.exists() {
             return Ok(Vec::new());
         }
@@ -347,9 +425,38 @@ impl ReadModels {
         parked(&conn, R::NAME)
     }
 
-    /// The file of version `version` of read model `name`.
+    /// The file of version `version` of read model `name` as first built,
+    /// `<name>.v<version>.db` (generation 0: a version rebuilt to forget a
+    /// subject moves to another file, see
+    /// [`serving_file`](ReadModels::serving_file)).
     pub fn model_path(&self, name: &str, version: u32) -> PathBuf {
-        self.inner.dir.join(format!("{name}.v{version}.db"))
+        self.file_of(name, version, 0)
+    }
+
+    /// The file of generation `generation` of version `version` of `name`.
+    pub(crate) fn file_of(&self, name: &str, version: u32, generation: u64) -> PathBuf {
+        if generation == 0 {
+            self.inner.dir.join(format!("{name}.v{version}.db"))
+        } else {
+            self.inner
+                .dir
+                .join(format!("{name}.v{version}.g{generation}.db"))
+        }
+    }
+
+    /// The generations of version `version` of `name` that have a file.
+    fn generations(&self, name: &str, version: u32) -> Vec<u64> {
+        let Ok(entries) = std::fs::read_dir(&self.inner.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let file = entry.file_name();
+                let (v, generation, suffix) = parse_model_file(name, file.to_str()?)?;
+                (v == version && suffix.is_empty()).then_some(generation)
+            })
+            .collect()
     }
 
     pub(crate) fn registry(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -377,17 +484,16 @@ impl ReadModels {
     pub(crate) fn swap(
         &self,
         name: &'static str,
-        expected: Option<u32>,
-        version: u32,
+        expected: Option<Edition>,
+        version: Edition,
         catch_up: &mut dyn FnMut(u64) -> Result<u64, ReadModelError>,
-    ) -> Result<Option<u32>, ReadModelError> {
+    ) -> Result<Option<Edition>, ReadModelError> {
         // The serving version's write lock, held across the switch.
-        let mut old = match expected {
-            Some(old) if self.model_path(name, old).exists() => Some(schema::connect(
-                &self.model_path(name, old),
-                &self.inner.options,
-                Role::Writer,
-            )?),
+        let old_file = expected.map(|(v, g)| self.file_of(name, v, g));
+        let mut old = match old_file {
+            Some(path) if path.exists() => {
+                Some(schema::connect(&path, &self.inner.options, Role::Writer)?)
+            }
             _ => None,
         };
         let old_lock = match &mut old {
@@ -415,9 +521,15 @@ impl ReadModels {
                     return Ok(current.unwrap_or(version));
                 }
                 tx.execute(
-                    "INSERT INTO serving (name, version, since) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (name) DO UPDATE SET version = excluded.version, since = excluded.since",
-                    (name, version, Timestamp::now().as_unix_micros()),
+                    "INSERT INTO serving (name, version, generation, since) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (name) DO UPDATE SET version = excluded.version, \
+                     generation = excluded.generation, since = excluded.since",
+                    (
+                        name,
+                        version.0,
+                        events::to_i64(version.1),
+                        Timestamp::now().as_unix_micros(),
+                    ),
                 )?;
                 tx.commit()?;
                 Ok(version)
@@ -432,32 +544,26 @@ impl ReadModels {
         Ok(Some(serving_now))
     }
 
-    /// Deletes the files of the versions of `name` older than `version`
-    /// and forgets their idle connections. A file still open elsewhere (a
-    /// query that began before the swap) stays readable to it until closed.
-    fn retire_below(&self, name: &str, version: u32) {
+    /// Deletes the files of the versions and generations of `name` older
+    /// than `version` (with their logs) and forgets their idle
+    /// connections. A file still open elsewhere (a query that began before
+    /// the swap) stays readable to it until closed.
+    fn retire_below(&self, name: &str, version: Edition) {
         self.inner
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|(n, v), _| n != name || *v >= version);
+            .retain(|(n, v, g), _| n != name || (*v, *g) >= version);
         let Ok(entries) = std::fs::read_dir(&self.inner.dir) else {
             return;
         };
-        let prefix = format!("{name}.v");
         for entry in entries.flatten() {
             let file = entry.file_name();
             let Some(file) = file.to_str() else { continue };
-            let Some(rest) = file.strip_prefix(&prefix) else {
+            let Some((v, g, suffix)) = parse_model_file(name, file) else {
                 continue;
             };
-            let Some((old, suffix)) = rest.split_once(".db") else {
-                continue;
-            };
-            let Ok(old) = old.parse::<u32>() else {
-                continue;
-            };
-            if old < version && matches!(suffix, "" | "-wal" | "-shm") {
+            if (v, g) < version && matches!(suffix, "" | "-wal" | "-shm" | "-journal") {
                 if let Err(error) = std::fs::remove_file(entry.path()) {
                     tracing::warn!(file, %error, "cannot delete a retired read-model file");
                 } else {
@@ -467,9 +573,37 @@ impl ReadModels {
         }
     }
 
-    /// Opens (creating when new) the file of `R`'s version for its runner.
-    fn open_model<R: ReadModel>(&self) -> Result<Connection, ReadModelError> {
-        let path = self.model_path(R::NAME, R::VERSION);
+    /// Opens the file of `R`'s version for its runner: its newest
+    /// generation (at least `generation`, and at least the serving one),
+    /// created when new; a file to be replaced by a new generation is
+    /// passed for the next.
+    pub(crate) fn open_model<R: ReadModel>(
+        &self,
+        generation: u64,
+    ) -> Result<(Connection, ModelFile), ReadModelError> {
+        let serving = match self.serving(R::NAME)? {
+            Some((version, generation)) if version == R::VERSION => generation,
+            _ => 0,
+        };
+        let newest = self.generations(R::NAME, R::VERSION).into_iter().max();
+        let mut generation = generation.max(serving).max(newest.unwrap_or(0));
+        loop {
+            let (conn, file) = self.open_generation::<R>(generation)?;
+            match file.rebuild_for {
+                None => return Ok((conn, file)),
+                Some(_) => generation += 1,
+            }
+        }
+    }
+
+    /// Opens (creating when new) generation `generation` of the file of
+    /// `R`'s version.
+    fn open_generation<R: ReadModel>(
+        &self,
+        generation: u64,
+    ) -> Result<(Connection, ModelFile), ReadModelError> {
+        let path = self.file_of(R::NAME, R::VERSION, generation);
+        let store = &self.inner.store;
         let mut conn = schema::connect(&path, &self.inner.options, Role::Writer)?;
         let name = R::NAME;
         let foreign = |detail: String| ReadModelError::Foreign {
@@ -499,49 +633,99 @@ impl ReadModels {
             if tables != 0 {
                 return Err(foreign("it holds tables of another application".into()));
             }
-            tx.execute_batch(MODEL_SCHEMA).map_err(sqlite(name))?;
-            tx.execute(
-                "INSERT INTO _es_read_model (name, version, position, created_at) VALUES (?1, ?2, 0, ?3)",
-                (name, R::VERSION, Timestamp::now().as_unix_micros()),
-            )
-            .map_err(sqlite(name))?;
-            R::create(&tx).map_err(sqlite(name))?;
-            tx.pragma_update(None, "application_id", MODEL_APP_ID)
-                .map_err(sqlite(name))?;
-            tx.pragma_update(None, "user_version", MODEL_FORMAT)
-                .map_err(sqlite(name))?;
+            let file = self.create_file::<R>(&tx, generation)?;
             tx.commit().map_err(sqlite(name))?;
-            tracing::info!(read_model = name, version = R::VERSION, path = %path.display(), "created a read-model file");
-            return Ok(conn);
+            tracing::info!(read_model = name, version = R::VERSION, generation, path = %path.display(), "created a read-model file");
+            return Ok((conn, file));
         }
         if app != MODEL_APP_ID {
             return Err(foreign("not a read-model file".into()));
         }
-        if format != MODEL_FORMAT {
+        let migrate = format == 1;
+        if migrate {
+            // Format 1 kept nothing for forgetting: whether the model took
+            // personal data is unknown (so it may), and a subject forgotten
+            // before its checkpoint may still be in it: rebuilt then.
+            tx.execute_batch(MODEL_SCHEMA_2).map_err(sqlite(name))?;
+            let checkpoint: i64 = tx
+                .query_row("SELECT position FROM _es_read_model", [], |r| r.get(0))
+                .map_err(|e| foreign(format!("no checkpoint row: {e}")))?;
+            let checkpoint = u64::try_from(checkpoint).unwrap_or(0);
+            let forgotten = store
+                .pool()
+                .with(|conn| events::first_forgetting(conn, checkpoint))?;
+            tx.execute(
+                "UPDATE _es_read_model SET personal_at = CASE WHEN position > 0 THEN 0 END, \
+                 rebuild_for = ?1",
+                [forgotten.map(events::to_i64)],
+            )
+            .map_err(sqlite(name))?;
+            tx.pragma_update(None, "user_version", MODEL_FORMAT)
+                .map_err(sqlite(name))?;
+        } else if format != MODEL_FORMAT {
             return Err(foreign(format!(
                 "read-model file format {format}; this program knows {MODEL_FORMAT}"
             )));
         }
-        let (stored_name, stored_version): (String, i64) = tx
-            .query_row("SELECT name, version FROM _es_read_model", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(|e| foreign(format!("no checkpoint row: {e}")))?;
-        if stored_name != name || stored_version != i64::from(R::VERSION) {
-            return Err(foreign(format!(
-                "it holds `{stored_name}` version {stored_version}"
-            )));
+        let file = read_file::<R>(&tx, generation).map_err(foreign)?;
+        if migrate {
+            tx.commit().map_err(sqlite(name))?;
+            tracing::info!(read_model = name, version = R::VERSION, path = %path.display(),
+                rebuild_for = ?file.rebuild_for, "migrated a read-model file to format 2");
+        } else {
+            drop(tx);
         }
-        drop(tx);
-        Ok(conn)
+        Ok((conn, file))
+    }
+
+    /// Makes a new file of generation `generation` of `R`'s version, in
+    /// its first transaction `tx`.
+    fn create_file<R: ReadModel>(
+        &self,
+        tx: &Connection,
+        generation: u64,
+    ) -> Result<ModelFile, ReadModelError> {
+        let name = R::NAME;
+        let store = &self.inner.store;
+        // The head first, then the cached keys dropped: every subject
+        // forgotten up to the head has lost its keys in the key store, and
+        // this process reads them from there again, so the file never
+        // holds its data (another process may have forgotten it).
+        let head = store.pool().with(events::last_position)?;
+        if let Some(keys) = store.keys() {
+            keys.evict_all();
+        }
+        tx.execute_batch(MODEL_SCHEMA_1).map_err(sqlite(name))?;
+        tx.execute_batch(MODEL_SCHEMA_2).map_err(sqlite(name))?;
+        tx.execute(
+            "INSERT INTO _es_read_model (name, version, position, created_at, generation, created_at_head) \
+             VALUES (?1, ?2, 0, ?3, ?4, ?5)",
+            (
+                name,
+                R::VERSION,
+                Timestamp::now().as_unix_micros(),
+                events::to_i64(generation),
+                events::to_i64(head),
+            ),
+        )
+        .map_err(sqlite(name))?;
+        R::create(tx).map_err(sqlite(name))?;
+        tx.pragma_update(None, "application_id", MODEL_APP_ID)
+            .map_err(sqlite(name))?;
+        tx.pragma_update(None, "user_version", MODEL_FORMAT)
+            .map_err(sqlite(name))?;
+        Ok(ModelFile {
+            generation,
+            checkpoint: 0,
+            personal: false,
+            rebuild_for: None,
+        })
     }
 
     /// An idle (or new) read connection to the serving file of `R`.
-    fn serving_connection<R: Projection>(
-        &self,
-    ) -> Result<((String, u32), Connection), ReadModelError> {
-        let version = self
-            .serving_version(R::NAME)?
+    fn serving_connection<R: Projection>(&self) -> Result<(IdleKey, Connection), ReadModelError> {
+        let (version, generation) = self
+            .serving(R::NAME)?
             .ok_or(ReadModelError::NotServing { name: R::NAME })?;
         if version > R::VERSION {
             return Err(ReadModelError::Superseded {
@@ -550,7 +734,7 @@ impl ReadModels {
                 serving: version,
             });
         }
-        let key = (R::NAME.to_owned(), version);
+        let key = (R::NAME.to_owned(), version, generation);
         let idle = self
             .inner
             .idle
@@ -561,7 +745,7 @@ impl ReadModels {
         let conn = match idle {
             Some(conn) => conn,
             None => schema::connect(
-                &self.model_path(R::NAME, version),
+                &self.file_of(R::NAME, version, generation),
                 &self.inner.options,
                 Role::Reader,
             )?,
@@ -569,7 +753,11 @@ impl ReadModels {
         Ok((key, conn))
     }
 
-    fn give_back(&self, (key, conn): ((String, u32), Connection)) {
+    fn give_back(&self, (key, conn): (IdleKey, Connection)) {
+        // A file retired during the query is not kept open.
+        if !self.file_of(&key.0, key.1, key.2).exists() {
+            return;
+        }
         let mut idle = self
             .inner
             .idle
@@ -635,6 +823,11 @@ fn open_registry(path: &Path, options: &SqliteOptions) -> Result<Connection, Ope
         .map_err(sqlite)?;
     match (app, format) {
         (REGISTRY_APP_ID, REGISTRY_FORMAT) => {}
+        (REGISTRY_APP_ID, 1) => {
+            tx.execute_batch(REGISTRY_SCHEMA_2).map_err(sqlite)?;
+            tx.pragma_update(None, "user_version", REGISTRY_FORMAT)
+                .map_err(sqlite)?;
+        }
         (REGISTRY_APP_ID, found) if found > REGISTRY_FORMAT => {
             return Err(OpenError::SchemaTooNew {
                 path: path.to_path_buf(),
@@ -643,7 +836,8 @@ fn open_registry(path: &Path, options: &SqliteOptions) -> Result<Connection, Ope
             });
         }
         (0, 0) => {
-            tx.execute_batch(REGISTRY_SCHEMA).map_err(sqlite)?;
+            tx.execute_batch(REGISTRY_SCHEMA_1).map_err(sqlite)?;
+            tx.execute_batch(REGISTRY_SCHEMA_2).map_err(sqlite)?;
             tx.pragma_update(None, "application_id", REGISTRY_APP_ID)
                 .map_err(sqlite)?;
             tx.pragma_update(None, "user_version", REGISTRY_FORMAT)
@@ -659,10 +853,71 @@ fn open_registry(path: &Path, options: &SqliteOptions) -> Result<Connection, Ope
     Ok(conn)
 }
 
-fn serving(conn: &Connection, name: &str) -> rusqlite::Result<Option<u32>> {
-    conn.prepare_cached("SELECT version FROM serving WHERE name = ?1")?
-        .query_row([name], |r| r.get(0))
+/// The `_es_read_model` row of a file that should hold generation
+/// `generation` of `R`'s version; what is wrong with it otherwise.
+fn read_file<R: ReadModel>(conn: &Connection, generation: u64) -> Result<ModelFile, String> {
+    let row = conn
+        .query_row(
+            "SELECT name, version, generation, position, created_at_head, personal_at, rebuild_for \
+             FROM _es_read_model",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                ))
+            },
+        )
+        .map_err(|e| format!("no checkpoint row: {e}"))?;
+    let (stored_name, stored_version, stored_generation, position, head, personal, rebuild) = row;
+    if head < 0 {
+        return Err(format!("a negative head {head}"));
+    }
+    if stored_name != R::NAME || stored_version != i64::from(R::VERSION) {
+        return Err(format!("it holds `{stored_name}` version {stored_version}"));
+    }
+    if stored_generation != events::to_i64(generation) {
+        return Err(format!(
+            "it holds generation {stored_generation} of `{stored_name}` version {stored_version}"
+        ));
+    }
+    let non_negative = |n: i64| u64::try_from(n).map_err(|_| format!("a negative position {n}"));
+    Ok(ModelFile {
+        generation,
+        checkpoint: non_negative(position)?,
+        personal: personal.is_some(),
+        rebuild_for: rebuild.map(non_negative).transpose()?,
+    })
+}
+
+fn serving(conn: &Connection, name: &str) -> rusqlite::Result<Option<Edition>> {
+    conn.prepare_cached("SELECT version, generation FROM serving WHERE name = ?1")?
+        .query_row([name], |r| {
+            let generation: i64 = r.get(1)?;
+            let generation = u64::try_from(generation)
+                .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(1, generation))?;
+            Ok((r.get(0)?, generation))
+        })
         .optional()
+}
+
+/// The version, generation and suffix (`""`, `-wal`, `-shm`) of a file of
+/// read model `name`: `<name>.v<version>.db<suffix>` (generation 0) or
+/// `<name>.v<version>.g<generation>.db<suffix>`.
+fn parse_model_file<'f>(name: &str, file: &'f str) -> Option<(u32, u64, &'f str)> {
+    let rest = file.strip_prefix(name)?.strip_prefix(".v")?;
+    let (edition, suffix) = rest.split_once(".db")?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match edition.split_once(".g") {
+        Some((v, g)) if digits(v) && digits(g) => Some((v.parse().ok()?, g.parse().ok()?, suffix)),
+        None if digits(edition) => Some((edition.parse().ok()?, 0, suffix)),
+        _ => None,
+    }
 }
 
 pub(crate) fn parked(conn: &Connection, name: &'static str) -> Result<Vec<Parked>, ReadModelError> {

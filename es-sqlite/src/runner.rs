@@ -7,6 +7,14 @@
 //! inside that transaction: a second runner of the same model (in another
 //! process) that got there first makes this one skip the page, not take it
 //! twice.
+//!
+//! Every `es.subject-forgotten` event reaches every runner, whatever its
+//! model lists. For a model that has taken personal data, the model's
+//! [`forget`](ReadModel::forget) hook runs in the transaction that moves
+//! the checkpoint past it; when the model must be rebuilt, that
+//! transaction marks the file for replacement instead, and the runner
+//! builds the next generation of the file from the first event, then swaps
+//! it in as a new version is (see [`ReadModels`]).
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -23,10 +31,10 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::events;
 use crate::read_model::{
-    Failed, OnError, ReadModel, ReadModelError, Retried, RunOptions, Status, dispatch_all,
-    display_chain, panicked, sqlite,
+    Failed, Fed, Feed, Ledger, OnError, ReadModel, ReadModelError, Retried, RunOptions, Status,
+    dispatch_all, display_chain, is_forgetting, panicked, sqlite,
 };
-use crate::read_models::ReadModels;
+use crate::read_models::{Edition, ModelFile, ReadModels};
 
 /// A running read model: started by [`ReadModels::start`], it catches up
 /// from the model's checkpoint, then follows new events, woken at once by
@@ -87,6 +95,14 @@ impl Shared {
     }
 }
 
+/// Where [`Follow::swap_in`] left the model.
+enum Swapped {
+    /// The version (and generation) serving now.
+    Serving(Option<Edition>),
+    /// A newer version serves: this runner stops.
+    Superseded(u32),
+}
+
 /// Requests to the runner's thread, taken between batches.
 enum Command {
     RetryParked(flume::Sender<Result<Retried, ReadModelError>>),
@@ -97,6 +113,7 @@ impl<R: ReadModel> Runner<R> {
         models: ReadModels,
         model: R,
         conn: Connection,
+        file: ModelFile,
         options: RunOptions,
     ) -> Result<Self, ReadModelError> {
         let shared = Arc::new(Shared {
@@ -115,7 +132,9 @@ impl<R: ReadModel> Runner<R> {
         let mut follow = Follow {
             watch: store.watch(),
             filter: events::Filter::of::<R>(),
-            checkpoint: checkpoint(&conn, R::NAME)?,
+            checkpoint: file.checkpoint,
+            file,
+            truncate_pending: false,
             conn,
             models,
             options,
@@ -289,6 +308,12 @@ struct Follow<R> {
     filter: events::Filter,
     /// The model's checkpoint: every event up to it is taken.
     checkpoint: u64,
+    /// The file the runner feeds: its generation, and what forgetting
+    /// needs to know of it.
+    file: ModelFile,
+    /// A forget hook deleted rows, and the file's log could not be
+    /// truncated yet (readers in the way): tried again each poll interval.
+    truncate_pending: bool,
     /// Reads the next page with this limit: the events before one that
     /// failed in the last batch.
     limit_once: Option<usize>,
@@ -298,13 +323,18 @@ struct Follow<R> {
 }
 
 impl<R: ReadModel> Follow<R> {
+    /// This runner's version and the generation of its file.
+    fn mine(&self) -> Edition {
+        (R::VERSION, self.file.generation)
+    }
+
     fn run(&mut self, model: &mut R) -> Result<Status, ReadModelError> {
-        let mut serving = self.models.serving_version(R::NAME)?;
+        let mut serving = self.models.serving(R::NAME)?;
         self.shared.publish(|state| {
-            state.serving = serving == Some(R::VERSION);
+            state.serving = serving == Some(self.mine());
             state.progress.position = self.checkpoint;
         });
-        tracing::info!(checkpoint = self.checkpoint, serving = ?serving, "read model starting");
+        tracing::info!(checkpoint = self.checkpoint, file = ?self.file, serving = ?serving, "read model starting");
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
                 tracing::info!(checkpoint = self.checkpoint, "read model stopped");
@@ -317,10 +347,11 @@ impl<R: ReadModel> Follow<R> {
             }
             if self.last_registry_check.elapsed() >= self.options.poll_interval {
                 self.last_registry_check = Instant::now();
-                serving = self.models.serving_version(R::NAME)?;
-                if let Some(newer) = serving.filter(|&v| v > R::VERSION) {
-                    tracing::info!(serving = newer, "a newer version serves: stopping");
-                    return Ok(Status::Superseded { serving: newer });
+                match self.look_around()? {
+                    Swapped::Superseded(newer) => {
+                        return Ok(Status::Superseded { serving: newer });
+                    }
+                    Swapped::Serving(now) => serving = now,
                 }
             }
             let limit = self.limit_once.take().unwrap_or(self.options.batch);
@@ -330,23 +361,12 @@ impl<R: ReadModel> Follow<R> {
             })?;
             let head = page.head;
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
-                if serving != Some(R::VERSION) {
-                    // Not before it has taken what the serving version has:
-                    // a reader must never see the model go back in time.
-                    // Behind it, the events it has taken are committed, so
-                    // the next page has them: no wait.
-                    let models = self.models.clone();
-                    let Some(now) = models.swap(R::NAME, serving, R::VERSION, &mut |target| {
-                        self.take_until(model, target)
-                    })?
-                    else {
-                        continue;
-                    };
-                    serving = Some(now);
-                    if serving == Some(R::VERSION) {
-                        tracing::info!(checkpoint = self.checkpoint, "caught up: serving");
-                    } else if let Some(newer) = serving.filter(|&v| v > R::VERSION) {
-                        return Ok(Status::Superseded { serving: newer });
+                if serving != Some(self.mine()) {
+                    match self.swap_in(model, serving)? {
+                        Swapped::Superseded(newer) => {
+                            return Ok(Status::Superseded { serving: newer });
+                        }
+                        Swapped::Serving(now) => serving = now,
                     }
                     continue;
                 }
@@ -405,6 +425,64 @@ impl<R: ReadModel> Follow<R> {
         }
     }
 
+    /// What the runner does each poll interval: tries again to truncate
+    /// the log if a forgetting left it to do, and reads the registry: a
+    /// newer version stops it; a newer generation of its own version
+    /// (another process rebuilt it) is the file it feeds from then on.
+    fn look_around(&mut self) -> Result<Swapped, ReadModelError> {
+        if self.truncate_pending {
+            self.truncate_log();
+        }
+        let serving = self.models.serving(R::NAME)?;
+        match serving {
+            Some((newer, _)) if newer > R::VERSION => {
+                tracing::info!(serving = newer, "a newer version serves: stopping");
+                return Ok(Swapped::Superseded(newer));
+            }
+            Some((_, generation)) if generation > self.file.generation => {
+                self.switch(generation)?;
+            }
+            _ => {}
+        }
+        Ok(Swapped::Serving(serving))
+    }
+
+    /// Makes this runner's file the serving one, once it has taken what
+    /// the serving one (`serving`) has: a reader must never see the model
+    /// go back in time. Behind it, the events it has taken are committed,
+    /// so the next page has them: no wait.
+    fn swap_in(
+        &mut self,
+        model: &mut R,
+        serving: Option<Edition>,
+    ) -> Result<Swapped, ReadModelError> {
+        let models = self.models.clone();
+        let swapped = models.swap(R::NAME, serving, self.mine(), &mut |target| {
+            self.take_until(model, target)
+        });
+        let now = match swapped {
+            Ok(Some(now)) => now,
+            Ok(None) => return Ok(Swapped::Serving(serving)),
+            Err(ReadModelError::Superseded { serving, .. }) => {
+                tracing::info!(serving, "a newer version serves: stopping");
+                return Ok(Swapped::Superseded(serving));
+            }
+            Err(e) => return Err(e),
+        };
+        if now == self.mine() {
+            tracing::info!(
+                checkpoint = self.checkpoint,
+                generation = now.1,
+                "caught up: serving"
+            );
+        } else if now.0 > R::VERSION {
+            return Ok(Swapped::Superseded(now.0));
+        } else if now.0 == R::VERSION && now.1 > self.file.generation {
+            self.switch(now.1)?;
+        }
+        Ok(Swapped::Serving(Some(now)))
+    }
+
     /// Takes a page: its events and the checkpoint `to` in one transaction.
     fn take(
         &mut self,
@@ -415,7 +493,7 @@ impl<R: ReadModel> Follow<R> {
         let name = R::NAME;
         let first = events
             .first()
-            .map(|e| (e.position, e.stream_id.clone(), e.version));
+            .map(|e| (e.position, e.stream_id.clone(), e.version, is_forgetting(e)));
         let tx = match self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -430,7 +508,17 @@ impl<R: ReadModel> Follow<R> {
             }
             Err(e) => return Err(sqlite(name)(e)),
         };
-        let stored = checkpoint(&tx, name)?;
+        let (stored, rebuild_for) = checkpoint_row(&tx, name)?;
+        if let Some(forgetting) = rebuild_for {
+            // Another runner of this file (another process) met a
+            // forgetting it must be rebuilt for.
+            drop(tx);
+            tracing::info!(
+                forgetting,
+                "the file is being replaced: building the next generation"
+            );
+            return self.switch(self.file.generation + 1);
+        }
         if stored != self.checkpoint {
             tracing::warn!(
                 stored,
@@ -440,29 +528,59 @@ impl<R: ReadModel> Follow<R> {
             self.checkpoint = stored;
             return Ok(());
         }
-        // Under this file's write lock: a newer version swaps in only while
-        // holding it, so once it serves, this version commits nothing more.
-        if let Some(newer) = self
-            .models
-            .serving_version(name)?
-            .filter(|&v| v > R::VERSION)
-        {
-            return Err(ReadModelError::Superseded {
-                name,
-                version: R::VERSION,
-                serving: newer,
-            });
+        // Under this file's write lock: a newer version (or generation)
+        // swaps in only while holding it, so once it serves, this file
+        // takes nothing more.
+        match self.models.serving(name)? {
+            Some((newer, _)) if newer > R::VERSION => {
+                return Err(ReadModelError::Superseded {
+                    name,
+                    version: R::VERSION,
+                    serving: newer,
+                });
+            }
+            Some((_, generation)) if generation > self.file.generation => {
+                drop(tx);
+                return self.switch(generation);
+            }
+            _ => {}
         }
         fail::fail_point!("es-sqlite::runner::before-handlers");
-        match dispatch_all(model, &tx, events) {
-            Ok(()) => {
+        let store = self.models.store().clone();
+        let mut feed = Feed {
+            keys: store.keys(),
+            ledger: &FileLedger,
+            personal: self.file.personal,
+            forgot: false,
+        };
+        match dispatch_all(model, &tx, events, &mut feed) {
+            Ok(Fed::All) => {
                 fail::fail_point!("es-sqlite::runner::after-handlers");
                 set_checkpoint(&tx, name, to)?;
                 fail::fail_point!("es-sqlite::runner::before-commit");
                 tx.commit().map_err(sqlite(name))?;
                 fail::fail_point!("es-sqlite::runner::after-commit");
                 self.checkpoint = to;
+                self.file.personal = feed.personal;
+                if feed.forgot {
+                    tracing::info!(checkpoint = to, "forgot a data subject in place");
+                    self.truncate_log();
+                }
                 Ok(())
+            }
+            Ok(Fed::Rebuild { position }) => {
+                // The events before the forgetting are taken, and the
+                // forgetting with them: this file is to be replaced, in the
+                // same commit, so a restart builds the next generation too.
+                mark_for_rebuild(&tx, name, position)?;
+                tx.commit().map_err(sqlite(name))?;
+                self.checkpoint = position;
+                tracing::info!(
+                    forgetting = position,
+                    generation = self.file.generation + 1,
+                    "a data subject was forgotten: rebuilding the read model from the first event"
+                );
+                self.switch(self.file.generation + 1)
             }
             Err(Failed { index, reason }) => {
                 drop(tx); // rolls the batch back
@@ -471,7 +589,7 @@ impl<R: ReadModel> Follow<R> {
                     self.limit_once = Some(index);
                     return Ok(());
                 }
-                let Some((position, stream, version)) = first else {
+                let Some((position, stream, version, forgetting)) = first else {
                     return Ok(());
                 };
                 let error = ProjectionError {
@@ -481,20 +599,76 @@ impl<R: ReadModel> Follow<R> {
                     version,
                     reason,
                 };
-                match self.options.on_error {
-                    OnError::Stop => Err(error.into()),
-                    OnError::Park => {
-                        tracing::warn!(%position, error = %display_chain(&error), "parked an event");
-                        self.park(&error)?;
-                        Ok(())
-                    }
-                }
+                self.refused(error, forgetting)
             }
         }
     }
 
+    /// What to do with an event that failed alone: park it (by policy) or
+    /// stop (`Err`). A forgetting is never parked: the model would keep
+    /// the subject's data.
+    fn refused(&mut self, error: ProjectionError, forgetting: bool) -> Result<(), ReadModelError> {
+        match self.options.on_error {
+            OnError::Park if !forgetting => {
+                tracing::warn!(position = error.position, error = %display_chain(&error), "parked an event");
+                self.park(&error)
+            }
+            _ => Err(error.into()),
+        }
+    }
+
+    /// Moves the runner to the file of generation `generation` (or a newer
+    /// one) of its version: a rebuild from its checkpoint (the first event
+    /// for a new file), or the generation another runner built.
+    fn switch(&mut self, generation: u64) -> Result<(), ReadModelError> {
+        let (conn, file) = self.models.open_model::<R>(generation)?;
+        self.conn = conn;
+        self.file = file;
+        self.checkpoint = file.checkpoint;
+        self.limit_once = None;
+        self.truncate_pending = false;
+        let serving = self.models.serving(R::NAME)?;
+        let mine = self.mine();
+        self.shared.publish(|state| {
+            state.serving = serving == Some(mine);
+            if !state.serving {
+                state.status = Status::CatchingUp;
+            }
+            state.progress.position = file.checkpoint;
+        });
+        tracing::info!(
+            generation = file.generation,
+            checkpoint = file.checkpoint,
+            "feeding the read model's file of the next generation"
+        );
+        Ok(())
+    }
+
+    /// Checkpoints the file's write-ahead log and truncates it, so that no
+    /// copy of what a forget hook deleted remains there; when readers keep
+    /// it from finishing within the busy timeout, tries again later.
+    fn truncate_log(&mut self) {
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        self.truncate_pending = match done {
+            Ok(0) => false,
+            Ok(_) => {
+                tracing::debug!("readers keep the read model's log from being truncated: later");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot truncate the read model's log: later");
+                true
+            }
+        };
+    }
+
     /// Takes pages until the checkpoint is at least `target`; returns it.
     fn take_until(&mut self, model: &mut R, target: u64) -> Result<u64, ReadModelError> {
+        let generation = self.file.generation;
         while self.checkpoint < target {
             let before = self.checkpoint;
             let store = self.models.store();
@@ -508,6 +682,12 @@ impl<R: ReadModel> Follow<R> {
                 )
             })?;
             self.take(model, page.events, page.scanned_to)?;
+            if self.file.generation != generation {
+                // A forgetting made it start the next generation: this one
+                // is not to be swapped in. (`target` is above 0, or no page
+                // would have been taken.)
+                return Ok(0);
+            }
             if self.checkpoint == before && self.limit_once.is_none() {
                 // Parked or stopped at an event: the caller sees it next round.
                 break;
@@ -582,14 +762,21 @@ impl<R: ReadModel> Follow<R> {
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sqlite(name))?;
-            match dispatch_all(model, &tx, vec![event]) {
-                Ok(()) => {
+            let mut feed = Feed {
+                keys: store.keys(),
+                ledger: &FileLedger,
+                personal: self.file.personal,
+                forgot: false,
+            };
+            match dispatch_all(model, &tx, vec![event], &mut feed) {
+                Ok(_) => {
                     tx.execute(
                         "DELETE FROM _es_parked WHERE position = ?1",
                         [events::to_i64(entry.position)],
                     )
                     .map_err(sqlite(name))?;
                     tx.commit().map_err(sqlite(name))?;
+                    self.file.personal = feed.personal;
                     retried.taken += 1;
                 }
                 Err(Failed { reason, .. }) => {
@@ -637,6 +824,63 @@ fn checkpoint(conn: &Connection, name: &'static str) -> Result<u64, ReadModelErr
             detail: format!("read model `{name}` has a negative checkpoint"),
         })
     })
+}
+
+/// The checkpoint and, when the file is to be replaced, the position of
+/// the forgetting it is replaced for.
+fn checkpoint_row(
+    conn: &Connection,
+    name: &'static str,
+) -> Result<(u64, Option<u64>), ReadModelError> {
+    let (position, rebuild_for): (i64, Option<i64>) = conn
+        .prepare_cached("SELECT position, rebuild_for FROM _es_read_model")
+        .and_then(|mut q| q.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(sqlite(name))?;
+    let corrupt = || {
+        ReadModelError::Store(es_core::Error::Corrupt {
+            detail: format!("read model `{name}` has a negative checkpoint"),
+        })
+    };
+    let position = u64::try_from(position).map_err(|_| corrupt())?;
+    let rebuild_for = rebuild_for
+        .map(|p| u64::try_from(p).map_err(|_| corrupt()))
+        .transpose()?;
+    Ok((position, rebuild_for))
+}
+
+/// Moves the checkpoint to the forgetting at `position` and marks the file
+/// to be replaced for it by a new generation.
+fn mark_for_rebuild(
+    conn: &Connection,
+    name: &'static str,
+    position: u64,
+) -> Result<(), ReadModelError> {
+    conn.execute(
+        "UPDATE _es_read_model SET position = ?1, rebuild_for = ?1",
+        [events::to_i64(position)],
+    )
+    .map_err(sqlite(name))?;
+    Ok(())
+}
+
+/// A read-model file's record of itself, for forgetting: its
+/// `_es_read_model` row.
+struct FileLedger;
+
+impl Ledger for FileLedger {
+    fn mark_personal(&self, db: &Connection, position: u64) -> rusqlite::Result<()> {
+        db.prepare_cached("UPDATE _es_read_model SET personal_at = ?1 WHERE personal_at IS NULL")?
+            .execute([events::to_i64(position)])?;
+        Ok(())
+    }
+
+    fn state(&self, db: &Connection) -> rusqlite::Result<(bool, u64)> {
+        db.prepare_cached("SELECT personal_at IS NOT NULL, created_at_head FROM _es_read_model")?
+            .query_row([], |r| {
+                let head: i64 = r.get(1)?;
+                Ok((r.get(0)?, u64::try_from(head).unwrap_or(0)))
+            })
+    }
 }
 
 fn set_checkpoint(

@@ -151,8 +151,10 @@ pub(crate) fn connect(
         conn.pragma_update(None, "query_only", true)
             .map_err(sqlite)?;
     } else {
-        // What is deleted (a replaced or forgotten snapshot) is overwritten
-        // with zeros, not left in free space.
+        // What is deleted (a replaced or forgotten snapshot, a read
+        // model's rows of a forgotten subject) is overwritten with zeros,
+        // not left in free space. Read-model files and their registry are
+        // written through this role too.
         conn.pragma_update(None, "secure_delete", true)
             .map_err(sqlite)?;
     }

@@ -75,7 +75,17 @@
 //! the read models in `leads.read-models/`;
 //! `leads show ID [--at-version N] [--as-of TIME [--occurred]]` and
 //! `leads history ID` look at one lead; `leads search TERM` finds the leads
-//! that have or had a name or phone number.
+//! that have or had a name or phone number; `leads forget ID --reason WHY`
+//! forgets a lead's personal data: its keys are destroyed (so its names and
+//! phone numbers read as [`Forgotten`](es_core::Personal::Forgotten)
+//! everywhere), and the read models delete them
+//! ([`LeadSearchModel`]'s [`forget`](es_sqlite::ReadModel::forget) hook).
+//!
+//! Personal data is stored encrypted: the store is opened with a
+//! key-encryption key from the environment variable `LEADS_KEK` (64 hex
+//! digits) or else from the key file `leads.db.kek` beside the database,
+//! created on first use (`leads --help` says more). A real deployment keeps
+//! that key elsewhere.
 
 pub mod domain;
 pub mod read_models;

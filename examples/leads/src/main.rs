@@ -5,25 +5,48 @@
 //! history with both times, and its search and analysis models as the seed
 //! prints them (per stream, and from the SQLite read models). `show` and
 //! `history` work on one lead; `search TERM` finds the leads that have or
-//! had a name or phone number. Events are kept in `leads.db` in the current
+//! had a name or phone number; `forget ID --reason WHY` forgets a lead's
+//! personal data. Events are kept in `leads.db` in the current
 //! directory (SQLite; `--db` to choose the file), the read models in
 //! `leads.read-models/` beside it; `--memory` keeps the events in memory
 //! instead (and has no read models).
+//!
+//! Names and phone numbers are stored encrypted under a key per lead
+//! (in `leads.db.keys`), wrapped by a key-encryption key taken from the
+//! environment variable `LEADS_KEK` (64 hex digits) or, when it is not
+//! set, from the key file `leads.db.kek`, created beside the database on
+//! first use so that the example runs with no setup. A real deployment
+//! keeps that key elsewhere (a secret manager, a KMS), never beside the
+//! data it protects.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use es_core::blocking::{Repository, block_on};
 use es_core::prelude::*;
+use es_core::privacy::{Forget, KeyEncryptionKey, MemoryKeyStore};
 use es_core::verify::{Phase, Verify};
 use es_sqlite::{ReadModels, SqliteStore};
 use leads::read_models::{analysis, search};
 use leads::seed::{self, LEAD_12_ID};
 use leads::{AnalysisModel, Lead, LeadEvent, LeadSearchModel};
 
+/// The environment variable holding the key-encryption key.
+const KEK_VAR: &str = "LEADS_KEK";
+
 #[derive(Parser)]
-#[command(about = "Sales leads, event sourced with es", version)]
+#[command(
+    about = "Sales leads, event sourced with es",
+    version,
+    after_help = "Names and phone numbers are stored encrypted, under a key per lead kept in \
+<db>.keys and wrapped by a key-encryption key: the 64 hex digits of the environment variable \
+LEADS_KEK or, when it is not set, the key file <db>.kek, created beside the database (readable \
+by its owner only) on first use so that the example runs with no setup. A real deployment keeps \
+the key-encryption key elsewhere (a secret manager, a KMS): a key file beside the data it \
+protects protects nothing from whoever can read the directory."
+)]
 struct Cli {
     /// The SQLite file holding the events (created when missing).
     #[arg(long, default_value = "leads.db", global = true)]
@@ -65,6 +88,19 @@ enum Command {
         /// The name or phone number, e.g. 555-2951.
         term: String,
     },
+    /// Forget a lead's names and phone numbers (crypto-shredding).
+    ///
+    /// Its keys are destroyed, so its names and phone numbers read as
+    /// forgotten everywhere, and the read models delete them. Its events
+    /// and everything else in them stay; the forgetting is recorded, with
+    /// why.
+    Forget {
+        /// The lead's id.
+        id: String,
+        /// Why (recorded with the forgetting), e.g. "asked to be forgotten".
+        #[arg(long)]
+        reason: String,
+    },
     /// Replay every stored lead through this build and report each event it
     /// cannot decode, each `apply` that panics and each snapshot that
     /// differs from its events; exits with 1 when it finds any. Runs on a
@@ -78,14 +114,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Demo);
     let outcome = if cli.memory {
+        let keys = MemoryKeyStore::new(KeyEncryptionKey::generate());
         run(
-            &Repository::<Lead, _>::new(InMemoryStore::new()),
+            &Repository::<Lead, _>::new(InMemoryStore::new().with_keys(keys)),
             None,
             command,
         )
     } else {
-        SqliteStore::open(&cli.db)
-            .map_err(Failure::from)
+        key_encryption_key(&cli.db)
+            .and_then(|kek| Ok(SqliteStore::options().personal_data(kek).open(&cli.db)?))
             .and_then(|store| {
                 // The deploy check: a file holding events this build cannot
                 // decode (written by a newer one) is not touched. `verify`
@@ -114,9 +151,56 @@ fn main() -> ExitCode {
     }
 }
 
+/// The key that wraps the keys of the leads' personal data: from
+/// `LEADS_KEK`, or else the key file `<db>.kek`, created (owner-only) when
+/// missing.
+fn key_encryption_key(db: &Path) -> Result<KeyEncryptionKey, Failure> {
+    if std::env::var_os(KEK_VAR).is_some() {
+        return KeyEncryptionKey::from_env(KEK_VAR).map_err(|e| format!("{KEK_VAR}: {e}").into());
+    }
+    let mut path = db.as_os_str().to_owned();
+    path.push(".kek");
+    let path = PathBuf::from(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            let kek = KeyEncryptionKey::generate();
+            file.write_all(kek.to_hex().as_bytes())?;
+            file.write_all(b"\n")?;
+            file.sync_all()?;
+            eprintln!(
+                "note: created the key-encryption key {} (set {KEK_VAR} to keep it elsewhere)",
+                path.display()
+            );
+            Ok(kek)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    return Err(format!(
+                        "{} may be read by others (mode {:o}): chmod 600 it",
+                        path.display(),
+                        mode & 0o777
+                    )
+                    .into());
+                }
+            }
+            let hex = std::fs::read_to_string(&path)?;
+            KeyEncryptionKey::from_hex(&hex).map_err(|e| format!("{}: {e}", path.display()).into())
+        }
+        Err(e) => Err(format!("cannot create {}: {e}", path.display()).into()),
+    }
+}
+
 /// Runs `command` on `leads`; `sqlite` is the same store when it is a
 /// SQLite file, which the read models live beside.
-fn run<S: EventStore + SnapshotStore>(
+fn run<S: EventStore + SnapshotStore + Forget>(
     leads: &Repository<Lead, S>,
     sqlite: Option<&SqliteStore>,
     command: Command,
@@ -169,8 +253,48 @@ fn run<S: EventStore + SnapshotStore>(
             }
             Ok(())
         }
+        Command::Forget { id, reason } => forget(leads, sqlite, &id, reason),
         Command::Verify => verify(leads.as_async().store()),
     }
+}
+
+/// Forgets lead `id`'s personal data, then brings the read models up to
+/// date, so that their files forget it now.
+fn forget<S: EventStore + SnapshotStore + Forget>(
+    leads: &Repository<Lead, S>,
+    sqlite: Option<&SqliteStore>,
+    id: &str,
+    reason: String,
+) -> Result<(), Failure> {
+    if !leads.load(id)?.exists() {
+        return Err(format!("lead {id}: no such lead").into());
+    }
+    // The subject of a lead's personal data is its stream.
+    let subject = StreamId::for_aggregate(<Lead as Aggregate>::NAME, id)?;
+    let metadata = Metadata::new()
+        .actor("leads")
+        .command("forget")
+        .reason(reason);
+    let forgotten = leads.forget_with(subject.as_str(), metadata)?;
+    println!(
+        "== lead {id} forgotten: {} key(s) destroyed, {} snapshot(s) deleted, recorded in {} at position {}",
+        forgotten.keys_destroyed,
+        forgotten.snapshots_deleted,
+        forgotten.recorded.stream_id,
+        forgotten.recorded.last_position.unwrap_or(0),
+    );
+    if let Some(store) = sqlite {
+        let models = ReadModels::open(store)?;
+        let search_runner = models.start(LeadSearchModel)?;
+        let analysis_runner = models.start(AnalysisModel)?;
+        block_on(search_runner.caught_up())?;
+        block_on(analysis_runner.caught_up())?;
+        println!(
+            "   its names and phone numbers read as forgotten; the read models in {} hold them no more",
+            models.dir().display()
+        );
+    }
+    Ok(())
 }
 
 /// The replay check, with a progress bar on a terminal.

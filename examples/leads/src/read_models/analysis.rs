@@ -39,7 +39,7 @@ use es_sqlite::rusqlite::types::{
     FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef,
 };
 use es_sqlite::rusqlite::{self, Connection, OptionalExtension};
-use es_sqlite::{ReadModel, ReadModelError, ReadModels};
+use es_sqlite::{Forgetting, ReadModel, ReadModelError, ReadModels};
 
 use super::{to_sql, u64_column};
 use crate::Lead;
@@ -246,6 +246,13 @@ const TABLES: &str = "
 impl ReadModel for AnalysisModel {
     fn create(db: &Connection) -> rusqlite::Result<()> {
         db.execute_batch(TABLES)
+    }
+
+    /// Nothing to delete: the model takes events with personal data (a
+    /// lead's names and phone number) but keeps none of it, so forgetting
+    /// a lead leaves it as it is (rather than rebuilt, the default).
+    fn forget(&mut self, _: &Connection, _: &str) -> rusqlite::Result<Forgetting> {
+        Ok(Forgetting::Done)
     }
 }
 

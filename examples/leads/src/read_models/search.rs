@@ -14,9 +14,12 @@
 //!   had) and [`lookup`] (by lead).
 //!
 //! A value that was forgotten ([`Personal::Forgotten`]) is not searchable:
-//! it adds nothing, and the contact shows it as forgotten. The read model
-//! keeps the values it has taken; a rebuild (a new version of the model)
-//! leaves out those forgotten since.
+//! it adds nothing, and the contact shows it as forgotten. When the store
+//! forgets a lead (its subject is the lead's stream, `lead-12`), the read
+//! model's [`forget`](ReadModel::forget) hook deletes the lead's values and
+//! blanks its details, keeping its row and version: what the model holds
+//! of a lead whose values were forgotten before it took them, so the two
+//! forms still agree.
 //!
 //! # Tables
 //!
@@ -37,7 +40,7 @@ use std::fmt;
 use es_core::prelude::*;
 use es_core::{BoxError, Projected};
 use es_sqlite::rusqlite::{self, Connection, OptionalExtension};
-use es_sqlite::{ReadModel, ReadModelError, ReadModels};
+use es_sqlite::{Forgetting, ReadModel, ReadModelError, ReadModels};
 
 use super::{to_sql, u64_column};
 use crate::Lead;
@@ -286,6 +289,27 @@ const TABLES: &str = "
 impl ReadModel for LeadSearchModel {
     fn create(db: &Connection) -> rusqlite::Result<()> {
         db.execute_batch(TABLES)
+    }
+
+    /// Deletes every value lead `subject` (its stream, `lead-12`) ever had
+    /// and blanks its details; its row stays, with its version. Every
+    /// personal field of a lead's events has the lead's stream as its
+    /// subject, so no other subject has data here.
+    fn forget(&mut self, db: &Connection, subject: &str) -> rusqlite::Result<Forgetting> {
+        let Some(lead_id) = subject
+            .strip_prefix(<Lead as Aggregate>::NAME)
+            .and_then(|rest| rest.strip_prefix('-'))
+        else {
+            return Ok(Forgetting::Done);
+        };
+        db.prepare_cached("DELETE FROM lead_names WHERE lead_id = ?1")?
+            .execute([lead_id])?;
+        db.prepare_cached(
+            "UPDATE lead_search SET first_name = NULL, last_name = NULL, phone_number = NULL \
+             WHERE lead_id = ?1",
+        )?
+        .execute([lead_id])?;
+        Ok(Forgetting::Done)
     }
 }
 
