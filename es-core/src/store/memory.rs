@@ -275,6 +275,19 @@ impl EventStore for InMemoryStore {
         self.shared.notifier.watch()
     }
 
+    /// Looked up in the index of event ids.
+    fn find_event(
+        &self,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>>> + Send {
+        let log = lock(&self.shared.log);
+        let found = log
+            .ids
+            .get(&event_id)
+            .map(|&i| RecordedEvent::clone(&log.all[i]));
+        ready(Ok(found))
+    }
+
     fn event_types(&self) -> impl Future<Output = Result<Vec<StoredEventType>>> + Send {
         let types = lock(&self.shared.log).types.clone();
         ready(Ok(StoredEventType::from_counts(types)))
