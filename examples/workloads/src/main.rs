@@ -78,8 +78,8 @@ struct Args {
     /// (`Repository::with_serialized_commands(false)`).
     #[arg(long)]
     race: bool,
-    /// append workloads: give every command a fresh command id
-    /// (idempotent commands); `look-up` also looks each one up
+    /// append workloads and wal_frames: give every command a fresh command
+    /// id (idempotent commands); `look-up` also looks each one up
     /// (`Repository::earlier_outcome`) before executing it, as a caller
     /// that checks first would.
     #[arg(long, value_enum)]
@@ -326,7 +326,8 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
         }
         RawAppendBatch => append_batch(db, sync, commands, tickets).await,
         WalFrames | RawWalFrames => {
-            wal_frames(db, sync, args.commands.unwrap_or(1_000), tickets, raw).await
+            let commands = args.commands.unwrap_or(1_000);
+            wal_frames(db, sync, commands, tickets, raw, idempotency).await
         }
         ProjectionCatchup | RawProjectionCatchup => {
             let shape = catchup::Shape {
@@ -417,6 +418,7 @@ async fn wal_frames(
     commands: u64,
     tickets: u64,
     raw: bool,
+    idempotency: Option<CommandIds>,
 ) -> Result<Report, Failure> {
     let wal = PathBuf::from(format!("{}-wal", db.display()));
     let store = open(db, sync)?;
@@ -467,8 +469,12 @@ async fn wal_frames(
     } else {
         for i in 0..commands {
             let text = body(i);
+            let meta = match idempotency {
+                Some(_) => Metadata::new().command_id(Uuid::now_v7()),
+                None => Metadata::new(),
+            };
             repository
-                .execute(&ticket_id(i % tickets.max(1)), |t| {
+                .execute_with(&ticket_id(i % tickets.max(1)), meta, |t| {
                     t.add_message(&text, "agent-42")
                 })
                 .await?;
@@ -481,7 +487,7 @@ async fn wal_frames(
     let frames = grown as f64 / (page_size + 24) as f64;
     Ok(Report {
         name: if raw { "raw_wal_frames" } else { "wal_frames" },
-        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets}),
+        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets, "command_ids": idempotency.is_some()}),
         events: commands,
         seconds,
         ok: grown > 0,
