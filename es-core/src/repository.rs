@@ -612,12 +612,14 @@ where
     }
 
     /// [`execute`](Repository::execute), recording `metadata` (who, why,
-    /// correlation) with every new event.
+    /// correlation) with every new event. A command id in `metadata` makes
+    /// the command idempotent, as [`Command::command_id`] does.
     ///
     /// # Errors
     ///
     /// As [`execute`](Repository::execute); when `metadata` names an event
-    /// it compensates, also as [`Command::compensating`].
+    /// it compensates, also as [`Command::compensating`]; when it carries a
+    /// command id, also as [`Command::command_id`].
     pub async fn execute_with<I, F, D>(
         &self,
         id: &I,
