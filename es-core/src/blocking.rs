@@ -28,6 +28,7 @@ use std::future::Future;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
+use crate::audit::CorrelationTrail;
 use crate::envelope::{Decoded, Envelope};
 use crate::error::Result;
 use crate::event::IntoEvents;
@@ -41,6 +42,38 @@ use crate::trail::Trail;
 /// Runs a future to completion on the current thread.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     pollster::block_on(future)
+}
+
+/// See [`audit::trail_of`](crate::audit::trail_of).
+///
+/// ```
+/// # use es_core::prelude::*;
+/// # use es_core::blocking;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// # pub struct Noted { pub text: String }
+/// # #[derive(Aggregate, Default, Debug)]
+/// # #[aggregate(events(Noted))]
+/// # pub struct Notebook;
+/// # impl Apply<Noted> for Notebook { fn apply(&mut self, _: &Noted) {} }
+/// let store = InMemoryStore::new();
+/// let notebooks = blocking::Repository::<Notebook, _>::new(store.clone());
+/// let request = es_core::Uuid::now_v7();
+/// notebooks.command("n-1").command_id(request).execute(|_| Noted { text: "hello".into() })?;
+/// let first = notebooks.history("n-1")?.remove(0);
+/// notebooks.command("n-2").caused_by(&first).execute(|_| Noted { text: "hi back".into() })?;
+///
+/// let trail = blocking::trail_of(&store, request)?;
+/// assert_eq!(trail.len(), 2);
+/// assert_eq!(trail.entries()[1].parent_position(), Some(first.position));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`audit::trail_of`](crate::audit::trail_of).
+pub fn trail_of<S: EventStore>(store: &S, correlation_id: Uuid) -> Result<CorrelationTrail> {
+    block_on(crate::audit::trail_of(store, correlation_id))
 }
 
 /// [`crate::Repository`] with blocking methods.
@@ -198,6 +231,19 @@ where
         block_on(self.inner.forget_with(subject, metadata))
     }
 
+    /// See [`crate::Repository::earlier_outcome`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::earlier_outcome`].
+    pub fn earlier_outcome<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+        metadata: &Metadata,
+    ) -> Result<Option<Executed<A>>> {
+        block_on(self.inner.earlier_outcome(id, metadata))
+    }
+
     /// See [`crate::Repository::command`].
     pub fn command<I: fmt::Display + ?Sized>(&self, id: &I) -> Command<'_, A, S> {
         Command {
@@ -288,6 +334,20 @@ where
     pub fn compensating(self, target: Uuid) -> Self {
         Command {
             inner: self.inner.compensating(target),
+        }
+    }
+
+    /// See [`crate::Command::command_id`].
+    pub fn command_id(self, id: Uuid) -> Self {
+        Command {
+            inner: self.inner.command_id(id),
+        }
+    }
+
+    /// See [`crate::Command::caused_by`].
+    pub fn caused_by<E>(self, cause: &Envelope<E>) -> Self {
+        Command {
+            inner: self.inner.caused_by(cause),
         }
     }
 

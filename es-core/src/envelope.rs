@@ -272,6 +272,14 @@ impl Envelope<()> {
 }
 
 impl<E> Envelope<E> {
+    /// The business transaction this event belongs to: its metadata's
+    /// correlation id, or, when it has none, its own id (it is the root of
+    /// its transaction). See [`Metadata::correlation_id`] and
+    /// [`audit::trail_of`](crate::audit::trail_of).
+    pub fn correlation(&self) -> Uuid {
+        self.metadata.correlation_id.unwrap_or(self.event_id)
+    }
+
     /// The same envelope with its event mapped by `f`.
     pub fn map<F>(self, f: impl FnOnce(E) -> F) -> Envelope<F> {
         let (envelope, event) = self.split();

@@ -57,6 +57,28 @@ pub enum Error {
         /// The event id the command named.
         target: Uuid,
     },
+    /// A command's command id is already stored, but not as an earlier
+    /// execution of this command: its events are in another stream, or
+    /// were recorded by a command of another name (see
+    /// [`Command::command_id`](crate::Command::command_id)). Nothing was
+    /// appended; give the command a fresh id, or none.
+    #[error(
+        "command id {command_id} was already used by {} on stream `{used_in}`; \
+         {} on stream `{stream}` is not a repeat of it",
+        command_name(.used_by.as_deref()), command_name(.command.as_deref())
+    )]
+    CommandIdReused {
+        /// The command id.
+        command_id: Uuid,
+        /// The stream of this command.
+        stream: StreamId,
+        /// This command's name ([`Metadata::command`](crate::Metadata::command)).
+        command: Option<String>,
+        /// The stream holding the events of the earlier command.
+        used_in: StreamId,
+        /// The earlier command's name, as recorded with its events.
+        used_by: Option<String>,
+    },
     /// The stream id is not valid.
     #[error(transparent)]
     InvalidStreamId(#[from] StreamIdError),
@@ -147,6 +169,14 @@ impl Error {
     /// Wraps any backend error.
     pub fn backend(e: impl Into<BoxError>) -> Self {
         Error::Backend(e.into())
+    }
+}
+
+/// A command for a message: "command `open`", or "a command without a name".
+fn command_name(name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("command `{name}`"),
+        None => "a command without a name".to_owned(),
     }
 }
 

@@ -50,6 +50,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod aggregate;
+pub mod audit;
 pub mod blocking;
 mod cache;
 mod checkpoint;

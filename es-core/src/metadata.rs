@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::envelope::Envelope;
+
 /// What is recorded with an event besides its payload: who (actor), which
 /// command and why (reason), how it relates to other messages (correlation,
 /// causation and command ids), which earlier event it corrects
@@ -35,13 +37,31 @@ pub struct Metadata {
     /// Why the command was given, in the actor's words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The id of the command execution; the same id on a retry identifies a repeat.
+    /// The id of the command, chosen by whoever sends it: the same id on a
+    /// retry identifies a repeat. A [`Repository`](crate::Repository)
+    /// command that carries one is idempotent: its events get ids derived
+    /// from it ([`audit::command_event_id`](crate::audit::command_event_id)),
+    /// and executing it again returns the first outcome instead of
+    /// appending (see [`Command::command_id`](crate::Command::command_id)).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_id: Option<Uuid>,
-    /// Groups every message of one business transaction.
+    /// The business transaction the event belongs to: every event that one
+    /// request set off, across aggregates, shares it. `None` means the
+    /// event is the root of its own transaction, whose id is then the
+    /// event's id ([`Envelope::correlation`]).
+    ///
+    /// A repository command that names none gets one: its command id when
+    /// it has one, else the id of its first new event (which stores none,
+    /// being the root; its other events store it). See
+    /// [`Command::caused_by`](crate::Command::caused_by) for commands run
+    /// because of an event, and [`audit::trail_of`](crate::audit::trail_of)
+    /// to read a transaction back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<Uuid>,
-    /// The message (event or command) that directly caused this one.
+    /// The event that directly caused this one's command (a process manager
+    /// or a projection reacting to it): the parent of this event in its
+    /// transaction's causation tree. `None` for an event of a command that
+    /// no event caused (a root).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
     /// The id of the earlier event of the same stream that this event
@@ -101,6 +121,41 @@ impl Metadata {
     #[must_use]
     pub fn causation_id(mut self, id: Uuid) -> Self {
         self.causation_id = Some(id);
+        self
+    }
+
+    /// Records that the command was run because of the event `cause` (a
+    /// process manager, a projection reacting to it): the causation id
+    /// becomes the event's id, and the correlation id the event's
+    /// correlation ([`Envelope::correlation`]: its correlation id, or its
+    /// own id when it is the root of its transaction). So every event of
+    /// one business transaction, however many commands and aggregates it
+    /// crosses, shares one correlation id, and each names its parent.
+    ///
+    /// ```
+    /// use es_core::{Envelope, Metadata, StreamId, Timestamp, Uuid};
+    ///
+    /// # let at = Timestamp::from_unix_micros(0);
+    /// let root = Envelope {
+    ///     stream_id: StreamId::new("order-1")?, aggregate_type: "order".into(), version: 1,
+    ///     position: 7, event_id: Uuid::now_v7(), recorded_at: at, occurred_at: at,
+    ///     name: "order-placed".into(), schema_version: 1, metadata: Metadata::new(), event: (),
+    /// };
+    /// let meta = Metadata::new().actor("shipping-policy").caused_by(&root);
+    /// assert_eq!(meta.causation_id, Some(root.event_id));
+    /// assert_eq!(meta.correlation_id, Some(root.event_id));   // the root's own id
+    ///
+    /// // Further down the chain the correlation is carried forward.
+    /// let child = Envelope { event_id: Uuid::now_v7(), metadata: meta.clone(), ..root.clone() };
+    /// let next = Metadata::new().caused_by(&child);
+    /// assert_eq!(next.causation_id, Some(child.event_id));
+    /// assert_eq!(next.correlation_id, Some(root.event_id));
+    /// # Ok::<(), es_core::StreamIdError>(())
+    /// ```
+    #[must_use]
+    pub fn caused_by<E>(mut self, cause: &Envelope<E>) -> Self {
+        self.causation_id = Some(cause.event_id);
+        self.correlation_id = Some(cause.correlation());
         self
     }
 

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
+use crate::audit::command_event_id;
 use crate::cache::StateCache;
-use crate::envelope::{Decoded, Envelope, EventRef, NewEvent};
+use crate::envelope::{Decoded, Envelope, EventRef, NewEvent, RecordedEvent};
 use crate::error::{Conflict, Error, Result};
 use crate::event::IntoEvents;
 use crate::evolution::{MovedPolicy, check_moved};
@@ -80,8 +81,16 @@ pub struct Executed<A: Aggregate> {
     pub position: Option<u64>,
     /// How many appends were attempted (1 without conflicts). Under
     /// [`ConflictPolicy::CheckConflicts`] an attempt may reuse the events
-    /// of the previous one without running the decision again.
+    /// of the previous one without running the decision again. 0 for a
+    /// repeat: nothing was appended.
     pub attempts: u32,
+    /// Whether this was a repeat of a command already executed: one with
+    /// a [command id](Command::command_id) whose events the stream
+    /// already held. Nothing was appended then, and the rest is the first
+    /// execution's outcome: its events (as stored, decoded now), the
+    /// stream's version and the global position after them, and the state
+    /// they left.
+    pub repeated: bool,
 }
 
 /// Why [`Repository::execute`] did not append.
@@ -619,6 +628,8 @@ where
             metadata: Metadata::default(),
             occurred_at: None,
             compensates: None,
+            id: None,
+            cause: None,
         }
     }
 
@@ -645,12 +656,14 @@ where
     }
 
     /// [`execute`](Repository::execute), recording `metadata` (who, why,
-    /// correlation) with every new event.
+    /// correlation) with every new event. A command id in `metadata` makes
+    /// the command idempotent, as [`Command::command_id`] does.
     ///
     /// # Errors
     ///
     /// As [`execute`](Repository::execute); when `metadata` names an event
-    /// it compensates, also as [`Command::compensating`].
+    /// it compensates, also as [`Command::compensating`]; when it carries a
+    /// command id, also as [`Command::command_id`].
     pub async fn execute_with<I, F, D>(
         &self,
         id: &I,
@@ -740,19 +753,10 @@ where
                     events,
                     position: None,
                     attempts,
+                    repeated: false,
                 });
             }
-            let new_events = events
-                .iter()
-                .map(|e| {
-                    let event = NewEvent::encode(A::NAME, e, metadata.clone())?;
-                    Ok(NewEvent {
-                        occurred_at,
-                        ..event
-                    })
-                })
-                .collect::<Result<Vec<_>, crate::EncodeError>>()
-                .map_err(Error::from)?;
+            let new_events = encode::<A>(&events, metadata, occurred_at).map_err(Error::from)?;
             let appended = self
                 .store
                 .append(stream, ExpectedVersion::Exact(folded.version), new_events)
@@ -772,6 +776,7 @@ where
                         events,
                         position: appended.last_position,
                         attempts,
+                        repeated: appended.repeated,
                     });
                 }
                 Err(Error::Conflict(conflict)) if attempts <= self.retries => {
@@ -1063,9 +1068,9 @@ where
                         hops += 1;
                         stream = to;
                     }
-                    _ => return Err(ExecuteError::Store(error)),
+                    _ => return self.settle(&stream, metadata, Err(error.into())).await,
                 },
-                done => return done,
+                done => return self.settle(&stream, metadata, done).await,
             }
         }
     }
@@ -1080,6 +1085,9 @@ pub struct Command<'r, A, S> {
     metadata: Metadata,
     occurred_at: Option<Timestamp>,
     compensates: Option<Uuid>,
+    id: Option<Uuid>,
+    /// The event that caused the command: its id and its correlation.
+    cause: Option<(Uuid, Uuid)>,
 }
 
 impl<A, S> fmt::Debug for Command<'_, A, S> {
@@ -1090,6 +1098,8 @@ impl<A, S> fmt::Debug for Command<'_, A, S> {
             .field("metadata", &self.metadata)
             .field("occurred_at", &self.occurred_at)
             .field("compensates", &self.compensates)
+            .field("command_id", &self.id)
+            .field("cause", &self.cause)
             .finish()
     }
 }
@@ -1184,13 +1194,129 @@ where
         self
     }
 
+    /// Makes the command idempotent: `id` identifies this execution, and
+    /// executing a command with the same id again, on the same aggregate,
+    /// returns the first execution's outcome (with
+    /// [`Executed::repeated`] set) and appends nothing, however the first
+    /// answer was lost (a timeout, a crash after the commit). Recorded as
+    /// [`Metadata::command_id`]; in whichever order it is called with
+    /// [`metadata`](Command::metadata), `id` is kept. With no correlation
+    /// given, the command id is also the correlation id of its events.
+    ///
+    /// How: the command's events get ids derived from `id`
+    /// ([`audit::command_event_id`](crate::audit::command_event_id)), so the
+    /// store refuses to hold them twice, even from two processes at once.
+    /// The first execution costs nothing more than the longer ids. When a
+    /// later one's outcome says the command may have run before (its
+    /// append is a repeat or refused for those ids, the decision refuses,
+    /// returns no event, or conflicts to the end), the repository looks the
+    /// first event up by id ([`EventStore::find_event`]) and answers with
+    /// the stored events; no fold is relied on, so a snapshot or the cache
+    /// covering them changes nothing.
+    ///
+    /// A command id the store holds for a command of another name
+    /// ([`Metadata::command`]), or for events of another stream, fails with
+    /// [`Error::CommandIdReused`] and appends nothing. A command whose
+    /// decision refused or returned no event recorded nothing: its id is
+    /// free, and running it again decides again.
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// use es_core::Uuid;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Deposited { pub amount: u64 }
+    /// # #[derive(Aggregate, Default, Debug)]
+    /// # #[aggregate(name = "account", events(Deposited))]
+    /// # pub struct Account { balance: u64 }
+    /// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.balance += e.amount } }
+    /// # pollster::block_on(async {
+    /// let accounts = Repository::<Account, _>::new(InMemoryStore::new());
+    /// let id = Uuid::now_v7();          // chosen by the client, sent with every retry
+    /// let deposit = || accounts.command("a-1").command_id(id).execute(|_| Deposited { amount: 5 });
+    ///
+    /// let first = deposit().await?;
+    /// let again = deposit().await?;      // the answer to the first was lost, say
+    /// assert!(!first.repeated && again.repeated);
+    /// assert_eq!((again.version, again.position), (first.version, first.position));
+    /// assert_eq!(accounts.load("a-1").await?.balance, 5);   // deposited once
+    ///
+    /// // The same id on another account is not a repeat: refused.
+    /// let elsewhere = accounts.command("a-2").command_id(id).execute(|_| Deposited { amount: 5 }).await;
+    /// assert!(matches!(elsewhere, Err(ExecuteError::Store(es_core::Error::CommandIdReused { .. }))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn command_id(mut self, id: Uuid) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Records that this command runs because of the event `cause` (a
+    /// process manager, a projection reacting to it): every new event
+    /// names it as [`Metadata::causation_id`], and carries its
+    /// correlation ([`Envelope::correlation`]) as
+    /// [`Metadata::correlation_id`], so the whole business transaction
+    /// can be read back across aggregates with
+    /// [`audit::trail_of`](crate::audit::trail_of). In whichever order it
+    /// is called with [`metadata`](Command::metadata), the cause is kept.
+    /// [`Metadata::caused_by`] does the same on a metadata value.
+    ///
+    /// A reaction that may run more than once for one event (a projection
+    /// replayed, a process manager restarted before its checkpoint) should
+    /// also give a [`command_id`](Command::command_id) derived from the
+    /// event (a UUID v5 of its id, in a namespace of the reaction's own):
+    /// the second run is then a repeat.
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// use es_core::Uuid;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Placed;
+    /// # #[derive(Aggregate, Default, Debug)]
+    /// # #[aggregate(name = "order", events(Placed))]
+    /// # pub struct Order;
+    /// # impl Apply<Placed> for Order { fn apply(&mut self, _: &Placed) {} }
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Invoiced;
+    /// # #[derive(Aggregate, Default, Debug)]
+    /// # #[aggregate(name = "invoice", events(Invoiced))]
+    /// # pub struct Invoice;
+    /// # impl Apply<Invoiced> for Invoice { fn apply(&mut self, _: &Invoiced) {} }
+    /// # pollster::block_on(async {
+    /// # let store = InMemoryStore::new();
+    /// let orders = Repository::<Order, _>::new(store.clone());
+    /// let invoices = Repository::<Invoice, _>::new(store.clone());
+    /// orders.execute("o-1", |_| Placed).await?;
+    /// let placed = &orders.history("o-1").await?[0];
+    ///
+    /// const INVOICING: Uuid = Uuid::from_u128(0x5f1e_0c1b_7e44_4a47_9a5b_44b3_8f16_02d4);
+    /// invoices.command("i-1")
+    ///     .caused_by(placed)
+    ///     .command_id(Uuid::new_v5(&INVOICING, placed.event_id.as_bytes()))
+    ///     .execute(|_| Invoiced)
+    ///     .await?;
+    /// let invoiced = &invoices.history("i-1").await?[0];
+    /// assert_eq!(invoiced.metadata.causation_id, Some(placed.event_id));
+    /// assert_eq!(invoiced.correlation(), placed.correlation());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn caused_by<E>(mut self, cause: &Envelope<E>) -> Self {
+        self.cause = Some((cause.event_id, cause.correlation()));
+        self
+    }
+
     /// Loads, decides, appends: see [`Repository::execute`].
     ///
     /// # Errors
     ///
     /// As [`Repository::execute`]; for a compensating command, also
     /// [`Error::CompensationTargetNotFound`] (see
-    /// [`compensating`](Command::compensating)).
+    /// [`compensating`](Command::compensating)); for a command with a
+    /// command id, also [`Error::CommandIdReused`] (see
+    /// [`command_id`](Command::command_id)).
     pub async fn execute<F, D>(self, decide: F) -> Result<Executed<A>, ExecuteError<D::Error>>
     where
         F: FnMut(&A) -> D,
@@ -1201,10 +1327,214 @@ where
         if let Some(target) = self.compensates {
             metadata.compensates = Some(target);
         }
+        if let Some(id) = self.id {
+            metadata.command_id = Some(id);
+        }
+        if let Some((event, correlation)) = self.cause {
+            metadata.causation_id = Some(event);
+            metadata.correlation_id = Some(correlation);
+        }
         self.repository
             .run_following(stream, &metadata, self.occurred_at, decide)
             .await
     }
+}
+
+/// Idempotent commands (see [`Command::command_id`]): the lookup of an
+/// earlier execution, and its outcome.
+impl<A, S> Repository<A, S>
+where
+    A: Aggregate,
+    S: EventStore + SnapshotStore,
+{
+    /// The outcome of the command that `metadata`'s command id names on the
+    /// aggregate `id`, when it was executed before (it appended events):
+    /// what a repeat of it returns, with [`Executed::repeated`] set. `None`
+    /// when the store holds no event of that command id, or `metadata`
+    /// names none.
+    ///
+    /// A command runs this lookup itself when needed; this is for a caller
+    /// that must know before it prepares the command (whose preparation
+    /// reads state that the first execution changed, say).
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// use es_core::Uuid;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Deposited { pub amount: u64 }
+    /// # #[derive(Aggregate, Default, Debug)]
+    /// # #[aggregate(name = "account", events(Deposited))]
+    /// # pub struct Account { balance: u64 }
+    /// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.balance += e.amount } }
+    /// # pollster::block_on(async {
+    /// let accounts = Repository::<Account, _>::new(InMemoryStore::new());
+    /// let meta = Metadata::new().command("deposit").command_id(Uuid::now_v7());
+    /// assert!(accounts.earlier_outcome("a-1", &meta).await?.is_none());
+    /// accounts.execute_with("a-1", meta.clone(), |_| Deposited { amount: 5 }).await?;
+    /// let done = accounts.earlier_outcome("a-1", &meta).await?.expect("executed");
+    /// assert!(done.repeated);
+    /// assert_eq!((done.version, done.state.balance), (1, 5));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::CommandIdReused`] when the command id names events of
+    /// another stream or of a command of another name; as
+    /// [`load_at`](Repository::load_at) otherwise.
+    pub async fn earlier_outcome<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+        metadata: &Metadata,
+    ) -> Result<Option<Executed<A>>> {
+        let stream = self.stream_id(id)?;
+        match self.earlier(&stream, metadata).await? {
+            Some(earlier) => Ok(Some(self.repeat(&stream, earlier).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The outcome of a command, checked against an earlier execution of
+    /// its command id when it may hide one: a repeated append, a refused
+    /// one (a duplicate id, a conflict to the end), a refused decision,
+    /// or a decision with no event. Any other outcome, and any outcome of
+    /// a command without a command id, is returned as it is.
+    async fn settle<E>(
+        &self,
+        stream: &StreamId,
+        metadata: &Metadata,
+        outcome: Result<Executed<A>, ExecuteError<E>>,
+    ) -> Result<Executed<A>, ExecuteError<E>> {
+        if metadata.command_id.is_none() {
+            return outcome;
+        }
+        let maybe_repeat = match &outcome {
+            Ok(done) => done.repeated || done.events.is_empty(),
+            Err(ExecuteError::Rejected(_)) => true,
+            Err(ExecuteError::Store(error)) => {
+                matches!(error, Error::DuplicateEvent { .. } | Error::Conflict(_))
+            }
+        };
+        if !maybe_repeat {
+            return outcome;
+        }
+        match self.earlier(stream, metadata).await? {
+            Some(earlier) => Ok(self.repeat(stream, earlier).await?),
+            None => outcome,
+        }
+    }
+
+    /// The stored events of the earlier execution of `metadata`'s command
+    /// id on `stream`, in order; `None` when there was none. Its first
+    /// event is found by id; the others follow it in the stream, each with
+    /// the next derived id.
+    async fn earlier(
+        &self,
+        stream: &StreamId,
+        metadata: &Metadata,
+    ) -> Result<Option<Vec<RecordedEvent>>> {
+        let Some(command_id) = metadata.command_id else {
+            return Ok(None);
+        };
+        let Some(first) = self
+            .store
+            .find_event(command_event_id(command_id, 0))
+            .await?
+        else {
+            return Ok(None);
+        };
+        if first.stream_id != *stream
+            || first.metadata.command_id != Some(command_id)
+            || first.metadata.command != metadata.command
+        {
+            return Err(Error::CommandIdReused {
+                command_id,
+                stream: stream.clone(),
+                command: metadata.command.clone(),
+                used_in: first.stream_id,
+                used_by: first.metadata.command,
+            });
+        }
+        let range = ReadRange {
+            start: first.version.saturating_add(1),
+            end: None,
+        };
+        let mut rest = self.store.read_stream(stream, range);
+        let mut events = vec![first];
+        for index in 1..=u32::MAX {
+            let Some(event) = next(&mut rest).await else {
+                break;
+            };
+            let event = event?;
+            if event.event_id != command_event_id(command_id, index) {
+                break;
+            }
+            events.push(event);
+        }
+        Ok(Some(events))
+    }
+
+    /// The outcome of the earlier execution whose stored events are
+    /// `earlier` (not empty): those events decoded, and the state at the
+    /// last of them.
+    async fn repeat(&self, stream: &StreamId, earlier: Vec<RecordedEvent>) -> Result<Executed<A>> {
+        let (version, position) = earlier
+            .last()
+            .map_or((0, None), |e| (e.version, Some(e.position)));
+        let mut events = Vec::with_capacity(earlier.len());
+        for event in &earlier {
+            let event = event.as_event_ref();
+            check_aggregate::<A>(&event)?;
+            event.decode_each::<A::Event>(|e| events.push(e))?;
+        }
+        let folded = self.fold(stream, Target::Version(version)).await?;
+        if folded.version != version {
+            return Err(Error::Corrupt {
+                detail: format!(
+                    "stream `{stream}` holds the event at version {version} but folds to version {}",
+                    folded.version
+                ),
+            });
+        }
+        Ok(Executed {
+            state: folded.state,
+            version,
+            events,
+            position,
+            attempts: 0,
+            repeated: true,
+        })
+    }
+}
+
+/// The new events of one attempt of a command, with their ids and
+/// correlation: ids derived from the command id when it has one
+/// ([`command_event_id`]), fresh UUID v7 ids otherwise; a command that
+/// names no correlation gets its command id, or else the first event's id
+/// (which that event does not record: an event without a correlation id
+/// is its transaction's root).
+fn encode<A: Aggregate>(
+    events: &[A::Event],
+    metadata: &Metadata,
+    occurred_at: Option<Timestamp>,
+) -> Result<Vec<NewEvent>, crate::EncodeError> {
+    let mut encoded: Vec<NewEvent> = Vec::with_capacity(events.len());
+    for (index, event) in (0..=u32::MAX).zip(events) {
+        let mut new = NewEvent::encode(A::NAME, event, metadata.clone())?;
+        if let Some(command_id) = metadata.command_id {
+            new.event_id = command_event_id(command_id, index);
+        }
+        if new.metadata.correlation_id.is_none() {
+            new.metadata.correlation_id = metadata
+                .command_id
+                .or_else(|| encoded.first().map(|root| root.event_id));
+        }
+        new.occurred_at = occurred_at;
+        encoded.push(new);
+    }
+    Ok(encoded)
 }
 
 /// Checks that `e` is the next event of a stream of this aggregate, decodes

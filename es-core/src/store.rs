@@ -11,6 +11,7 @@ use std::ops::ControlFlow;
 use std::pin::Pin;
 
 use futures_core::Stream;
+use uuid::Uuid;
 
 use crate::envelope::{EventRef, NewEvent, RecordedEvent};
 use crate::error::{Error, Result};
@@ -206,6 +207,70 @@ pub trait EventStore: Send + Sync + 'static {
     /// after it was made.
     fn watch(&self) -> Watch;
 
+    /// The stored event with id `event_id`, wherever it is: `None` when
+    /// the store holds no such event. Event ids are unique in the store, so
+    /// there is at most one.
+    ///
+    /// This is how a [`Repository`](crate::Repository) finds an earlier
+    /// execution of a command with a command id (see
+    /// [`Command::command_id`](crate::Command::command_id)). The default
+    /// scans `$all` ([`read_all`](EventStore::read_all)) until it finds the
+    /// event; a store should look it up by its index instead (es-sqlite and
+    /// the in-memory store do).
+    ///
+    /// ```
+    /// use es_core::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, StreamId, Uuid};
+    ///
+    /// # pollster::block_on(async {
+    /// let store = InMemoryStore::new();
+    /// let opened = NewEvent::new("ticket", "ticket-opened", 1, "{}");
+    /// let id = opened.event_id;
+    /// store.append(&StreamId::new("ticket-1")?, ExpectedVersion::NoStream, vec![opened]).await?;
+    ///
+    /// let found = store.find_event(id).await?.expect("stored");
+    /// assert_eq!((found.stream_id.as_str(), found.version, found.position), ("ticket-1", 1, 1));
+    /// assert!(store.find_event(Uuid::now_v7()).await?.is_none());
+    /// # Ok::<(), es_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    fn find_event(
+        &self,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>>> + Send {
+        let mut events = self.read_all(1);
+        async move {
+            while let Some(event) = next(&mut events).await {
+                let event = event?;
+                if event.event_id == event_id {
+                    return Ok(Some(event));
+                }
+            }
+            Ok(None)
+        }
+    }
+
+    /// Every event of the business transaction `correlation_id`, in
+    /// position order: the events whose
+    /// [`Metadata::correlation_id`](crate::Metadata::correlation_id) is
+    /// `correlation_id`, and the event whose own id it is (the root of a
+    /// transaction records no correlation id: see
+    /// [`Envelope::correlation`](crate::Envelope::correlation)). What
+    /// [`audit::trail_of`](crate::audit::trail_of) reads.
+    ///
+    /// The default filters [`read_all`](EventStore::read_all): a scan of
+    /// the whole log, one event at a time. es-sqlite filters in its query
+    /// instead, so the events of other transactions are never decoded.
+    fn read_correlated(&self, correlation_id: Uuid) -> EventStream {
+        Box::pin(Correlated {
+            events: self.read_all(1),
+            correlation_id,
+        })
+    }
+
     /// Every (aggregate type, name, schema version) stored, with how many
     /// events have it, sorted: what a deploy check
     /// ([`registry::check_store`](crate::registry::check_store)) compares
@@ -233,6 +298,29 @@ pub trait EventStore: Send + Sync + 'static {
                     .or_default() += 1;
             }
             Ok(StoredEventType::from_counts(counts))
+        }
+    }
+}
+
+/// The default [`EventStore::read_correlated`]: `$all`, filtered.
+struct Correlated {
+    events: EventStream,
+    correlation_id: Uuid,
+}
+
+impl Stream for Correlated {
+    type Item = Result<RecordedEvent>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        loop {
+            match self.events.as_mut().poll_next(cx) {
+                std::task::Poll::Ready(Some(Ok(event)))
+                    if event.correlation() != self.correlation_id => {}
+                other => return other,
+            }
         }
     }
 }

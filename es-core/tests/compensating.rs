@@ -116,8 +116,15 @@ async fn every_event_of_a_compensating_command_names_its_target() {
     let history = accounts.history("a").await.unwrap();
     for entry in &history[2..] {
         assert_eq!(entry.metadata.compensates, Some(wrong));
-        assert_eq!(entry.metadata, meta.clone().compensates(wrong));
     }
+    // The command's first event is the root of its transaction; the second
+    // records the first's id as its correlation.
+    let root = history[2].event_id;
+    assert_eq!(history[2].metadata, meta.clone().compensates(wrong));
+    assert_eq!(
+        history[3].metadata,
+        meta.clone().compensates(wrong).correlation_id(root)
+    );
     assert!(
         history[..2]
             .iter()

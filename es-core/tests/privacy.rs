@@ -306,3 +306,26 @@ fn a_million_seals_repeat_no_nonce() {
     }
     assert_eq!(nonces.len(), 1_000_000);
 }
+
+#[test]
+fn a_repeated_command_returns_its_first_events_opened() {
+    let store = store();
+    let orders = Repository::<Order, _>::new(store.clone());
+    let id = es_core::Uuid::now_v7();
+    let first = orders
+        .command("1")
+        .command_id(id)
+        .execute(|_| placed("c-9"))
+        .unwrap();
+    let again = orders
+        .command("1")
+        .command_id(id)
+        .execute(|_| placed("c-9"))
+        .unwrap();
+    assert!(!first.repeated && again.repeated);
+    assert_eq!(
+        again.events, first.events,
+        "decoded from the stored, sealed events"
+    );
+    assert_eq!(store.stored_payloads().len(), 1);
+}

@@ -28,6 +28,9 @@ pub(crate) enum Page {
     },
     /// Events from position `from`.
     All { from: u64 },
+    /// Events from position `from` of the business transaction
+    /// `correlation` (see `EventStore::read_correlated`).
+    Correlated { correlation: Uuid, from: u64 },
 }
 
 /// What reading a page gave: the events read, then the error that stopped
@@ -46,6 +49,9 @@ impl Page {
                 stream_page(conn, stream, *from, *to, limit, &mut events)
             }
             Page::All { from } => all_page(conn, *from, limit, &mut events),
+            Page::Correlated { correlation, from } => {
+                correlated_page(conn, *correlation, *from, limit, &mut events)
+            }
         }
         .err();
         PageRead { events, error }
@@ -120,6 +126,59 @@ fn all_page(
     let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
     let rows = query.query([to_i64(from)]).map_err(store_error)?;
     all_rows(rows, page, None)
+}
+
+/// Up to `limit` events from position `from` of the transaction
+/// `correlation`: the event whose id it is, and those whose metadata names
+/// it as their correlation id. The schema has no index on correlation ids,
+/// so this reads every row from `from`; a row's metadata is parsed only
+/// when its text holds the id, and only the rows that match are decoded.
+fn correlated_page(
+    conn: &Connection,
+    correlation: Uuid,
+    from: u64,
+    limit: usize,
+    page: &mut Vec<RecordedEvent>,
+) -> Result<()> {
+    // Metadata that is not valid JSON (a damaged row) is never taken: the
+    // query would fail on it, and a read of that row reports it.
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id FROM events e \
+         JOIN streams s ON s.stream_pk = e.stream_pk WHERE e.position >= ?1 \
+         AND (e.event_id = ?2 OR (instr(e.metadata, ?3) > 0 AND json_valid(e.metadata) \
+         AND json_extract(e.metadata, '$.correlation_id') = ?3)) \
+         ORDER BY e.position LIMIT {limit}"
+    );
+    let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
+    let id = correlation.to_string();
+    let rows = query
+        .query(rusqlite::params![
+            to_i64(from),
+            &correlation.as_bytes()[..],
+            id
+        ])
+        .map_err(store_error)?;
+    // Opened where the stream hands the events out.
+    all_rows(rows, page, None)
+}
+
+/// The event with id `event_id`, found by the unique index on event ids.
+pub(crate) fn by_id(
+    conn: &Connection,
+    keys: Option<&Keys>,
+    event_id: Uuid,
+) -> Result<Option<RecordedEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, s.aggregate_type, s.stream_id FROM events e \
+         JOIN streams s ON s.stream_pk = e.stream_pk WHERE e.event_id = ?1"
+    );
+    let mut query = conn.prepare_cached(&sql).map_err(store_error)?;
+    let rows = query
+        .query([&event_id.as_bytes()[..]])
+        .map_err(store_error)?;
+    let mut found = Vec::with_capacity(1);
+    all_rows(rows, &mut found, keys)?;
+    Ok(found.pop())
 }
 
 /// What [`named_page`] read: the events, and how far it looked.

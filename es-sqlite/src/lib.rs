@@ -48,14 +48,15 @@
 //!   rides along with the next batch: no command waits for it.
 //! - **Short reads** run on the caller's thread, on a pooled read
 //!   connection: a stream's version, the last position, a snapshot, a
-//!   checkpoint, the first page (64 events) of a stream, and folds (what
+//!   checkpoint, an event found by id (`find_event`), the first page (64
+//!   events) of a stream, and folds (what
 //!   `Repository::load` does). A fold reads one page (512 events, one
 //!   statement, one short read transaction) at a time and yields to the
 //!   executor between pages, so it holds the caller's thread for one page
 //!   at most: about 0.3 ms for 512 Ticket events on this project's CI
 //!   machine (`load_stream` folds about 1.7 million events per second).
 //! - **Long reads** (the pages of `read_stream` and `read_all` after the
-//!   first) run on reader threads, each with its own connection, one short
+//!   first, and every page of `read_correlated`) run on reader threads, each with its own connection, one short
 //!   read transaction per page, the next page asked for as soon as one
 //!   arrives, so a slow consumer never holds a snapshot of the log open.
 //!

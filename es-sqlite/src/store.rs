@@ -11,7 +11,8 @@ use std::thread::JoinHandle;
 use es_core::store::backend::{Notifier, check_append, stream_of};
 use es_core::{
     AppendResult, CheckpointStore, Error, EventRef, EventStore, EventStream, Limits, Projection,
-    ReadRange, Result, Snapshot, SnapshotStore, StoredEventType, StreamId, StreamWrite, Watch,
+    ReadRange, RecordedEvent, Result, Snapshot, SnapshotStore, StoredEventType, StreamId,
+    StreamWrite, Uuid, Watch,
 };
 
 use crate::chain::{self, ChainError, ChainHead, ChainReport};
@@ -585,6 +586,22 @@ impl EventStore for SqliteStore {
 
     fn watch(&self) -> Watch {
         self.inner.notifier.watch()
+    }
+
+    /// Looked up by the unique index on event ids, on the calling thread.
+    fn find_event(
+        &self,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>>> + Send {
+        self.read_now(|conn| events::by_id(conn, self.keys(), event_id))
+    }
+
+    /// Filtered in the query, on reader threads, a page at a time: the
+    /// events of other transactions are not decoded, but every row is read
+    /// (no index on correlation ids; see
+    /// [`audit::trail_of`](es_core::audit::trail_of)).
+    fn read_correlated(&self, correlation_id: Uuid) -> EventStream {
+        self.paged(Source::Correlated(correlation_id), 1)
     }
 
     /// Read from the `event_types` summary the writer keeps: no event is

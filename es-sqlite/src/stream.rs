@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use es_core::{Error, RecordedEvent, Result, StreamId};
+use es_core::{Error, RecordedEvent, Result, StreamId, Uuid};
 use futures_core::Stream;
 
 use crate::events::{Page, PageRead};
@@ -20,8 +20,15 @@ const FIRST_PAGE: usize = 64;
 
 /// What is being read.
 pub(crate) enum Source {
-    Stream { id: StreamId, end: u64 },
+    Stream {
+        id: StreamId,
+        end: u64,
+    },
     All,
+    /// The events of one business transaction: positions with gaps, and
+    /// pages that may scan the whole log, so every page is read on a
+    /// reader thread.
+    Correlated(Uuid),
 }
 
 type PageFuture = flume::r#async::RecvFut<'static, PageRead>;
@@ -76,6 +83,10 @@ impl PagedStream {
                 to: *end,
             },
             Source::All => Page::All { from: self.next },
+            Source::Correlated(correlation) => Page::Correlated {
+                correlation: *correlation,
+                from: self.next,
+            },
         }
     }
 
@@ -115,7 +126,7 @@ impl PagedStream {
         if let Some(last) = page.last() {
             self.next = match self.source {
                 Source::Stream { .. } => last.version + 1,
-                Source::All => last.position + 1,
+                Source::All | Source::Correlated(_) => last.position + 1,
             };
         }
         let past_end = matches!(self.source, Source::Stream { end, .. } if self.next > end);
@@ -133,9 +144,13 @@ impl PagedStream {
     /// The first event of `page` that does not follow the one before it
     /// (or the start), and what is missing.
     fn gap(&self, page: &[RecordedEvent]) -> Option<(usize, String)> {
+        // A transaction's events are spread over the log: gaps are expected.
+        if matches!(self.source, Source::Correlated(_)) {
+            return None;
+        }
         let key = |e: &RecordedEvent| match self.source {
             Source::Stream { .. } => e.version,
-            Source::All => e.position,
+            Source::All | Source::Correlated(_) => e.position,
         };
         let mut expected = self.next;
         for (at, event) in page.iter().enumerate() {
@@ -145,7 +160,7 @@ impl PagedStream {
                         "stream `{id}` jumps to version {} where version {expected} should be",
                         event.version
                     ),
-                    Source::All => format!(
+                    Source::All | Source::Correlated(_) => format!(
                         "the log jumps to position {} where position {expected} should be",
                         event.position
                     ),
@@ -183,6 +198,9 @@ impl Stream for PagedStream {
                 this.started = true;
                 if this.exhausted {
                     return Poll::Ready(None);
+                }
+                if matches!(this.source, Source::Correlated(_)) {
+                    continue;
                 }
                 let page = this.page();
                 match this

@@ -249,6 +249,9 @@ impl Writer {
             Err(Error::backend(message.unwrap_or_default()))
         });
         tx.commit().map_err(store_error)?;
+        // Committed, not yet answered: where a crash loses the answers of
+        // a batch whose events are stored.
+        fail::fail_point!("es-sqlite::writer::after-commit");
         Ok(answers)
     }
 

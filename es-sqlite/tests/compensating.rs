@@ -95,12 +95,14 @@ async fn every_event_of_the_command_carries_its_target_through_the_file() {
     };
     let tickets = Repository::<Ticket, _>::new(SqliteStore::open(&path).unwrap());
     let history = tickets.history("1").await.unwrap();
-    for entry in &history[3..] {
-        assert_eq!(
-            entry.metadata,
-            Metadata::new().actor("supervisor").compensates(target)
-        );
-    }
+    // The command's first event roots its transaction; the second records
+    // the first's id as its correlation.
+    let meta = Metadata::new().actor("supervisor").compensates(target);
+    assert_eq!(history[3].metadata, meta);
+    assert_eq!(
+        history[4].metadata,
+        meta.correlation_id(history[3].event_id)
+    );
     assert!(
         history[..3]
             .iter()

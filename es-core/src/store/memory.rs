@@ -309,6 +309,27 @@ impl EventStore for InMemoryStore {
         self.shared.notifier.watch()
     }
 
+    /// Looked up in the index of event ids.
+    fn find_event(
+        &self,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>>> + Send {
+        let found = {
+            let log = lock(&self.shared.log);
+            log.ids
+                .get(&event_id)
+                .map(|&i| RecordedEvent::clone(&log.all[i]))
+        };
+        let opened = match (found, &self.keys) {
+            (Some(mut event), Some(keys)) => keys
+                .open_event(&mut event)
+                .map(|()| Some(event))
+                .map_err(Error::from),
+            (found, _) => Ok(found),
+        };
+        ready(opened)
+    }
+
     fn event_types(&self) -> impl Future<Output = Result<Vec<StoredEventType>>> + Send {
         let types = lock(&self.shared.log).types.clone();
         ready(Ok(StoredEventType::from_counts(types)))

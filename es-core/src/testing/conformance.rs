@@ -49,7 +49,7 @@ macro_rules! store_conformance_tests {
             concurrent_appends_lose_no_update, hostile_stream_ids_round_trip, metadata_round_trips,
             snapshots_keep_the_latest, checkpoints_round_trip, watch_wakes_on_commit,
             extreme_expected_versions_are_conflicts, two_times_round_trip,
-            event_types_count_what_is_stored,
+            event_types_count_what_is_stored, find_event_by_id, read_correlated_events,
         );
         #[test]
         fn conformance_model_check() {
@@ -1023,6 +1023,129 @@ pub fn event_types_count_what_is_stored<S: ConformanceStore>(store: S) {
             ("test", "noted", 1, 1)
         ]
     );
+}
+
+/// `find_event` gives the stored event with an id, wherever it is (any
+/// stream, one of several in an append, one of a multi-stream append), as
+/// `$all` reads it; `None` for an id never stored, and for the ids of a
+/// refused append. A repeat leaves the original in place.
+pub fn find_event_by_id<S: ConformanceStore>(store: S) {
+    let (a, b) = (stream("find-a"), stream("find-b"));
+    assert_eq!(block(store.find_event(Uuid::now_v7())).expect("find"), None);
+    let first = vec![event("happened", 1), event("happened", 2)];
+    append(&store, &a, ExpectedVersion::NoStream, first.clone()).expect("append");
+    let meta = Metadata::new().actor("finder").command_id(Uuid::now_v7());
+    let writes = vec![
+        StreamWrite::new(
+            a.clone(),
+            ExpectedVersion::Exact(2),
+            vec![event("noted", 3).with_metadata(meta)],
+        ),
+        StreamWrite::new(b.clone(), ExpectedVersion::NoStream, events(3)),
+    ];
+    block(store.append_to_streams(writes)).expect("multi-stream append");
+    append(&store, &a, ExpectedVersion::NoStream, first).expect("a repeat");
+    let refused = event("refused", 9);
+    let refused_id = refused.event_id;
+    assert!(append(&store, &b, ExpectedVersion::NoStream, vec![refused]).is_err());
+
+    let all = read_all(&store, 0);
+    assert_eq!(all.len(), 6);
+    for stored in &all {
+        let found = block(store.find_event(stored.event_id)).expect("find");
+        assert_eq!(found.as_ref(), Some(stored), "found as $all reads it");
+    }
+    assert_eq!(block(store.find_event(refused_id)).expect("find"), None);
+    assert_eq!(block(store.find_event(Uuid::nil())).expect("find"), None);
+}
+
+/// `read_correlated` gives every event of one business transaction, in
+/// position order, across streams and appends: those whose metadata names
+/// the correlation id, and the one whose own id it is (a root records
+/// none). The same id elsewhere in the metadata (a causation id, a free
+/// key holding it) does not count; neither do other transactions.
+pub fn read_correlated_events<S: ConformanceStore>(store: S) {
+    let (a, b) = (stream("corr-a"), stream("corr-b"));
+    let root = event("started", 1);
+    let c = root.event_id;
+    let member = |name: &str, n: u64| {
+        event(name, n).with_metadata(Metadata::new().correlation_id(c).causation_id(c))
+    };
+    let other = Uuid::now_v7();
+    let stranger = |n: u64| {
+        event("elsewhere", n).with_metadata(
+            Metadata::new()
+                .correlation_id(other)
+                .causation_id(c)
+                .with("correlation_id", c.to_string())
+                .with("nested", serde_json::json!({ "correlation_id": c })),
+        )
+    };
+    assert!(
+        block(collect(store.read_correlated(c)))
+            .expect("read")
+            .is_empty()
+    );
+    append(
+        &store,
+        &a,
+        ExpectedVersion::NoStream,
+        vec![root, stranger(1)],
+    )
+    .expect("append");
+    append(
+        &store,
+        &b,
+        ExpectedVersion::NoStream,
+        vec![event("plain", 2)],
+    )
+    .expect("append");
+    let writes = vec![
+        StreamWrite::new(
+            b.clone(),
+            ExpectedVersion::Exact(1),
+            vec![member("joined", 3)],
+        ),
+        StreamWrite::new(
+            a.clone(),
+            ExpectedVersion::Exact(2),
+            vec![stranger(4), member("joined", 5)],
+        ),
+    ];
+    block(store.append_to_streams(writes)).expect("multi-stream append");
+    append(&store, &b, ExpectedVersion::Any, vec![member("last", 6)]).expect("append");
+
+    let got = block(collect(store.read_correlated(c))).expect("read");
+    let want: Vec<RecordedEvent> = read_all(&store, 0)
+        .into_iter()
+        .filter(|e| e.event_id == c || e.metadata.correlation_id == Some(c))
+        .collect();
+    assert_eq!(got, want);
+    assert!(got.windows(2).all(|w| w[0].position < w[1].position));
+    let mut members: Vec<(&str, u64)> = got
+        .iter()
+        .map(|e| (e.stream_id.as_str(), e.version))
+        .collect();
+    members.sort_unstable();
+    assert_eq!(
+        members,
+        [("corr-a", 1), ("corr-a", 4), ("corr-b", 2), ("corr-b", 3)]
+    );
+    let others = block(collect(store.read_correlated(other))).expect("read");
+    assert_eq!(others.len(), 2);
+    assert!(
+        block(collect(store.read_correlated(Uuid::now_v7())))
+            .expect("read")
+            .is_empty()
+    );
+}
+
+async fn collect(mut events: crate::store::EventStream) -> Result<Vec<RecordedEvent>> {
+    let mut out = Vec::new();
+    while let Some(e) = next(&mut events).await {
+        out.push(e?);
+    }
+    Ok(out)
 }
 
 /// The latest snapshot per stream is kept; older ones do not replace it.

@@ -4,15 +4,19 @@
 //! state and history; the subcommands work on one ticket at a time. Events
 //! are kept in `tickets.db` (SQLite; `--db` to choose the file), so tickets
 //! survive restarts; `--memory` keeps them in memory instead.
+//!
+//! Every command takes `--command-id UUID`: sent again with the same id (a
+//! retry after a lost answer), it reports that it was already done, with
+//! the first outcome, and changes nothing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use es_core::TrailEntry;
 use es_core::blocking::Repository;
 use es_core::prelude::*;
 use es_core::verify::{Phase, Verify};
+use es_core::{TrailEntry, Uuid};
 use es_sqlite::{ChainError, ChainHead, SqliteStore};
 use ticket::{AgentId, Reason, Ticket, TicketError, TicketEvent};
 
@@ -43,6 +47,8 @@ enum Command {
         /// The customer's e-mail.
         #[arg(long)]
         email: String,
+        #[command(flatten)]
+        once: Once,
     },
     /// Add a message.
     Message {
@@ -53,6 +59,8 @@ enum Command {
         /// `customer` or an agent id.
         #[arg(long, default_value = "customer")]
         by: String,
+        #[command(flatten)]
+        once: Once,
     },
     /// Escalate a ticket.
     Escalate {
@@ -64,6 +72,8 @@ enum Command {
         /// The agent.
         #[arg(long)]
         by: String,
+        #[command(flatten)]
+        once: Once,
     },
     /// Withdraw the ticket's escalation, recorded by mistake: a compensating
     /// event that names the escalation it corrects.
@@ -76,6 +86,8 @@ enum Command {
         /// Who corrects it.
         #[arg(long)]
         by: String,
+        #[command(flatten)]
+        once: Once,
     },
     /// Close a ticket.
     Close {
@@ -87,6 +99,8 @@ enum Command {
         /// Who closes it.
         #[arg(long, default_value = "customer")]
         by: String,
+        #[command(flatten)]
+        once: Once,
     },
     /// Print a ticket's state, now or in the past.
     Show {
@@ -118,6 +132,26 @@ enum Command {
         #[arg(long, value_name = "POSITION:HASH")]
         head: Option<ChainHead>,
     },
+}
+
+/// What makes a command idempotent.
+#[derive(clap::Args)]
+struct Once {
+    /// This command's id (a UUID): a command sent again with the same id
+    /// is reported as already done, with its first outcome, and changes
+    /// nothing. Without it, every run is a new command.
+    #[arg(long, value_name = "UUID")]
+    command_id: Option<Uuid>,
+}
+
+impl Once {
+    /// `meta` with the command id, when one was given.
+    fn on(&self, meta: Metadata) -> Metadata {
+        match self.command_id {
+            Some(id) => meta.command_id(id),
+            None => meta,
+        }
+    }
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -161,34 +195,55 @@ fn run<S: EventStore + SnapshotStore>(
 ) -> Result<(), Failure> {
     match command {
         Command::Demo => demo(tickets),
-        Command::Open { id, title, email } => {
-            let meta = Metadata::new().actor("customer").command("open");
+        Command::Open {
+            id,
+            title,
+            email,
+            once,
+        } => {
+            let meta = once.on(Metadata::new().actor("customer").command("open"));
             report(tickets.execute_with(&id, meta, |t| t.open(&title, &email)))?;
             show(tickets, &id)
         }
-        Command::Message { id, body, by } => {
-            let meta = Metadata::new().actor(by.clone()).command("add-message");
+        Command::Message { id, body, by, once } => {
+            let meta = once.on(Metadata::new().actor(by.clone()).command("add-message"));
             report(tickets.execute_with(&id, meta, |t| t.add_message(&body, &by)))?;
             show(tickets, &id)
         }
-        Command::Escalate { id, reason, by } => {
-            let meta = Metadata::new()
+        Command::Escalate {
+            id,
+            reason,
+            by,
+            once,
+        } => {
+            let meta = once.on(Metadata::new()
                 .actor(by.clone())
                 .command("escalate")
-                .reason(reason.clone());
+                .reason(reason.clone()));
             report(tickets.execute_with(&id, meta, |t| {
                 t.escalate(Reason(reason.clone()), AgentId(by.clone()))
             }))?;
             show(tickets, &id)
         }
-        Command::CorrectEscalation { id, reason, by } => {
+        Command::CorrectEscalation {
+            id,
+            reason,
+            by,
+            once,
+        } => {
+            let meta = once.on(Metadata::new()
+                .actor(by)
+                .command("correct-escalation")
+                .reason(reason.clone()));
+            // The escalation to correct is found in the current trail: a
+            // repeat must be known before, as the first run changed it.
+            if let Some(done) = tickets.earlier_outcome(&id, &meta)? {
+                report(Ok(done))?;
+                return show(tickets, &id);
+            }
             let Some(escalation) = last_escalation(&tickets.trail(&id)?) else {
                 return Err(format!("refused: ticket {id} has no escalation to correct").into());
             };
-            let meta = Metadata::new()
-                .actor(by)
-                .command("correct-escalation")
-                .reason(reason.clone());
             report(
                 tickets
                     .command(&id)
@@ -198,11 +253,16 @@ fn run<S: EventStore + SnapshotStore>(
             )?;
             show(tickets, &id)
         }
-        Command::Close { id, resolution, by } => {
-            let meta = Metadata::new()
+        Command::Close {
+            id,
+            resolution,
+            by,
+            once,
+        } => {
+            let meta = once.on(Metadata::new()
                 .actor(by)
                 .command("close")
-                .reason(resolution.clone());
+                .reason(resolution.clone()));
             report(tickets.execute_with(&id, meta, |t| t.close(&resolution)))?;
             show(tickets, &id)
         }
@@ -313,6 +373,13 @@ fn report(
     outcome: Result<es_core::Executed<Ticket>, ExecuteError<TicketError>>,
 ) -> Result<(), Failure> {
     match outcome {
+        Ok(done) if done.repeated => {
+            println!(
+                "ok: already done, nothing changed: ticket at version {}",
+                done.version
+            );
+            Ok(())
+        }
         Ok(done) => {
             println!("ok: ticket at version {}", done.version);
             Ok(())
@@ -355,9 +422,18 @@ fn demo<S: EventStore + SnapshotStore>(tickets: &Repository<Ticket, S>) -> Resul
     let customer = || Metadata::new().actor("customer");
     println!("== a new ticket: {id}\n");
 
-    tickets.execute_with(&id, customer().command("open"), |t| {
-        t.open("Printer on fire", "ada@example.com")
-    })?;
+    // The customer's app gives its command an id, and sends it again when
+    // the answer does not arrive: the second is a repeat, and changes nothing.
+    let opening = customer().command("open").command_id(Uuid::now_v7());
+    let open = |t: &Ticket| t.open("Printer on fire", "ada@example.com");
+    tickets.execute_with(&id, opening.clone(), open)?;
+    let retry = tickets.execute_with(&id, opening, open)?;
+    if retry.repeated {
+        println!(
+            "the opening, sent again with its command id: already done, nothing appended (v{})",
+            retry.version
+        );
+    }
     tickets.execute_with(&id, customer().command("add-message"), |t| {
         t.add_message("It started smoking after the update.", "customer")
     })?;
@@ -405,10 +481,17 @@ fn demo<S: EventStore + SnapshotStore>(tickets: &Repository<Ticket, S>) -> Resul
     tickets.execute_with(&id, customer().command("add-message"), |t| {
         t.add_message("It is still smoking. Three days now!", "customer")
     })?;
+    // The escalation reacts to that message: it names it as its cause.
+    let complaint = tickets
+        .history(&id)?
+        .pop()
+        .ok_or("the message is recorded")?;
     let reason = "customer waited three days";
-    tickets.execute_with(&id, agent().command("escalate").reason(reason), |t| {
-        t.escalate(Reason(reason.into()), AgentId("agent-7".into()))
-    })?;
+    tickets
+        .command(&id)
+        .metadata(agent().command("escalate").reason(reason))
+        .caused_by(&complaint)
+        .execute(|t| t.escalate(Reason(reason.into()), AgentId("agent-7".into())))?;
     let again = tickets.execute(&id, |t| {
         t.escalate(Reason("again".into()), AgentId("agent-9".into()))
     });
@@ -452,7 +535,10 @@ fn print_state(id: &str, loaded: &Loaded<Ticket>) {
 }
 
 /// The history twice: every event as recorded, each correction and
-/// corrected event marked; then the events that still stand.
+/// corrected event marked; then the events that still stand. Each line
+/// has who (actor), which command and why (reason), and the short forms
+/// of its correlation id (its business transaction: a command's own
+/// events share it) and its cause (the event its command reacted to).
 fn print_history(trail: &Trail<Decoded<TicketEvent>>) {
     println!("== its history: every event, as recorded\n");
     print_header();
@@ -468,9 +554,16 @@ fn print_history(trail: &Trail<Decoded<TicketEvent>>) {
 
 fn print_header() {
     println!(
-        "{:>3} {:>5}  {:<27} {:<26} {:<10} {:<18} what / why",
-        "v", "pos", "recorded at", "event", "actor", "command"
+        "{:>3} {:>5}  {:<27} {:<26} {:<10} {:<18} {:<8} {:<8} what / why",
+        "v", "pos", "recorded at", "event", "actor", "command", "corr", "cause"
     );
+}
+
+/// The short form of an id in the history: its last 8 hex digits (the
+/// first ones of a UUID v7 are its time, shared by ids made together).
+fn short(id: Uuid) -> String {
+    let hex = id.simple().to_string();
+    hex[hex.len() - 8..].to_owned()
 }
 
 fn print_entry(e: &Envelope<Decoded<TicketEvent>>, marks: &str) {
@@ -490,13 +583,17 @@ fn print_entry(e: &Envelope<Decoded<TicketEvent>>, marks: &str) {
         .map(|r| format!(" (why: {r})"))
         .unwrap_or_default();
     println!(
-        "{:>3} {:>5}  {:<27} {:<26} {:<10} {:<18} {what}{why}{marks}",
+        "{:>3} {:>5}  {:<27} {:<26} {:<10} {:<18} {:<8} {:<8} {what}{why}{marks}",
         e.version,
         e.position,
         e.recorded_at.to_string(),
         format!("{}@v{}", e.name, e.schema_version),
         e.metadata.actor.as_deref().unwrap_or("-"),
         e.metadata.command.as_deref().unwrap_or("-"),
+        short(e.correlation()),
+        e.metadata
+            .causation_id
+            .map_or_else(|| "-".to_owned(), short),
     );
 }
 

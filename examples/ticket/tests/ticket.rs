@@ -411,6 +411,10 @@ fn the_command_line_keeps_tickets_across_runs() {
         out.contains("withdrawn at v4") && out.contains("[corrected by v4]"),
         "the demo corrects an escalation: {out}"
     );
+    assert!(
+        out.contains("sent again with its command id: already done, nothing appended (v1)"),
+        "the demo repeats a command: {out}"
+    );
 }
 
 /// `correct-escalation` withdraws the last escalation with a compensating
@@ -494,4 +498,102 @@ fn the_command_line_corrects_an_escalation() {
         "{out}"
     );
     assert!(line(raw, "6").unwrap().contains("[corrects v5]"), "{out}");
+}
+
+/// `--command-id` makes a command idempotent: sent again with the same id,
+/// it reports it was already done and changes nothing; `history` shows
+/// each event's correlation and cause.
+#[test]
+fn the_command_line_runs_a_command_once_per_command_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket"))
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .output()
+            .expect("the ticket binary runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let id = "0190c5f2-7b3a-7cc1-9d2e-4f5a6b7c8d9e";
+    let open = [
+        "open",
+        "t-1",
+        "--title",
+        "Printer on fire",
+        "--email",
+        "ada@example.com",
+        "--command-id",
+        id,
+    ];
+    let (ok, out, err) = run(&open);
+    assert!(ok && out.contains("ok: ticket at version 1"), "{out}{err}");
+    let (ok, out, err) = run(&open);
+    assert!(
+        ok && out.contains("ok: already done, nothing changed: ticket at version 1"),
+        "{out}{err}"
+    );
+    // Without the id (or with another), it is a new command, refused.
+    let (ok, _, err) = run(&open[..6]);
+    assert!(
+        !ok && err.contains("refused: the ticket is already open"),
+        "{err}"
+    );
+    // The same id for another command is refused as such.
+    let (ok, _, err) = run(&["message", "t-1", "Hello", "--command-id", id]);
+    assert!(
+        !ok && err.contains("already used by command `open`"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&[
+        "open",
+        "t-1",
+        "--title",
+        "x",
+        "--email",
+        "y",
+        "--command-id",
+        "nope",
+    ]);
+    assert!(!ok && err.contains("--command-id"), "{err}");
+
+    // A compensating command too: the second run finds the first.
+    let (ok, _, err) = run(&["message", "t-1", "It smokes"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["escalate", "t-1", "--reason", "VIP", "--by", "agent-9"]);
+    assert!(ok, "{err}");
+    let correct = [
+        "correct-escalation",
+        "t-1",
+        "--reason",
+        "wrong ticket",
+        "--by",
+        "supervisor",
+        "--command-id",
+        "0190c5f2-7b3a-7cc1-9d2e-000000000002",
+    ];
+    let (ok, out, err) = run(&correct);
+    assert!(ok && out.contains("ok: ticket at version 4"), "{out}{err}");
+    let (ok, out, err) = run(&correct);
+    assert!(
+        ok && out.contains("already done, nothing changed: ticket at version 4"),
+        "{out}{err}"
+    );
+
+    let (ok, out, err) = run(&["history", "t-1"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(" corr ") && out.contains(" cause "), "{out}");
+    let first = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .expect("v1 in the history");
+    // The opening's correlation is its command id (short form: the last 8
+    // hex digits); no event caused it.
+    assert!(first.contains("customer   open"), "{first}");
+    assert!(first.contains(" 6b7c8d9e -"), "{first}");
 }

@@ -78,6 +78,21 @@ struct Args {
     /// (`Repository::with_serialized_commands(false)`).
     #[arg(long)]
     race: bool,
+    /// append workloads and wal_frames: give every command a fresh command
+    /// id (idempotent commands); `look-up` also looks each one up
+    /// (`Repository::earlier_outcome`) before executing it, as a caller
+    /// that checks first would.
+    #[arg(long, value_enum)]
+    command_ids: Option<CommandIds>,
+}
+
+/// How the append workloads' commands are made idempotent (`--command-ids`).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CommandIds {
+    /// Each command has a fresh command id.
+    Fresh,
+    /// The same, and each command is looked up before it runs.
+    LookUp,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -270,13 +285,16 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
             | RawProjectionCatchup
     );
     let cache = if raw { None } else { args.cache };
+    let idempotency = args.command_ids.filter(|_| !raw);
     let commands = args.commands.unwrap_or(20_000);
     let tickets = args.tickets.unwrap_or(1_000);
     match args.workload {
-        Append1x1 | RawAppend1x1 => append(db, sync, commands, tickets, 1, raw, cache).await,
+        Append1x1 | RawAppend1x1 => {
+            append(db, sync, commands, tickets, 1, raw, cache, idempotency).await
+        }
         AppendConcurrent | RawAppendConcurrent => {
             let tasks = args.tasks.unwrap_or(4);
-            append(db, sync, commands, tickets, tasks, raw, cache).await
+            append(db, sync, commands, tickets, tasks, raw, cache, idempotency).await
         }
         LoadStream | RawLoadStream => {
             load_stream(
@@ -308,7 +326,8 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
         }
         RawAppendBatch => append_batch(db, sync, commands, tickets).await,
         WalFrames | RawWalFrames => {
-            wal_frames(db, sync, args.commands.unwrap_or(1_000), tickets, raw).await
+            let commands = args.commands.unwrap_or(1_000);
+            wal_frames(db, sync, commands, tickets, raw, idempotency).await
         }
         ProjectionCatchup | RawProjectionCatchup => {
             let shape = catchup::Shape {
@@ -399,6 +418,7 @@ async fn wal_frames(
     commands: u64,
     tickets: u64,
     raw: bool,
+    idempotency: Option<CommandIds>,
 ) -> Result<Report, Failure> {
     let wal = PathBuf::from(format!("{}-wal", db.display()));
     let store = open(db, sync)?;
@@ -449,8 +469,12 @@ async fn wal_frames(
     } else {
         for i in 0..commands {
             let text = body(i);
+            let meta = match idempotency {
+                Some(_) => Metadata::new().command_id(Uuid::now_v7()),
+                None => Metadata::new(),
+            };
             repository
-                .execute(&ticket_id(i % tickets.max(1)), |t| {
+                .execute_with(&ticket_id(i % tickets.max(1)), meta, |t| {
                     t.add_message(&text, "agent-42")
                 })
                 .await?;
@@ -463,7 +487,7 @@ async fn wal_frames(
     let frames = grown as f64 / (page_size + 24) as f64;
     Ok(Report {
         name: if raw { "raw_wal_frames" } else { "wal_frames" },
-        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets}),
+        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets, "command_ids": idempotency.is_some()}),
         events: commands,
         seconds,
         ok: grown > 0,
@@ -477,6 +501,7 @@ async fn wal_frames(
 /// `append_1x1` (one task) and `append_concurrent` (`tasks` tasks, each on
 /// its own tickets): `commands` commands, each adding one message to a ticket
 /// round-robin; the tickets are opened first, not counted.
+#[allow(clippy::too_many_arguments)]
 async fn append(
     db: &Path,
     sync: Sync,
@@ -485,6 +510,7 @@ async fn append(
     tasks: usize,
     raw: bool,
     cache: Option<usize>,
+    idempotency: Option<CommandIds>,
 ) -> Result<Report, Failure> {
     let store = open(db, sync)?;
     let mut repository = Repository::<Ticket, _>::new(store.clone());
@@ -531,8 +557,20 @@ async fn append(
                     for i in (task..commands).step_by(tasks as usize) {
                         let t = i / tasks % (tickets / tasks).max(1) * tasks + task;
                         let text = body(i);
+                        let mut meta = Metadata::new();
+                        if idempotency.is_some() {
+                            meta = meta.command_id(Uuid::now_v7());
+                        }
+                        if idempotency == Some(CommandIds::LookUp)
+                            && repository
+                                .earlier_outcome(&ticket_id(t), &meta)
+                                .await?
+                                .is_some()
+                        {
+                            return Err("a fresh command id was found".into());
+                        }
                         repository
-                            .execute(&ticket_id(t), |ticket| {
+                            .execute_with(&ticket_id(t), meta, |ticket| {
                                 ticket.add_message(&text, "agent-42")
                             })
                             .await?;
@@ -558,7 +596,7 @@ async fn append(
     };
     Ok(Report {
         name,
-        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets, "tasks": tasks, "cache": cache}),
+        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets, "tasks": tasks, "cache": cache, "command_ids": idempotency.map(|i| match i { CommandIds::Fresh => "fresh", CommandIds::LookUp => "look-up" })}),
         events: commands,
         seconds,
         ok,
