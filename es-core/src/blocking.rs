@@ -22,6 +22,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 
@@ -227,6 +228,90 @@ where
         D: IntoEvents<A>,
     {
         block_on(self.inner.execute_compensating(id, target, decide))
+    }
+
+    /// See [`crate::Repository::execute_many`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute_many`].
+    pub fn execute_many<I, F, D, E, const N: usize>(
+        &self,
+        ids: [&I; N],
+        decide: F,
+    ) -> Result<[Executed<A>; N], ExecuteError<E>>
+    where
+        I: fmt::Display + ?Sized,
+        F: FnMut([&A; N]) -> Result<[D; N], E>,
+        D: IntoEvents<A, Error = Infallible>,
+    {
+        block_on(self.inner.execute_many(ids, decide))
+    }
+
+    /// See [`crate::Repository::execute_many_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute_many_with`].
+    pub fn execute_many_with<I, F, D, E, const N: usize>(
+        &self,
+        ids: [&I; N],
+        metadata: Metadata,
+        decide: F,
+    ) -> Result<[Executed<A>; N], ExecuteError<E>>
+    where
+        I: fmt::Display + ?Sized,
+        F: FnMut([&A; N]) -> Result<[D; N], E>,
+        D: IntoEvents<A, Error = Infallible>,
+    {
+        block_on(self.inner.execute_many_with(ids, metadata, decide))
+    }
+
+    /// See [`crate::Repository::execute_pair`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute_many`].
+    pub fn execute_pair<B, I, J, F, DA, DB, E>(
+        &self,
+        id: &I,
+        other_id: &J,
+        decide: F,
+    ) -> Result<(Executed<A>, Executed<B>), ExecuteError<E>>
+    where
+        B: Aggregate,
+        S: Clone,
+        I: fmt::Display + ?Sized,
+        J: fmt::Display + ?Sized,
+        F: FnMut(&A, &B) -> Result<(DA, DB), E>,
+        DA: IntoEvents<A, Error = Infallible>,
+        DB: IntoEvents<B, Error = Infallible>,
+    {
+        block_on(self.inner.execute_pair(id, other_id, decide))
+    }
+
+    /// See [`crate::Repository::execute_pair_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute_many_with`].
+    pub fn execute_pair_with<B, I, J, F, DA, DB, E>(
+        &self,
+        id: &I,
+        other_id: &J,
+        metadata: Metadata,
+        decide: F,
+    ) -> Result<(Executed<A>, Executed<B>), ExecuteError<E>>
+    where
+        B: Aggregate,
+        S: Clone,
+        I: fmt::Display + ?Sized,
+        J: fmt::Display + ?Sized,
+        F: FnMut(&A, &B) -> Result<(DA, DB), E>,
+        DA: IntoEvents<A, Error = Infallible>,
+        DB: IntoEvents<B, Error = Infallible>,
+    {
+        block_on(self.inner.execute_pair_with(id, other_id, metadata, decide))
     }
 }
 

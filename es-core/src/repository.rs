@@ -23,6 +23,7 @@ use crate::trail::Trail;
 use crate::version::{ExpectedVersion, ReadRange};
 
 mod conflict;
+mod many;
 
 pub use conflict::CommandConflict;
 

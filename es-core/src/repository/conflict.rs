@@ -15,7 +15,12 @@ use crate::error::{Conflict, Result};
 /// (under [`ConflictPolicy::CheckConflicts`](crate::ConflictPolicy) the
 /// last decision may be older than the last attempt: its events were kept
 /// through conflicts the aggregate judged harmless, and every event since
-/// it is listed).
+/// it is listed). For a command over several aggregates
+/// ([`Repository::execute_many`](crate::Repository::execute_many),
+/// [`execute_pair`](crate::Repository::execute_pair)), they are each
+/// stream's events after the version its decision saw, stream by stream in
+/// the order the command names them; `conflict` names the stream the store
+/// refused.
 ///
 /// They are kept as stored, with their envelopes (who appended them, when,
 /// why); [`events`](CommandConflict::events) decodes those of one
@@ -64,7 +69,7 @@ pub struct CommandConflict {
     /// How many times the decision ran again on fresh state.
     pub reruns: u32,
     /// The events appended that the last decision did not see, as stored,
-    /// in version order.
+    /// in version order (see above for several aggregates).
     pub concurrent: Vec<RecordedEvent>,
 }
 
