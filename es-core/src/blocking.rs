@@ -29,6 +29,7 @@ use std::future::Future;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
+use crate::diff::StateDiff;
 use crate::envelope::{Decoded, Envelope};
 use crate::error::Result;
 use crate::event::IntoEvents;
@@ -38,6 +39,7 @@ use crate::snapshot::SnapshotStore;
 use crate::store::EventStore;
 use crate::time::{AsOf, Timestamp};
 use crate::trail::Trail;
+use crate::version::ReadRange;
 
 /// Runs a future to completion on the current thread.
 pub fn block_on<F: Future>(future: F) -> F::Output {
@@ -169,6 +171,31 @@ where
     /// As [`crate::Repository::history`].
     pub fn trail<I: fmt::Display + ?Sized>(&self, id: &I) -> Result<Trail<Decoded<A::Event>>> {
         block_on(self.inner.trail(id))
+    }
+
+    /// See [`crate::Repository::history_between`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::history`].
+    pub fn history_between<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+        versions: impl Into<ReadRange>,
+    ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
+        block_on(self.inner.history_between(id, versions))
+    }
+
+    /// See [`crate::Repository::diff`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::diff`].
+    pub fn diff<I: fmt::Display + ?Sized>(&self, id: &I, from: u64, to: u64) -> Result<StateDiff>
+    where
+        A: serde::Serialize,
+    {
+        block_on(self.inner.diff(id, from, to))
     }
 
     /// See [`crate::Repository::command`].

@@ -54,6 +54,7 @@ pub mod blocking;
 mod cache;
 mod checkpoint;
 pub mod codec;
+pub mod diff;
 mod envelope;
 mod error;
 mod event;

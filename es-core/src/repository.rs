@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
 use crate::cache::StateCache;
+use crate::diff::StateDiff;
 use crate::envelope::{Decoded, Envelope, EventRef, NewEvent, RecordedEvent};
 use crate::error::{Conflict, Error, Result};
 use crate::event::IntoEvents;
@@ -579,14 +580,135 @@ where
     ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
         let stream = self.stream_id(id)?;
         let (_, trail) = self
-            .following(stream, |s| async move { self.stream_history(&s).await })
+            .following(stream, |s| async move {
+                self.stream_history(&s, ReadRange::all()).await
+            })
             .await?;
         Ok(trail)
     }
 
-    /// The audit trail of `stream`.
-    async fn stream_history(&self, stream: &StreamId) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
-        let mut events = self.store.read_stream(stream, ReadRange::all());
+    /// The events of [`history`](Repository::history) whose versions are
+    /// in `versions` (`3..=6`, `3..`, `..=6`, `..`): what happened between
+    /// two versions. A range past the end of the stream gives what is
+    /// there, possibly nothing.
+    ///
+    /// An event that a raw upcaster splits shows as several entries of its
+    /// stored version, as in `history`. [`Trail::new`] makes a
+    /// [`Trail`] of the range; a compensation of an event before the range
+    /// then corrects nothing in it (see [`Trail`]).
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Deposited { pub amount: u64 }
+    /// # #[derive(Aggregate, Default, Debug)]
+    /// # #[aggregate(name = "account", events(Deposited))]
+    /// # pub struct Account { balance: u64 }
+    /// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.balance += e.amount } }
+    /// # pollster::block_on(async {
+    /// let accounts = Repository::<Account, _>::new(InMemoryStore::new());
+    /// for amount in 1..=8 {
+    ///     accounts.execute("a-1", |_| Deposited { amount }).await?;
+    /// }
+    /// let between = accounts.history_between("a-1", 3..=6).await?;
+    /// let versions: Vec<u64> = between.iter().map(|e| e.version).collect();
+    /// assert_eq!(versions, [3, 4, 5, 6]);
+    /// assert_eq!(accounts.history_between("a-1", 7..).await?.len(), 2);
+    /// assert!(accounts.history_between("a-1", 9..=12).await?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`history`](Repository::history).
+    pub async fn history_between<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+        versions: impl Into<ReadRange>,
+    ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
+        let stream = self.stream_id(id)?;
+        let range = versions.into();
+        let (_, trail) = self
+            .following(
+                stream,
+                |s| async move { self.stream_history(&s, range).await },
+            )
+            .await?;
+        Ok(trail)
+    }
+
+    /// How the state changed from version `from` to version `to`: each
+    /// place of the state (serialized to JSON) that differs between
+    /// [`load_at(id, from)`](Repository::load_at) and `load_at(id, to)`, as
+    /// a JSON pointer with the value at each version (see
+    /// [`diff`](crate::diff)). A version past the end of the stream reads
+    /// as the current state; the versions actually compared are in the
+    /// answer.
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Deposited { pub amount: u64 }
+    /// #[derive(Aggregate, Default, Debug, Serialize)]
+    /// #[aggregate(name = "account", events(Deposited))]
+    /// pub struct Account { balance: u64, deposits: u32 }
+    /// # impl Apply<Deposited> for Account {
+    /// #     fn apply(&mut self, e: &Deposited) { self.balance += e.amount; self.deposits += 1 }
+    /// # }
+    /// # pollster::block_on(async {
+    /// let accounts = Repository::<Account, _>::new(InMemoryStore::new());
+    /// for amount in [5, 7, 9] {
+    ///     accounts.execute("a-1", |_| Deposited { amount }).await?;
+    /// }
+    /// let diff = accounts.diff("a-1", 1, 3).await?;
+    /// let changes: Vec<String> = diff.changes.iter().map(ToString::to_string).collect();
+    /// assert_eq!(changes, ["/balance: 5 -> 21", "/deposits: 1 -> 3"]);
+    /// assert!(accounts.diff("a-1", 3, 3).await?.changes.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`load_at`](Repository::load_at); [`Error::Encode`] when the
+    /// state does not serialize to JSON.
+    pub async fn diff<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+        from: u64,
+        to: u64,
+    ) -> Result<StateDiff>
+    where
+        A: serde::Serialize,
+    {
+        let old = self.load_at(id, from).await?;
+        let new = self.load_at(id, to).await?;
+        let changes = crate::diff::diff_serialized(&old.state, &new.state).map_err(|source| {
+            crate::EncodeError {
+                name: A::NAME,
+                source,
+            }
+        })?;
+        Ok(StateDiff {
+            from: old.version,
+            to: new.version,
+            changes,
+        })
+    }
+
+    /// The audit trail of `stream`, the versions in `range`.
+    async fn stream_history(
+        &self,
+        stream: &StreamId,
+        range: ReadRange,
+    ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
+        if range.end.is_some_and(|end| end < range.first()) {
+            return Ok(Vec::new());
+        }
+        let mut events = self.store.read_stream(stream, range);
         let mut trail = Vec::new();
         while let Some(recorded) = next(&mut events).await {
             let recorded = recorded?;
