@@ -170,7 +170,6 @@ impl<A: Aggregate> Executed<A> {
 /// framework's own checks of the request (an invalid stream id, a
 /// compensation target the stream does not hold).
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum ExecuteError<E> {
     /// The decision refused the command.
     #[error("command rejected: {0}")]
