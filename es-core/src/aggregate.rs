@@ -84,12 +84,22 @@ pub trait Aggregate: Default + Apply<<Self as Aggregate>::Event> + Send + Sync +
     /// Whether and how often to snapshot (`None`: never).
     const SNAPSHOT: Option<SnapshotPolicy> = None;
 
-    /// Whether our new events really conflict with `theirs`, the events another
-    /// writer appended since we loaded. Used by
+    /// Whether our new events really conflict with `theirs`, the events other
+    /// writers appended after the state our decision ran on (every one of
+    /// them, in version order, decoded). Used by
     /// [`ConflictPolicy::CheckConflicts`](crate::ConflictPolicy): when this
     /// returns `false`, our events are appended after theirs without re-running
-    /// the decision. The default is `true` (always re-decide), which is always
-    /// correct.
+    /// the decision; when `true`, the decision runs again on the state with
+    /// theirs folded in. The default is `true` (always re-decide), which is
+    /// always correct.
+    ///
+    /// Answer `false` only when the decision, run on the state with `theirs`
+    /// folded in, would have returned the same events: two agents adding
+    /// messages to one ticket do not conflict, while closing a ticket that
+    /// was escalated meanwhile does. The derive implements it with
+    /// `#[aggregate(conflicts = path::to_fn)]`, a
+    /// `fn(&[Event], &[Event]) -> bool` (see
+    /// [`ConflictPolicy::CheckConflicts`](crate::ConflictPolicy::CheckConflicts)).
     fn conflicts(ours: &[Self::Event], theirs: &[Self::Event]) -> bool {
         let _ = (ours, theirs);
         true

@@ -22,6 +22,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 
@@ -29,6 +30,7 @@ use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
 use crate::audit::CorrelationTrail;
+use crate::diff::StateDiff;
 use crate::envelope::{Decoded, Envelope};
 use crate::error::Result;
 use crate::event::IntoEvents;
@@ -38,6 +40,7 @@ use crate::snapshot::SnapshotStore;
 use crate::store::EventStore;
 use crate::time::{AsOf, Timestamp};
 use crate::trail::Trail;
+use crate::version::ReadRange;
 
 /// Runs a future to completion on the current thread.
 pub fn block_on<F: Future>(future: F) -> F::Output {
@@ -244,6 +247,31 @@ where
         block_on(self.inner.earlier_outcome(id, metadata))
     }
 
+    /// See [`crate::Repository::history_between`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::history`].
+    pub fn history_between<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+        versions: impl Into<ReadRange>,
+    ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
+        block_on(self.inner.history_between(id, versions))
+    }
+
+    /// See [`crate::Repository::diff`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::diff`].
+    pub fn diff<I: fmt::Display + ?Sized>(&self, id: &I, from: u64, to: u64) -> Result<StateDiff>
+    where
+        A: serde::Serialize,
+    {
+        block_on(self.inner.diff(id, from, to))
+    }
+
     /// See [`crate::Repository::command`].
     pub fn command<I: fmt::Display + ?Sized>(&self, id: &I) -> Command<'_, A, S> {
         Command {
@@ -301,6 +329,90 @@ where
         D: IntoEvents<A>,
     {
         block_on(self.inner.execute_compensating(id, target, decide))
+    }
+
+    /// See [`crate::Repository::execute_many`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute_many`].
+    pub fn execute_many<I, F, D, E, const N: usize>(
+        &self,
+        ids: [&I; N],
+        decide: F,
+    ) -> Result<[Executed<A>; N], ExecuteError<E>>
+    where
+        I: fmt::Display + ?Sized,
+        F: FnMut([&A; N]) -> Result<[D; N], E>,
+        D: IntoEvents<A, Error = Infallible>,
+    {
+        block_on(self.inner.execute_many(ids, decide))
+    }
+
+    /// See [`crate::Repository::execute_many_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute_many_with`].
+    pub fn execute_many_with<I, F, D, E, const N: usize>(
+        &self,
+        ids: [&I; N],
+        metadata: Metadata,
+        decide: F,
+    ) -> Result<[Executed<A>; N], ExecuteError<E>>
+    where
+        I: fmt::Display + ?Sized,
+        F: FnMut([&A; N]) -> Result<[D; N], E>,
+        D: IntoEvents<A, Error = Infallible>,
+    {
+        block_on(self.inner.execute_many_with(ids, metadata, decide))
+    }
+
+    /// See [`crate::Repository::execute_pair`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute_many`].
+    pub fn execute_pair<B, I, J, F, DA, DB, E>(
+        &self,
+        id: &I,
+        other_id: &J,
+        decide: F,
+    ) -> Result<(Executed<A>, Executed<B>), ExecuteError<E>>
+    where
+        B: Aggregate,
+        S: Clone,
+        I: fmt::Display + ?Sized,
+        J: fmt::Display + ?Sized,
+        F: FnMut(&A, &B) -> Result<(DA, DB), E>,
+        DA: IntoEvents<A, Error = Infallible>,
+        DB: IntoEvents<B, Error = Infallible>,
+    {
+        block_on(self.inner.execute_pair(id, other_id, decide))
+    }
+
+    /// See [`crate::Repository::execute_pair_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Repository::execute_many_with`].
+    pub fn execute_pair_with<B, I, J, F, DA, DB, E>(
+        &self,
+        id: &I,
+        other_id: &J,
+        metadata: Metadata,
+        decide: F,
+    ) -> Result<(Executed<A>, Executed<B>), ExecuteError<E>>
+    where
+        B: Aggregate,
+        S: Clone,
+        I: fmt::Display + ?Sized,
+        J: fmt::Display + ?Sized,
+        F: FnMut(&A, &B) -> Result<(DA, DB), E>,
+        DA: IntoEvents<A, Error = Infallible>,
+        DB: IntoEvents<B, Error = Infallible>,
+    {
+        block_on(self.inner.execute_pair_with(id, other_id, metadata, decide))
     }
 }
 

@@ -55,6 +55,7 @@ pub mod blocking;
 mod cache;
 mod checkpoint;
 pub mod codec;
+pub mod diff;
 mod envelope;
 mod error;
 mod event;
@@ -95,7 +96,9 @@ pub use payload::Payload;
 pub use personal::Personal;
 pub use projection::{Dispatch, Handle, Projected, Projection};
 pub use registry::Registry;
-pub use repository::{Command, ConflictPolicy, ExecuteError, Executed, Loaded, Repository};
+pub use repository::{
+    Command, CommandConflict, ConflictPolicy, ExecuteError, Executed, Loaded, Repository,
+};
 pub use snapshot::{Snapshot, SnapshotStore};
 pub use store::memory::InMemoryStore;
 pub use store::{

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::aggregate::Aggregate;
 use crate::audit::command_event_id;
 use crate::cache::StateCache;
+use crate::diff::StateDiff;
 use crate::envelope::{Decoded, Envelope, EventRef, NewEvent, RecordedEvent};
 use crate::error::{Conflict, Error, Result};
 use crate::event::IntoEvents;
@@ -18,22 +19,78 @@ use crate::gate::Gates;
 use crate::id::StreamId;
 use crate::metadata::Metadata;
 use crate::snapshot::{Snapshot, SnapshotStore};
-use crate::store::{EventStore, next};
+use crate::store::{AppendResult, EventStore, next};
 use crate::time::{AsOf, Timestamp};
 use crate::trail::Trail;
 use crate::version::{ExpectedVersion, ReadRange};
 
+mod conflict;
+mod many;
+
+pub use conflict::CommandConflict;
+
 /// What to do when another writer appended to the stream between our load
 /// and our append.
+///
+/// Either way the other writer's events are read (exactly those after the
+/// version our decision saw) and folded into the state, and the number of
+/// appends is bounded by [`Repository::with_retries`]: when the last one
+/// still conflicts, the command fails with [`ExecuteError::Conflict`],
+/// which lists the events it raced against. [`Executed`] says how it went
+/// (`attempts`, `reruns`, [`reruns_avoided`](Executed::reruns_avoided)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConflictPolicy {
-    /// Fold the other writer's events into the state and run the decision
-    /// again on it (the default, always correct).
+    /// Run the decision again on the state with their events folded in
+    /// (the default, always correct).
     #[default]
     Rerun,
-    /// Ask [`Aggregate::conflicts`] whether our events really conflict with
-    /// theirs; when they do not, append ours after theirs without running the
-    /// decision again (the "advanced optimistic concurrency" of the seeds).
+    /// Ask the aggregate, with [`Aggregate::conflicts`]`(ours, theirs)`,
+    /// whether our new events really conflict with the events appended
+    /// since our decision ran: when they do not, append ours after theirs
+    /// without running the decision again (the "advanced optimistic
+    /// concurrency" of the seeds); when they do, run it again on the fresh
+    /// state, as `Rerun` does. Kept events that meet another conflict are
+    /// judged again against everything since the decision, not only the
+    /// latest events. Each append counts against the retries, whether
+    /// or not the decision ran again.
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// pub struct Noted { pub text: String }
+    ///
+    /// #[derive(Aggregate, Default, Debug)]
+    /// #[aggregate(name = "notebook", events(Noted), conflicts = Notebook::conflicts_with)]
+    /// pub struct Notebook { notes: u32 }
+    /// # impl Apply<Noted> for Notebook { fn apply(&mut self, _: &Noted) { self.notes += 1 } }
+    ///
+    /// impl Notebook {
+    ///     /// Notes never conflict with notes.
+    ///     fn conflicts_with(_ours: &[NotebookEvent], _theirs: &[NotebookEvent]) -> bool {
+    ///         false
+    ///     }
+    /// }
+    ///
+    /// # pollster::block_on(async {
+    /// let store = InMemoryStore::new();
+    /// let notebooks = Repository::<Notebook, _>::new(store.clone())
+    ///     .with_conflict_policy(ConflictPolicy::CheckConflicts);
+    /// let elsewhere = Repository::<Notebook, _>::new(store);
+    /// let done = notebooks
+    ///     .execute("n-1", |_| {
+    ///         // Another writer appends while this decision runs.
+    ///         pollster::block_on(elsewhere.execute("n-1", |_| Noted { text: "theirs".into() }))
+    ///             .unwrap();
+    ///         Noted { text: "ours".into() }
+    ///     })
+    ///     .await?;
+    /// // Appended after theirs, the decision not run again.
+    /// assert_eq!((done.version, done.attempts, done.reruns), (2, 2, 0));
+    /// assert_eq!(done.reruns_avoided(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     CheckConflicts,
 }
 
@@ -91,30 +148,65 @@ pub struct Executed<A: Aggregate> {
     /// stream's version and the global position after them, and the state
     /// they left.
     pub repeated: bool,
+    /// How many times the decision ran again on fresh state after a
+    /// conflict (0 without conflicts). Of the `attempts - 1` conflicts,
+    /// [`reruns_avoided`](Executed::reruns_avoided) were settled by
+    /// [`Aggregate::conflicts`] without running the decision again.
+    pub reruns: u32,
+}
+
+impl<A: Aggregate> Executed<A> {
+    /// How many conflicts the command met on its way (`attempts - 1`).
+    pub fn conflicts(&self) -> u32 {
+        self.attempts.saturating_sub(1)
+    }
+
+    /// How many of those conflicts the aggregate judged harmless, so that
+    /// its events were appended after the other writer's without running
+    /// the decision again ([`ConflictPolicy::CheckConflicts`]; always 0
+    /// under [`ConflictPolicy::Rerun`]).
+    pub fn reruns_avoided(&self) -> u32 {
+        self.conflicts().saturating_sub(self.reruns)
+    }
 }
 
 /// Why [`Repository::execute`] did not append.
 ///
-/// The decision's refusal is [`Rejected`](ExecuteError::Rejected); every
-/// other failure is an [`Error`] in [`Store`](ExecuteError::Store): the
-/// store's, and the framework's own checks of the request (an invalid
-/// stream id, a compensation target the stream does not hold).
+/// The decision's refusal is [`Rejected`](ExecuteError::Rejected); running
+/// out of retries on conflicts is [`Conflict`](ExecuteError::Conflict),
+/// with the events other writers appended meanwhile; every other failure
+/// is an [`Error`] in [`Store`](ExecuteError::Store): the store's, and the
+/// framework's own checks of the request (an invalid stream id, a
+/// compensation target the stream does not hold).
 #[derive(Debug, thiserror::Error)]
 pub enum ExecuteError<E> {
     /// The decision refused the command.
     #[error("command rejected: {0}")]
     Rejected(E),
-    /// Loading, appending or decoding failed, or the request was invalid; a
-    /// [`Conflict`] here means the retries ran out.
+    /// The retries ran out on conflicts: what the store reported last, and
+    /// the events appended meanwhile (see [`CommandConflict`]).
+    #[error(transparent)]
+    Conflict(Box<CommandConflict>),
+    /// Loading, appending or decoding failed, or the request was invalid.
     #[error(transparent)]
     Store(#[from] Error),
 }
 
 impl<E> ExecuteError<E> {
-    /// The conflict, when retries ran out on one.
+    /// The conflict the store reported, when retries ran out on one.
     pub fn as_conflict(&self) -> Option<&Conflict> {
         match self {
+            ExecuteError::Conflict(c) => Some(&c.conflict),
             ExecuteError::Store(Error::Conflict(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The conflict with the events appended meanwhile, when retries ran
+    /// out on one.
+    pub fn as_command_conflict(&self) -> Option<&CommandConflict> {
+        match self {
+            ExecuteError::Conflict(c) => Some(c),
             _ => None,
         }
     }
@@ -123,7 +215,7 @@ impl<E> ExecuteError<E> {
     pub fn rejection(&self) -> Option<&E> {
         match self {
             ExecuteError::Rejected(e) => Some(e),
-            ExecuteError::Store(_) => None,
+            ExecuteError::Conflict(_) | ExecuteError::Store(_) => None,
         }
     }
 }
@@ -496,14 +588,135 @@ where
     ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
         let stream = self.stream_id(id)?;
         let (_, trail) = self
-            .following(stream, |s| async move { self.stream_history(&s).await })
+            .following(stream, |s| async move {
+                self.stream_history(&s, ReadRange::all()).await
+            })
             .await?;
         Ok(trail)
     }
 
-    /// The audit trail of `stream`.
-    async fn stream_history(&self, stream: &StreamId) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
-        let mut events = self.store.read_stream(stream, ReadRange::all());
+    /// The events of [`history`](Repository::history) whose versions are
+    /// in `versions` (`3..=6`, `3..`, `..=6`, `..`): what happened between
+    /// two versions. A range past the end of the stream gives what is
+    /// there, possibly nothing.
+    ///
+    /// An event that a raw upcaster splits shows as several entries of its
+    /// stored version, as in `history`. [`Trail::new`] makes a
+    /// [`Trail`] of the range; a compensation of an event before the range
+    /// then corrects nothing in it (see [`Trail`]).
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Deposited { pub amount: u64 }
+    /// # #[derive(Aggregate, Default, Debug)]
+    /// # #[aggregate(name = "account", events(Deposited))]
+    /// # pub struct Account { balance: u64 }
+    /// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.balance += e.amount } }
+    /// # pollster::block_on(async {
+    /// let accounts = Repository::<Account, _>::new(InMemoryStore::new());
+    /// for amount in 1..=8 {
+    ///     accounts.execute("a-1", |_| Deposited { amount }).await?;
+    /// }
+    /// let between = accounts.history_between("a-1", 3..=6).await?;
+    /// let versions: Vec<u64> = between.iter().map(|e| e.version).collect();
+    /// assert_eq!(versions, [3, 4, 5, 6]);
+    /// assert_eq!(accounts.history_between("a-1", 7..).await?.len(), 2);
+    /// assert!(accounts.history_between("a-1", 9..=12).await?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`history`](Repository::history).
+    pub async fn history_between<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+        versions: impl Into<ReadRange>,
+    ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
+        let stream = self.stream_id(id)?;
+        let range = versions.into();
+        let (_, trail) = self
+            .following(
+                stream,
+                |s| async move { self.stream_history(&s, range).await },
+            )
+            .await?;
+        Ok(trail)
+    }
+
+    /// How the state changed from version `from` to version `to`: each
+    /// place of the state (serialized to JSON) that differs between
+    /// [`load_at(id, from)`](Repository::load_at) and `load_at(id, to)`, as
+    /// a JSON pointer with the value at each version (see
+    /// [`diff`](crate::diff)). A version past the end of the stream reads
+    /// as the current state; the versions actually compared are in the
+    /// answer.
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Deposited { pub amount: u64 }
+    /// #[derive(Aggregate, Default, Debug, Serialize)]
+    /// #[aggregate(name = "account", events(Deposited))]
+    /// pub struct Account { balance: u64, deposits: u32 }
+    /// # impl Apply<Deposited> for Account {
+    /// #     fn apply(&mut self, e: &Deposited) { self.balance += e.amount; self.deposits += 1 }
+    /// # }
+    /// # pollster::block_on(async {
+    /// let accounts = Repository::<Account, _>::new(InMemoryStore::new());
+    /// for amount in [5, 7, 9] {
+    ///     accounts.execute("a-1", |_| Deposited { amount }).await?;
+    /// }
+    /// let diff = accounts.diff("a-1", 1, 3).await?;
+    /// let changes: Vec<String> = diff.changes.iter().map(ToString::to_string).collect();
+    /// assert_eq!(changes, ["/balance: 5 -> 21", "/deposits: 1 -> 3"]);
+    /// assert!(accounts.diff("a-1", 3, 3).await?.changes.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`load_at`](Repository::load_at); [`Error::Encode`] when the
+    /// state does not serialize to JSON.
+    pub async fn diff<I: fmt::Display + ?Sized>(
+        &self,
+        id: &I,
+        from: u64,
+        to: u64,
+    ) -> Result<StateDiff>
+    where
+        A: serde::Serialize,
+    {
+        let old = self.load_at(id, from).await?;
+        let new = self.load_at(id, to).await?;
+        let changes = crate::diff::diff_serialized(&old.state, &new.state).map_err(|source| {
+            crate::EncodeError {
+                name: A::NAME,
+                source,
+            }
+        })?;
+        Ok(StateDiff {
+            from: old.version,
+            to: new.version,
+            changes,
+        })
+    }
+
+    /// The audit trail of `stream`, the versions in `range`.
+    async fn stream_history(
+        &self,
+        stream: &StreamId,
+        range: ReadRange,
+    ) -> Result<Vec<Envelope<Decoded<A::Event>>>> {
+        if range.end.is_some_and(|end| end < range.first()) {
+            return Ok(Vec::new());
+        }
+        let mut events = self.store.read_stream(stream, range);
         let mut trail = Vec::new();
         while let Some(recorded) = next(&mut events).await {
             let recorded = recorded?;
@@ -635,13 +848,16 @@ where
 
     /// Loads, runs `decide` on the state, and appends the events it returns
     /// at the loaded version. On a conflict, folds the other writer's events
-    /// in and decides again, up to the configured retries.
+    /// in and decides again (or, under [`ConflictPolicy::CheckConflicts`],
+    /// appends the same events after theirs when the aggregate says they do
+    /// not conflict), up to the configured retries.
     ///
     /// # Errors
     ///
     /// [`ExecuteError::Rejected`] with the decision's refusal;
-    /// [`ExecuteError::Store`] with a [`Conflict`] when the retries ran out,
-    /// or what loading or appending failed with.
+    /// [`ExecuteError::Conflict`] when the retries ran out, with the events
+    /// appended meanwhile; [`ExecuteError::Store`] with what loading or
+    /// appending failed with.
     pub async fn execute<I, F, D>(
         &self,
         id: &I,
@@ -737,24 +953,29 @@ where
             }
         }
         let mut attempts = 0;
+        let mut reruns = 0;
+        // The version the decision last ran on, and the events appended
+        // after it (kept for `Aggregate::conflicts`): what a kept decision
+        // is judged against is everything it did not see.
+        let mut decided_at = folded.version;
+        let mut theirs: Vec<A::Event> = Vec::new();
         let mut kept: Option<Vec<A::Event>> = None;
         loop {
             attempts += 1;
-            let events = match kept.take() {
-                Some(events) => events,
-                None => decide(&folded.state)
+            let events = if let Some(events) = kept.take() {
+                events
+            } else {
+                if attempts > 1 {
+                    reruns += 1;
+                }
+                decided_at = folded.version;
+                theirs.clear();
+                decide(&folded.state)
                     .into_events()
-                    .map_err(ExecuteError::Rejected)?,
+                    .map_err(ExecuteError::Rejected)?
             };
             if events.is_empty() {
-                return Ok(Executed {
-                    state: folded.state,
-                    version: folded.version,
-                    events,
-                    position: None,
-                    attempts,
-                    repeated: false,
-                });
+                return Ok(self.executed(stream, folded, events, None, (attempts, reruns)));
             }
             let new_events = encode::<A>(&events, metadata, occurred_at).map_err(Error::from)?;
             let appended = self
@@ -763,35 +984,88 @@ where
                 .await;
             match appended {
                 Ok(appended) => {
-                    for event in &events {
-                        folded.state.apply(event);
-                    }
-                    let before = folded.version;
-                    folded.version = appended.version;
-                    let due = A::SNAPSHOT.is_some_and(|p| crossed(before, folded.version, p.every));
-                    self.after_fold(stream, &folded, due);
-                    return Ok(Executed {
-                        state: folded.state,
-                        version: folded.version,
-                        events,
-                        position: appended.last_position,
-                        attempts,
-                        repeated: appended.repeated,
-                    });
+                    let tries = (attempts, reruns);
+                    return Ok(self.executed(stream, folded, events, Some(&appended), tries));
                 }
-                Err(Error::Conflict(conflict)) if attempts <= self.retries => {
+                Err(Error::Conflict(conflict)) if attempts > self.retries => {
+                    let concurrent = self
+                        .read_between(stream, decided_at, Some(conflict.actual))
+                        .await?;
+                    return Err(ExecuteError::Conflict(Box::new(CommandConflict {
+                        conflict,
+                        attempts,
+                        reruns,
+                        concurrent,
+                    })));
+                }
+                Err(Error::Conflict(conflict)) => {
                     tracing::debug!(%stream, expected = %conflict.expected, actual = conflict.actual, attempts, "conflict, retrying");
                     let check = self.policy == ConflictPolicy::CheckConflicts;
-                    let mut theirs = Vec::new();
                     self.fold_after(stream, &mut folded, check.then_some(&mut theirs))
                         .await?;
                     if check && !A::conflicts(&events, &theirs) {
+                        tracing::debug!(%stream, concurrent = theirs.len(), "no conflict by the aggregate; appending after them");
                         kept = Some(events);
                     }
                 }
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// What a command did to `stream`: with `appended`, its `events` are
+    /// folded into the state, which is cached and snapshotted as due; with
+    /// nothing appended, the state as the decision saw it. `tries`:
+    /// attempts and reruns.
+    fn executed(
+        &self,
+        stream: &StreamId,
+        mut folded: Folded<A>,
+        events: Vec<A::Event>,
+        appended: Option<&AppendResult>,
+        (attempts, reruns): (u32, u32),
+    ) -> Executed<A> {
+        let mut position = None;
+        if let Some(appended) = appended.filter(|_| !events.is_empty()) {
+            for event in &events {
+                folded.state.apply(event);
+            }
+            let before = folded.version;
+            folded.version = appended.version;
+            position = appended.last_position;
+            let due = A::SNAPSHOT.is_some_and(|p| crossed(before, folded.version, p.every));
+            self.after_fold(stream, &folded, due);
+        }
+        Executed {
+            state: folded.state,
+            version: folded.version,
+            events,
+            position,
+            attempts,
+            reruns,
+            repeated: appended.is_some_and(|a| a.repeated),
+        }
+    }
+
+    /// The stored events of `stream` after version `after`, up to `end`.
+    async fn read_between(
+        &self,
+        stream: &StreamId,
+        after: u64,
+        end: Option<u64>,
+    ) -> Result<Vec<RecordedEvent>> {
+        let Some(start) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        if end.is_some_and(|end| end < start) {
+            return Ok(Vec::new());
+        }
+        let mut events = self.store.read_stream(stream, ReadRange { start, end });
+        let mut read = Vec::new();
+        while let Some(event) = next(&mut events).await {
+            read.push(event?);
+        }
+        Ok(read)
     }
 
     /// Whether the first `version` events of `stream` include the event
@@ -1412,7 +1686,7 @@ where
         }
         let maybe_repeat = match &outcome {
             Ok(done) => done.repeated || done.events.is_empty(),
-            Err(ExecuteError::Rejected(_)) => true,
+            Err(ExecuteError::Rejected(_) | ExecuteError::Conflict(_)) => true,
             Err(ExecuteError::Store(error)) => {
                 matches!(error, Error::DuplicateEvent { .. } | Error::Conflict(_))
             }
@@ -1504,6 +1778,7 @@ where
             events,
             position,
             attempts: 0,
+            reruns: 0,
             repeated: true,
         })
     }

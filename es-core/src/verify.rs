@@ -61,9 +61,11 @@
 //!   ignore it and take a new one. A snapshot that does not decode, or that
 //!   is past the end of its stream, is reported (a repository would ignore
 //!   or replace it too, but it says something went wrong).
-//! - States are compared as JSON values (the snapshot codec of the derive),
-//!   so the order of a map's keys does not count; a state whose snapshot is
-//!   not JSON is compared byte for byte.
+//! - States are compared as JSON values (the snapshot codec of the derive)
+//!   with [`diff`](crate::diff::diff), so the order of a map's keys does
+//!   not count, and each differing place is named by its JSON pointer (the
+//!   first five); a state whose snapshot is not JSON is compared byte for
+//!   byte.
 //! - Streams of aggregate types not given to [`Verify::aggregate`] are not
 //!   findings: they are counted in [`Report::unchecked`], since one program
 //!   often owns only some of a store's aggregates.
@@ -401,13 +403,20 @@ fn drift<A: Aggregate>(state: &A, stored: &[u8]) -> Option<String> {
         serde_json::from_slice::<serde_json::Value>(&rebuilt),
     ) {
         (Ok(stored), Ok(rebuilt)) => {
-            let mut paths = Vec::new();
-            differences(&stored, &rebuilt, &mut String::new(), &mut paths);
-            (!paths.is_empty()).then(|| {
-                let more = paths.len().saturating_sub(DRIFT_PATHS);
-                let mut reason = paths
-                    .into_iter()
+            let changes = crate::diff::diff(&stored, &rebuilt);
+            (!changes.is_empty()).then(|| {
+                let more = changes.len().saturating_sub(DRIFT_PATHS);
+                let mut reason = changes
+                    .iter()
                     .take(DRIFT_PATHS)
+                    .map(|c| {
+                        format!(
+                            "`{}`: snapshot {}, events {}",
+                            c.shown_path(),
+                            crate::diff::shown(c.old.as_ref()),
+                            crate::diff::shown(c.new.as_ref())
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("; ");
                 if more > 0 {
@@ -419,58 +428,6 @@ fn drift<A: Aggregate>(state: &A, stored: &[u8]) -> Option<String> {
         _ => (stored != rebuilt.as_slice())
             .then(|| "the snapshot's bytes differ from the rebuilt state's".to_owned()),
     }
-}
-
-/// Collects into `out`, as `` `/json/pointer`: snapshot X, events Y ``,
-/// every place where `stored` and `rebuilt` differ.
-fn differences(
-    stored: &serde_json::Value,
-    rebuilt: &serde_json::Value,
-    path: &mut String,
-    out: &mut Vec<String>,
-) {
-    use serde_json::Value;
-    match (stored, rebuilt) {
-        (Value::Object(a), Value::Object(b)) => {
-            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            for key in keys {
-                let len = path.len();
-                path.push('/');
-                path.push_str(&key.replace('~', "~0").replace('/', "~1"));
-                match (a.get(key), b.get(key)) {
-                    (Some(x), Some(y)) => differences(x, y, path, out),
-                    (x, y) => out.push(difference(path, x, y)),
-                }
-                path.truncate(len);
-            }
-        }
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                let len = path.len();
-                path.push('/');
-                path.push_str(&i.to_string());
-                differences(x, y, path, out);
-                path.truncate(len);
-            }
-        }
-        (a, b) if a != b => out.push(difference(path, Some(a), Some(b))),
-        _ => {}
-    }
-}
-
-fn difference(
-    path: &str,
-    stored: Option<&serde_json::Value>,
-    rebuilt: Option<&serde_json::Value>,
-) -> String {
-    let show =
-        |v: Option<&serde_json::Value>| v.map_or_else(|| "nothing".to_owned(), ToString::to_string);
-    let path = if path.is_empty() { "/" } else { path };
-    format!(
-        "`{path}`: snapshot {}, events {}",
-        show(stored),
-        show(rebuilt)
-    )
 }
 
 /// Where the check is.

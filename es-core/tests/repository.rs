@@ -534,12 +534,27 @@ async fn without_retries_a_conflict_is_returned() {
         .await
         .unwrap_err();
     assert_eq!(calls, 1);
-    assert!(matches!(&error, ExecuteError::Store(Error::Conflict(_))));
+    assert!(matches!(&error, ExecuteError::Conflict(_)));
     let conflict = error.as_conflict().expect("a conflict");
     assert_eq!(conflict.stream, stream);
     assert_eq!(conflict.expected, ExpectedVersion::Exact(0));
     assert_eq!(conflict.actual, 1);
     assert!(error.rejection().is_none());
+    // It carries what it raced against, as stored and decoded.
+    let raced = error.as_command_conflict().expect("the command's conflict");
+    assert_eq!((raced.attempts, raced.reruns), (1, 0));
+    assert_eq!(raced.concurrent.len(), 1);
+    assert_eq!(
+        raced.concurrent[0].metadata.actor.as_deref(),
+        Some("other-writer")
+    );
+    let missed: Vec<_> = raced.events::<Tally>().unwrap();
+    assert_eq!(missed.len(), 1);
+    assert_eq!((missed[0].version, &missed[0].event), (1, &added(100)));
+    assert!(
+        error.to_string().contains("1 events appended meanwhile"),
+        "{error}"
+    );
 
     // Only the other writer's event is stored.
     let history = tallies.history("t").await.unwrap();
@@ -573,6 +588,12 @@ async fn retries_are_bounded() {
         ExpectedVersion::Exact(u64::from(retries))
     );
     assert_eq!(conflict.actual, u64::from(retries) + 1);
+    // The last decision ran on version `retries` and missed one event.
+    let raced = error.as_command_conflict().unwrap();
+    assert_eq!((raced.attempts, raced.reruns), (retries + 1, retries));
+    let missed = raced.events::<Tally>().unwrap();
+    assert_eq!(missed.len(), 1);
+    assert_eq!(missed[0].event, added(i64::from(retries)));
 
     // One race fewer: the last attempt wins.
     let probe = Probe::default();
@@ -582,6 +603,10 @@ async fn retries_are_bounded() {
     }
     let done = tallies.execute("t", |_| Added { n: 9 }).await.unwrap();
     assert_eq!(done.attempts, 3);
+    assert_eq!(
+        (done.reruns, done.conflicts(), done.reruns_avoided()),
+        (2, 2, 0)
+    );
     assert_eq!(done.version, 3);
     assert_eq!(done.state.sums.seen, [0, 1, 9]);
 }
@@ -608,6 +633,10 @@ async fn check_conflicts_appends_without_rerunning_when_the_aggregate_allows() {
         .await
         .unwrap();
     assert_eq!(calls, 1, "the decision must not run again");
+    assert_eq!(
+        (done.attempts, done.reruns, done.reruns_avoided()),
+        (2, 0, 1)
+    );
     // Our event, decided on the empty state, goes after theirs.
     assert_eq!(done.events, [added(1)]);
     assert_eq!(done.version, 3);
@@ -643,9 +672,101 @@ async fn check_conflicts_reruns_when_the_events_conflict() {
         .unwrap();
     assert_eq!(calls, 2);
     assert_eq!(done.attempts, 2);
+    assert_eq!((done.reruns, done.reruns_avoided()), (1, 0));
     assert_eq!(done.events, [added(101)]);
     assert_eq!(done.state.sums.seen, [100, 101]);
     assert_eq!(CONFLICT_CALLS.with(|c| c.borrow().len()), 1);
+}
+
+/// Kept events that meet a second conflict are judged against every event
+/// since their decision, not only the latest ones.
+#[tokio::test]
+async fn check_conflicts_judges_kept_events_against_everything_since_the_decision() {
+    CONFLICT_CALLS.with(|c| c.borrow_mut().clear());
+    let probe = Probe::default();
+    let flex = Repository::<Flex<false>, _>::new(probe.clone())
+        .with_conflict_policy(ConflictPolicy::CheckConflicts);
+    let stream = flex.stream_id("t").unwrap();
+    probe.interfere(&stream, vec![theirs(100)]);
+    probe.interfere(&stream, vec![theirs(200), theirs(300)]);
+
+    let mut calls = 0;
+    let done = flex
+        .execute("t", |_: &Flex<false>| {
+            calls += 1;
+            vec![Added { n: 1 }]
+        })
+        .await
+        .unwrap();
+    assert_eq!(calls, 1);
+    assert_eq!(
+        (done.attempts, done.reruns, done.reruns_avoided()),
+        (3, 0, 2)
+    );
+    assert_eq!(done.state.sums.seen, [100, 200, 300, 1]);
+    let calls = CONFLICT_CALLS.with(|c| c.borrow().clone());
+    assert_eq!(
+        calls,
+        [
+            (vec![added(1)], vec![added(100)]),
+            (vec![added(1)], vec![added(100), added(200), added(300)]),
+        ]
+    );
+}
+
+/// A conflict the aggregate judges real re-runs the decision; when the
+/// retries run out, the error lists exactly the events appended after the
+/// last decision's state.
+#[tokio::test]
+async fn check_conflicts_out_of_retries_reports_what_the_last_decision_missed() {
+    let probe = Probe::default();
+    let flex = Repository::<Flex<true>, _>::new(probe.clone())
+        .with_conflict_policy(ConflictPolicy::CheckConflicts)
+        .with_retries(1);
+    let stream = flex.stream_id("t").unwrap();
+    probe.interfere(&stream, vec![theirs(100)]);
+    probe.interfere(&stream, vec![theirs(200), theirs(300)]);
+
+    let mut seen = Vec::new();
+    let error = flex
+        .execute("t", |t: &Flex<true>| {
+            seen.push(t.sums.total);
+            vec![Added { n: 1 }]
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(seen, [0, 100], "decided on the empty state, then on v1");
+    let raced = error.as_command_conflict().unwrap();
+    assert_eq!((raced.attempts, raced.reruns), (2, 1));
+    assert_eq!(raced.conflict.expected, ExpectedVersion::Exact(1));
+    assert_eq!(raced.conflict.actual, 3);
+    let missed: Vec<_> = raced
+        .events::<Flex<true>>()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.version, e.event))
+        .collect();
+    assert_eq!(missed, [(2, added(200)), (3, added(300))]);
+
+    // Kept events out of retries: everything since their decision.
+    let probe = Probe::default();
+    let flex = Repository::<Flex<false>, _>::new(probe.clone())
+        .with_conflict_policy(ConflictPolicy::CheckConflicts)
+        .with_retries(1);
+    probe.interfere(&stream, vec![theirs(100)]);
+    probe.interfere(&stream, vec![theirs(200)]);
+    let error = flex
+        .execute("t", |_: &Flex<false>| vec![Added { n: 1 }])
+        .await
+        .unwrap_err();
+    let raced = error.as_command_conflict().unwrap();
+    assert_eq!((raced.attempts, raced.reruns), (2, 0));
+    assert_eq!(raced.concurrent.len(), 2);
+    assert_eq!(
+        flex.load("t").await.unwrap().state.sums.seen,
+        [100, 200],
+        "ours was never appended"
+    );
 }
 
 #[tokio::test]

@@ -320,6 +320,10 @@ where
                     error,
                 });
             }
+            // A writer importing the same lead at the same time.
+            Err(ExecuteError::Conflict(raced)) => {
+                return Err(es_core::Error::Conflict(raced.conflict).into());
+            }
             Err(ExecuteError::Store(error)) => return Err(error.into()),
         }
     }

@@ -88,12 +88,55 @@ pub struct EscalationWithdrawn {
     pub reason: Reason,
 }
 
+/// A message was moved out of this ticket to another (posted on the wrong
+/// ticket): it no longer counts here. The other ticket records
+/// [`MessageMovedIn`] in the same atomic append.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(name = "message-moved-out")]
+pub struct MessageMovedOut {
+    /// The message's number in this ticket (see [`Ticket::move_message`]).
+    pub message: u32,
+    /// The id of the ticket it went to.
+    pub to: String,
+}
+
+/// A message moved here from another ticket, with its text and author.
+#[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(name = "message-moved-in")]
+pub struct MessageMovedIn {
+    /// The id of the ticket it came from.
+    pub from: String,
+    /// Its number in that ticket.
+    pub message: u32,
+    /// The text.
+    pub body: String,
+    /// `customer`, or an agent's id.
+    pub by: String,
+}
+
 /// The ticket was closed.
 #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[event(name = "ticket-closed")]
 pub struct TicketClosed {
     /// How it ended.
     pub resolution: String,
+}
+
+/// Message number `n` of a ticket, as its `history` records it (see
+/// [`Ticket::move_message`] for the numbering): the text and author of the
+/// `n`-th message added or moved in. `None` when the history has fewer;
+/// whether the message is still on the ticket is for
+/// [`Ticket::holds_message`] to say.
+pub fn message(history: &[Envelope<Decoded<TicketEvent>>], n: u32) -> Option<MessageAdded> {
+    let mut messages = history.iter().filter_map(|e| match e.event.event()? {
+        TicketEvent::MessageAdded(m) => Some(m.clone()),
+        TicketEvent::MessageMovedIn(m) => Some(MessageAdded {
+            body: m.body.clone(),
+            by: m.by.clone(),
+        }),
+        _ => None,
+    });
+    messages.nth(usize::try_from(n.checked_sub(1)?).ok()?)
 }
 
 /// Where a ticket is in its life.
@@ -117,9 +160,12 @@ pub enum Status {
         MessageAdded,
         TicketEscalated,
         TicketClosed,
-        EscalationWithdrawn
+        EscalationWithdrawn,
+        MessageMovedOut,
+        MessageMovedIn
     ),
-    snapshot(every = 100)
+    snapshot(every = 100),
+    conflicts = Ticket::conflicts_with
 )]
 pub struct Ticket {
     /// Its status.
@@ -132,6 +178,11 @@ pub struct Ticket {
     pub messages: u32,
     /// Whether the last message came from the customer (they wait for us).
     pub customer_waiting: bool,
+    /// The numbers of the messages moved out to other tickets, in order.
+    /// Absent from snapshots while empty: snapshots taken before messages
+    /// could move read as they did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moved_out: Vec<u32>,
 }
 
 /// Why a command was refused.
@@ -151,6 +202,10 @@ pub enum TicketError {
     NotEscalated,
     /// A required text is empty.
     Empty(&'static str),
+    /// The ticket holds no message of this number (never, or moved out).
+    NoSuchMessage(u32),
+    /// A message cannot move to the ticket it is on.
+    SameTicket,
 }
 
 impl fmt::Display for TicketError {
@@ -165,6 +220,8 @@ impl fmt::Display for TicketError {
             }
             TicketError::NotEscalated => f.write_str("the ticket is not escalated"),
             TicketError::Empty(what) => write!(f, "the {what} is empty"),
+            TicketError::NoSuchMessage(n) => write!(f, "the ticket holds no message {n}"),
+            TicketError::SameTicket => f.write_str("a message cannot move to its own ticket"),
         }
     }
 }
@@ -196,6 +253,21 @@ impl Apply<TicketEscalated> for Ticket {
 impl Apply<EscalationWithdrawn> for Ticket {
     fn apply(&mut self, _: &EscalationWithdrawn) {
         self.escalated = false;
+    }
+}
+
+impl Apply<MessageMovedOut> for Ticket {
+    fn apply(&mut self, event: &MessageMovedOut) {
+        self.messages = self.messages.saturating_sub(1);
+        self.moved_out.push(event.message);
+    }
+}
+
+/// A moved message counts here from now on; it does not say who waits
+/// (it was written earlier, elsewhere).
+impl Apply<MessageMovedIn> for Ticket {
+    fn apply(&mut self, _: &MessageMovedIn) {
+        self.messages += 1;
     }
 }
 
@@ -295,6 +367,84 @@ impl Ticket {
         self.require_open()?;
         Ok(TicketClosed {
             resolution: resolution.to_owned(),
+        })
+    }
+
+    /// Moves message number `message` (see below) of ticket `from` to
+    /// ticket `to`, with its text and author as `from`'s history records
+    /// them: a decision over two tickets, for
+    /// `Repository::execute_many([from_id, to_id], ..)`, which appends both
+    /// events atomically, each ticket at the version it was read at.
+    ///
+    /// A ticket numbers its messages 1, 2, ... in the order they arrived
+    /// (added or moved in); a number stays with its message, and a moved
+    /// one leaves a gap.
+    ///
+    /// # Errors
+    ///
+    /// When either ticket is not open, both are the same,
+    /// [`TicketError::NoSuchMessage`] when `from` holds no message
+    /// `message` (never, or moved out already).
+    pub fn move_message(
+        [from, to]: [&Ticket; 2],
+        ids: [&str; 2],
+        message: u32,
+        moved: &MessageAdded,
+    ) -> Result<[TicketEvent; 2], TicketError> {
+        let [from_id, to_id] = ids;
+        if from_id == to_id {
+            return Err(TicketError::SameTicket);
+        }
+        from.require_open()?;
+        to.require_open()?;
+        if !from.holds_message(message) {
+            return Err(TicketError::NoSuchMessage(message));
+        }
+        Ok([
+            MessageMovedOut {
+                message,
+                to: to_id.to_owned(),
+            }
+            .into(),
+            MessageMovedIn {
+                from: from_id.to_owned(),
+                message,
+                body: moved.body.clone(),
+                by: moved.by.clone(),
+            }
+            .into(),
+        ])
+    }
+
+    /// Whether message number `message` is on this ticket.
+    pub fn holds_message(&self, message: u32) -> bool {
+        let received = u64::from(self.messages) + self.moved_out.len() as u64;
+        message >= 1 && u64::from(message) <= received && !self.moved_out.contains(&message)
+    }
+
+    /// Whether our new events conflict with `theirs`, appended by another
+    /// writer since our decision ran (used with
+    /// `ConflictPolicy::CheckConflicts`): adding a message depends only on
+    /// the ticket being open, so messages do not conflict with other
+    /// messages, escalations, withdrawals or moves; they conflict with a
+    /// close. Every other decision depends on more of the state (who wrote
+    /// last, whether it is escalated, which messages it holds), so it
+    /// conflicts with anything: an escalation racing a close is decided
+    /// again on the fresh state.
+    pub fn conflicts_with(ours: &[TicketEvent], theirs: &[TicketEvent]) -> bool {
+        let only_messages = ours
+            .iter()
+            .all(|e| matches!(e, TicketEvent::MessageAdded(_)));
+        if !only_messages {
+            return true;
+        }
+        theirs.iter().any(|e| match e {
+            TicketEvent::MessageAdded(_)
+            | TicketEvent::TicketEscalated(_)
+            | TicketEvent::EscalationWithdrawn(_)
+            | TicketEvent::MessageMovedOut(_)
+            | TicketEvent::MessageMovedIn(_) => false,
+            TicketEvent::TicketOpened(_) | TicketEvent::TicketClosed(_) => true,
         })
     }
 

@@ -1,7 +1,8 @@
 //! `ticket`: the Ticket example as a command line.
 //!
 //! `cargo run -p ticket` runs a scripted scenario and prints the ticket's
-//! state and history; the subcommands work on one ticket at a time. Events
+//! state and history; the subcommands work on one ticket at a time
+//! (`move-message` on two, `race` on a new one). Events
 //! are kept in `tickets.db` (SQLite; `--db` to choose the file), so tickets
 //! survive restarts; `--memory` keeps them in memory instead.
 //!
@@ -102,17 +103,43 @@ enum Command {
         #[command(flatten)]
         once: Once,
     },
-    /// Print a ticket's state, now or in the past.
+    /// Move a message posted on the wrong ticket to another, both tickets
+    /// changed in one atomic append.
+    MoveMessage {
+        /// The ticket the message is on.
+        from: String,
+        /// The ticket it goes to.
+        to: String,
+        /// The message's number on FROM (1 for the first message added or
+        /// moved in, and so on); default: the last one still there.
+        #[arg(long)]
+        message: Option<u32>,
+        /// Who moves it.
+        #[arg(long, default_value = "agent")]
+        by: String,
+    },
+    /// Print a ticket's state, now or in the past, or how it changed
+    /// between two versions.
     Show {
         /// The ticket's id.
         id: String,
         /// The state at this version.
-        #[arg(long, conflicts_with = "as_of")]
+        #[arg(long, conflicts_with_all = ["as_of", "diff"])]
         at_version: Option<u64>,
         /// The state at this time (RFC 3339, e.g. 2026-11-23T18:00:00Z).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "diff")]
         as_of: Option<Timestamp>,
+        /// How the state changed from version A to version B (`A..B`):
+        /// each changed field with its value at both, then the events
+        /// between.
+        #[arg(long, value_name = "A..B", value_parser = parse_versions)]
+        diff: Option<(u64, u64)>,
     },
+    /// Two agents add a message to one new ticket at the same moment, then
+    /// one closes it while the other escalates it: shows which conflicts
+    /// the domain lets through without deciding again, and which it
+    /// decides again.
+    Race,
     /// Print a ticket's history: who did what, when and why; every event
     /// as recorded (corrections marked), then what still stands.
     History {
@@ -189,7 +216,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run<S: EventStore + SnapshotStore>(
+fn run<S: EventStore + SnapshotStore + Clone>(
     tickets: &Repository<Ticket, S>,
     command: Command,
 ) -> Result<(), Failure> {
@@ -230,29 +257,7 @@ fn run<S: EventStore + SnapshotStore>(
             reason,
             by,
             once,
-        } => {
-            let meta = once.on(Metadata::new()
-                .actor(by)
-                .command("correct-escalation")
-                .reason(reason.clone()));
-            // The escalation to correct is found in the current trail: a
-            // repeat must be known before, as the first run changed it.
-            if let Some(done) = tickets.earlier_outcome(&id, &meta)? {
-                report(Ok(done))?;
-                return show(tickets, &id);
-            }
-            let Some(escalation) = last_escalation(&tickets.trail(&id)?) else {
-                return Err(format!("refused: ticket {id} has no escalation to correct").into());
-            };
-            report(
-                tickets
-                    .command(&id)
-                    .metadata(meta)
-                    .compensating(escalation)
-                    .execute(|t| t.withdraw_escalation(Reason(reason.clone()))),
-            )?;
-            show(tickets, &id)
-        }
+        } => correct_escalation(tickets, &id, &reason, by, &once),
         Command::Close {
             id,
             resolution,
@@ -266,10 +271,23 @@ fn run<S: EventStore + SnapshotStore>(
             report(tickets.execute_with(&id, meta, |t| t.close(&resolution)))?;
             show(tickets, &id)
         }
+        Command::MoveMessage {
+            from,
+            to,
+            message,
+            by,
+        } => move_message(tickets, &from, &to, message, by),
+        Command::Show {
+            id,
+            diff: Some((from, to)),
+            ..
+        } => show_diff(tickets, &id, from, to),
+        Command::Race => race(tickets),
         Command::Show {
             id,
             at_version,
             as_of,
+            diff: None,
         } => {
             let loaded = match (at_version, as_of) {
                 (Some(v), _) => tickets.load_at(&id, v)?,
@@ -336,6 +354,124 @@ fn audit_chain(store: &SqliteStore, kept: Option<ChainHead>) -> Result<(), Failu
     }
 }
 
+/// `A..B` as two versions.
+fn parse_versions(text: &str) -> Result<(u64, u64), String> {
+    let (from, to) = text
+        .split_once("..")
+        .ok_or_else(|| format!("`{text}` is not a range of versions like 3..6"))?;
+    let version = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("`{v}` is not a version: {e}"))
+    };
+    Ok((version(from)?, version(to)?))
+}
+
+/// Moves message `message` (default: the last one still on `from`) to
+/// `to`, both tickets in one atomic append.
+fn move_message<S: EventStore + SnapshotStore>(
+    tickets: &Repository<Ticket, S>,
+    from: &str,
+    to: &str,
+    message: Option<u32>,
+    by: String,
+) -> Result<(), Failure> {
+    let source = tickets.load(from)?;
+    let received = source.messages + u32::try_from(source.moved_out.len())?;
+    let Some(n) = message.or_else(|| (1..=received).rev().find(|&n| source.holds_message(n)))
+    else {
+        return Err(format!("refused: ticket {from} holds no message").into());
+    };
+    let Some(moved) = ticket::message(&tickets.history(from)?, n) else {
+        return Err(format!("refused: {}", TicketError::NoSuchMessage(n)).into());
+    };
+    let meta = Metadata::new().actor(by).command("move-message");
+    let outcome = tickets.execute_many_with([from, to], meta, |states| {
+        Ticket::move_message(states, [from, to], n, &moved)
+    });
+    match outcome {
+        Ok([out, into]) => {
+            println!(
+                "ok: message {n} moved; ticket {from} at version {}, ticket {to} at version {}",
+                out.version, into.version
+            );
+            show(tickets, from)?;
+            show(tickets, to)
+        }
+        Err(ExecuteError::Rejected(why)) => Err(format!("refused: {why}").into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `ticket race`: see [`ticket::race`].
+fn race<S: EventStore + SnapshotStore + Clone>(
+    tickets: &Repository<Ticket, S>,
+) -> Result<(), Failure> {
+    let store = tickets.as_async().store();
+    // Two servers: a repository each, judging conflicts with the domain.
+    let server = || {
+        Repository::<Ticket, _>::new(store.clone())
+            .with_conflict_policy(ConflictPolicy::CheckConflicts)
+    };
+    let (a, b) = (server(), server());
+    let id = format!(
+        "race-{}",
+        &es_core::Uuid::now_v7().simple().to_string()[20..]
+    );
+    tickets.execute(&id, |t| t.open("Printer on fire", "ada@example.com"))?;
+    tickets.execute(&id, |t| t.add_message("It smokes.", "customer"))?;
+
+    println!("== ticket {id}: agent-7 and agent-9 answer at the same moment\n");
+    let (seven, nine) = ticket::race::race(
+        &a,
+        &b,
+        &id,
+        |t| t.add_message("We are on it.", "agent-7"),
+        |t| t.add_message("Unplug it, please.", "agent-9"),
+    );
+    describe("agent-7's message", &seven);
+    describe("agent-9's message", &nine);
+
+    tickets.execute(&id, |t| t.add_message("Still smoking!", "customer"))?;
+    println!("\n== the customer writes again; agent-7 closes while agent-9 escalates\n");
+    let (close, escalate) = ticket::race::race(
+        &a,
+        &b,
+        &id,
+        |t| t.close("replaced the fuser"),
+        |t| t.escalate(Reason("smoke".into()), AgentId("agent-9".into())),
+    );
+    describe("the close", &close);
+    describe("the escalation", &escalate);
+    println!();
+    show(tickets, &id)
+}
+
+/// One side of a race, in a sentence.
+fn describe(what: &str, side: &ticket::race::Side) {
+    let how = match (&side.outcome, side.lost()) {
+        (Ok(done), false) => format!("won the race: appended at v{}", done.version),
+        (Ok(done), true) if done.reruns == 0 => format!(
+            "lost the race, and the domain saw no conflict: appended after the winner at v{} \
+             without deciding again ({} attempts, {} rerun avoided)",
+            done.version,
+            done.attempts,
+            done.reruns_avoided()
+        ),
+        (Ok(done), true) => format!(
+            "lost the race, and the domain saw a conflict: decided again on the fresh state, \
+             appended at v{} ({} attempts, {} rerun)",
+            done.version, done.attempts, done.reruns
+        ),
+        (Err(ExecuteError::Rejected(why)), true) => format!(
+            "lost the race, and the domain saw a conflict: decided again on the fresh state, \
+             and refused: {why}"
+        ),
+        (Err(e), _) => format!("failed: {e}"),
+    };
+    println!("{what} {how}");
+}
+
 /// The replay check, with a progress bar on a terminal.
 fn verify<S: EventStore + SnapshotStore>(store: &S) -> Result<(), Failure> {
     let bar = indicatif::ProgressBar::new(0);
@@ -366,6 +502,60 @@ fn verify<S: EventStore + SnapshotStore>(store: &S) -> Result<(), Failure> {
         0 => Ok(()),
         n => Err(format!("the replay check found {n} problems").into()),
     }
+}
+
+/// `correct-escalation`: withdraws the last escalation in force with a
+/// compensating event.
+fn correct_escalation<S: EventStore + SnapshotStore>(
+    tickets: &Repository<Ticket, S>,
+    id: &str,
+    reason: &str,
+    by: String,
+    once: &Once,
+) -> Result<(), Failure> {
+    let meta = once.on(Metadata::new()
+        .actor(by)
+        .command("correct-escalation")
+        .reason(reason));
+    // The escalation to correct is found in the current trail: a
+    // repeat must be known before, as the first run changed it.
+    if let Some(done) = tickets.earlier_outcome(id, &meta)? {
+        report(Ok(done))?;
+        return show(tickets, id);
+    }
+    let Some(escalation) = last_escalation(&tickets.trail(id)?) else {
+        return Err(format!("refused: ticket {id} has no escalation to correct").into());
+    };
+    report(
+        tickets
+            .command(id)
+            .metadata(meta)
+            .compensating(escalation)
+            .execute(|t| t.withdraw_escalation(Reason(reason.to_owned()))),
+    )?;
+    show(tickets, id)
+}
+
+/// `show --diff FROM..TO`: what changed between two versions, and the
+/// events between them.
+fn show_diff<S: EventStore + SnapshotStore>(
+    tickets: &Repository<Ticket, S>,
+    id: &str,
+    from: u64,
+    to: u64,
+) -> Result<(), Failure> {
+    let diff = tickets.diff(id, from, to)?;
+    println!("ticket {id}, {diff}");
+    let between =
+        tickets.history_between(id, diff.from.min(diff.to) + 1..=diff.from.max(diff.to))?;
+    if !between.is_empty() {
+        println!("\n== the events between\n");
+        print_header();
+        for e in &between {
+            print_entry(e, "");
+        }
+    }
+    Ok(())
 }
 
 /// Turns a refused command into an error the user reads.
@@ -508,6 +698,8 @@ fn demo<S: EventStore + SnapshotStore>(tickets: &Repository<Ticket, S>) -> Resul
     print_state(&id, &tickets.load(&id)?);
     println!("\n== the same ticket at version 3, before the correction (time travel)\n");
     print_state(&id, &tickets.load_at(&id, 3)?);
+    println!("\n== what changed since then\n");
+    println!("{}", tickets.diff(&id, 3, u64::MAX)?);
     println!();
     print_history(&tickets.trail(&id)?);
     Ok(())
@@ -573,6 +765,13 @@ fn print_entry(e: &Envelope<Decoded<TicketEvent>>, marks: &str) {
         Decoded::Event(TicketEvent::TicketEscalated(x)) => format!("by {}: {}", x.by, x.reason),
         Decoded::Event(TicketEvent::EscalationWithdrawn(w)) => w.reason.to_string(),
         Decoded::Event(TicketEvent::TicketClosed(c)) => c.resolution.clone(),
+        Decoded::Event(TicketEvent::MessageMovedOut(m)) => {
+            format!("message {} moved to ticket {}", m.message, m.to)
+        }
+        Decoded::Event(TicketEvent::MessageMovedIn(m)) => format!(
+            "{}: \"{}\" (message {} of ticket {})",
+            m.by, m.body, m.message, m.from
+        ),
         // Written by a newer version of this program: shown as stored.
         Decoded::Undecodable { payload, error } => format!("{payload} ({error})"),
     };

@@ -597,3 +597,95 @@ fn the_command_line_runs_a_command_once_per_command_id() {
     assert!(first.contains("customer   open"), "{first}");
     assert!(first.contains(" 6b7c8d9e -"), "{first}");
 }
+
+/// `move-message` moves a message between two tickets in one append;
+/// `show --diff A..B` prints what changed and the events between.
+#[test]
+fn the_command_line_moves_a_message_and_diffs_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket"))
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .output()
+            .expect("the ticket binary runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for args in [
+        &["open", "t-1", "--title", "Printer", "--email", "a@b.c"][..],
+        &["message", "t-1", "It smokes"],
+        &["message", "t-1", "Meant for the scanner", "--by", "agent-7"],
+        &["open", "t-2", "--title", "Scanner", "--email", "a@b.c"],
+    ] {
+        let (ok, _, err) = run(args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let (ok, out, err) = run(&["move-message", "t-1", "t-2", "--by", "agent-7"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("message 2 moved; ticket t-1 at version 4, ticket t-2 at version 2"),
+        "{out}"
+    );
+    let (ok, _, err) = run(&["move-message", "t-1", "t-2", "--message", "2"]);
+    assert!(
+        !ok && err.contains("refused: the ticket holds no message 2"),
+        "{err}"
+    );
+    let (ok, _, err) = run(&["move-message", "t-1", "t-1"]);
+    assert!(!ok && err.contains("names this one twice"), "{err}");
+
+    let (ok, out, _) = run(&["history", "t-2"]);
+    assert!(
+        ok && out.contains("message-moved-in@v1")
+            && out.contains("agent-7: \"Meant for the scanner\" (message 2 of ticket t-1)"),
+        "{out}"
+    );
+    let (ok, out, err) = run(&["show", "t-1", "--diff", "2..4"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("ticket t-1, v2 -> v4:"), "{out}");
+    assert!(out.contains("  /customer_waiting: true -> false"), "{out}");
+    assert!(out.contains("  /moved_out: nothing -> [2]"), "{out}");
+    assert!(
+        !out.contains("/messages:"),
+        "one message added, one moved out: {out}"
+    );
+    let (_, events) = out.split_once("the events between").expect("the events");
+    let versions: Vec<&str> = events
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| v.parse::<u64>().is_ok())
+        .collect();
+    assert_eq!(versions, ["3", "4"], "{out}");
+    let (ok, out, _) = run(&["show", "t-1", "--diff", "4..4"]);
+    assert!(ok && out.contains("v4 -> v4: no change"), "{out}");
+    let (ok, _, err) = run(&["show", "t-1", "--diff", "4"]);
+    assert!(!ok && err.contains("not a range of versions"), "{err}");
+}
+
+/// `race`: two messages at once go in without deciding again; a close
+/// racing an escalation is decided again.
+#[test]
+fn the_command_line_races() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket"))
+        .args(["--memory", "race"])
+        .output()
+        .expect("the ticket binary runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("won the race").count(), 2, "{text}");
+    assert!(
+        text.contains("the domain saw no conflict: appended after the winner at v4 without deciding again (2 attempts, 1 rerun avoided)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the domain saw a conflict: decided again on the fresh state"),
+        "{text}"
+    );
+    assert!(text.contains("status:    Closed"), "{text}");
+}

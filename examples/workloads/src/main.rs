@@ -84,6 +84,14 @@ struct Args {
     /// that checks first would.
     #[arg(long, value_enum)]
     command_ids: Option<CommandIds>,
+    /// contention: what a conflict does (`rerun`: decide again, the
+    /// default; `check-conflicts`: ask `Ticket::conflicts_with`, and append
+    /// a message after the others' without deciding again).
+    #[arg(long, default_value = "rerun")]
+    policy: Policy,
+    /// contention: retries per command (default: the repository's, 3).
+    #[arg(long)]
+    retries: Option<u32>,
 }
 
 /// How the append workloads' commands are made idempotent (`--command-ids`).
@@ -93,6 +101,28 @@ enum CommandIds {
     Fresh,
     /// The same, and each command is looked up before it runs.
     LookUp,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Policy {
+    Rerun,
+    CheckConflicts,
+}
+
+impl Policy {
+    fn name(self) -> &'static str {
+        match self {
+            Policy::Rerun => "rerun",
+            Policy::CheckConflicts => "check-conflicts",
+        }
+    }
+
+    fn conflict_policy(self) -> ConflictPolicy {
+        match self {
+            Policy::Rerun => ConflictPolicy::Rerun,
+            Policy::CheckConflicts => ConflictPolicy::CheckConflicts,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -314,15 +344,14 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
             load_snapshot(db, sync, events, loads, raw).await
         }
         Contention | RawContention => {
-            contention(
-                db,
-                sync,
-                args.tasks.unwrap_or(8),
-                args.commands.unwrap_or(1_000),
-                raw,
-                args.race,
-            )
-            .await
+            let shape = ContentionShape {
+                tasks: args.tasks.unwrap_or(8),
+                each: args.commands.unwrap_or(1_000),
+                race: args.race,
+                policy: args.policy,
+                retries: args.retries,
+            };
+            contention(db, sync, shape, raw).await
         }
         RawAppendBatch => append_batch(db, sync, commands, tickets).await,
         WalFrames | RawWalFrames => {
@@ -737,78 +766,101 @@ async fn load_snapshot(
     })
 }
 
-/// `contention`: `tasks` tasks on one ticket, `each` commands each, with the
-/// repository's default retries on conflict: every command must complete
-/// (a command whose retries run out fails the run), and the final version
-/// must be exactly `tasks * each + 1`. Reports the conflicts and the
-/// attempts per command.
+/// `contention`'s settings.
+#[derive(Clone, Copy)]
+struct ContentionShape {
+    tasks: usize,
+    each: u64,
+    race: bool,
+    policy: Policy,
+    retries: Option<u32>,
+}
+
+/// What the tasks of `contention` counted.
+#[derive(Default)]
+struct Tally {
+    /// `attempts[k]`: how many commands took k + 1 attempts.
+    attempts: Vec<u64>,
+    /// Commands whose retries ran out.
+    failed: u64,
+    /// Conflicts met, by every command (a failed one met one per attempt).
+    conflicts: u64,
+    /// Decisions run again.
+    reruns: u64,
+    /// Conflicts the domain judged harmless: appended without deciding again.
+    reruns_avoided: u64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            attempts: vec![0; 8],
+            ..Tally::default()
+        }
+    }
+
+    fn add(&mut self, other: &Tally) {
+        self.attempts
+            .iter_mut()
+            .zip(&other.attempts)
+            .for_each(|(a, t)| *a += t);
+        self.failed += other.failed;
+        self.conflicts += other.conflicts;
+        self.reruns += other.reruns;
+        self.reruns_avoided += other.reruns_avoided;
+    }
+}
+
+/// `contention`: `tasks` tasks on one ticket, `each` commands each (task
+/// `n` writes as `agent-n`), with the repository's retries on conflict:
+/// every command must complete (a command whose retries run out fails the
+/// run), and the final version must be exactly `tasks * each + 1`. Reports
+/// the conflicts, the attempts per command, and the decisions run again or
+/// avoided (`--policy check-conflicts`).
 async fn contention(
     db: &Path,
     sync: Sync,
-    tasks: usize,
-    each: u64,
+    shape: ContentionShape,
     raw: bool,
-    race: bool,
 ) -> Result<Report, Failure> {
+    let ContentionShape {
+        tasks,
+        each,
+        race,
+        policy,
+        retries,
+    } = shape;
     let store = open(db, sync)?;
-    let repository = Repository::<Ticket, _>::new(store.clone()).with_serialized_commands(!race);
+    let mut repository = Repository::<Ticket, _>::new(store.clone())
+        .with_serialized_commands(!race)
+        .with_conflict_policy(policy.conflict_policy());
+    if let Some(retries) = retries {
+        repository = repository.with_retries(retries);
+    }
     repository
         .execute("hot", |t| t.open("Everyone at once", "c@example.com"))
         .await?;
     let started = Instant::now();
-    // attempts[k]: how many commands took k + 1 attempts.
-    let mut attempts = vec![0u64; 8];
-    let mut failed = 0u64;
+    let mut tally = Tally::new();
     if raw {
         let handles: Vec<_> = (0..tasks)
             .map(|task| {
                 let db = db.to_path_buf();
-                std::thread::spawn(move || -> Result<Vec<u64>, Failure> {
-                    let mut conn = raw::connect(&db, sync)?;
-                    let mut attempts = vec![0u64; 8];
-                    for i in 0..each {
-                        let conflicts = raw::execute_message(
-                            &mut conn,
-                            "ticket-hot",
-                            &body(task as u64 * each + i),
-                            true,
-                        )?;
-                        attempts[(conflicts as usize).min(7)] += 1;
-                    }
-                    Ok(attempts)
-                })
+                std::thread::spawn(move || raw_contention_task(&db, sync, task, each))
             })
             .collect();
         for handle in handles {
-            let theirs = handle.join().map_err(|_| "a task panicked")??;
-            attempts.iter_mut().zip(theirs).for_each(|(a, t)| *a += t);
+            tally.add(&handle.join().map_err(|_| "a task panicked")??);
         }
     } else {
         let handles: Vec<_> = (0..tasks)
             .map(|task| {
                 let repository = repository.clone();
-                tokio::spawn(async move {
-                    let mut attempts = vec![0u64; 8];
-                    let mut failed = 0u64;
-                    for i in 0..each {
-                        let text = body(task as u64 * each + i);
-                        match repository
-                            .execute("hot", |t| t.add_message(&text, "agent-42"))
-                            .await
-                        {
-                            Ok(done) => attempts[(done.attempts as usize - 1).min(7)] += 1,
-                            Err(e) if e.as_conflict().is_some() => failed += 1,
-                            Err(e) => return Err(Failure::from(e.to_string())),
-                        }
-                    }
-                    Ok::<_, Failure>((attempts, failed))
-                })
+                tokio::spawn(async move { contention_task(&repository, task, each).await })
             })
             .collect();
         for handle in handles {
-            let (theirs, lost) = handle.await??;
-            attempts.iter_mut().zip(theirs).for_each(|(a, t)| *a += t);
-            failed += lost;
+            tally.add(&handle.await??);
         }
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -817,22 +869,75 @@ async fn contention(
         .stream_version(&StreamId::new("ticket-hot")?)
         .await?;
     let events = read_count(&store, "ticket-hot").await?;
-    let conflicts: u64 = attempts.iter().enumerate().map(|(k, n)| k as u64 * n).sum();
+    let attempts = &tally.attempts;
     let done = attempts.iter().sum::<u64>();
+    let stored = version.saturating_sub(1);
+    let policy = if raw { "rerun" } else { policy.name() };
     Ok(Report {
         name: if raw { "raw_contention" } else { "contention" },
-        params: json!({"sync": sync_name(sync), "tasks": tasks, "commands_per_task": each, "race": race}),
-        events: tasks as u64 * each,
+        params: json!({"sync": sync_name(sync), "tasks": tasks, "commands_per_task": each, "race": race, "policy": policy, "retries": retries}),
+        events: stored,
         seconds,
-        ok: failed == 0 && version == expected && events == expected,
+        ok: tally.failed == 0 && version == expected && events == expected,
         extra: json!({
-            "conflicts": conflicts,
-            "failed_commands": failed,
-            "attempts_per_command": round((done + conflicts) as f64 / done.max(1) as f64, 3),
+            "conflicts": tally.conflicts,
+            "reruns": tally.reruns,
+            "reruns_avoided": tally.reruns_avoided,
+            "failed_commands": tally.failed,
+            "attempts_per_command": round((done + tally.conflicts) as f64 / (done + tally.failed).max(1) as f64, 3),
             "commands_by_attempts": attempts,
             "final_version": version,
         }),
     })
+}
+
+/// One task of `contention`: `each` messages of `agent-{task}`.
+async fn contention_task(
+    repository: &Repository<Ticket, SqliteStore>,
+    task: usize,
+    each: u64,
+) -> Result<Tally, Failure> {
+    let mut tally = Tally::new();
+    let agent = format!("agent-{task}");
+    for i in 0..each {
+        let text = body(task as u64 * each + i);
+        match repository
+            .execute("hot", |t| t.add_message(&text, &agent))
+            .await
+        {
+            Ok(done) => {
+                tally.attempts[(done.attempts as usize - 1).min(7)] += 1;
+                tally.conflicts += u64::from(done.conflicts());
+                tally.reruns += u64::from(done.reruns);
+                tally.reruns_avoided += u64::from(done.reruns_avoided());
+            }
+            Err(e) if e.as_conflict().is_some() => {
+                tally.failed += 1;
+                if let Some(raced) = e.as_command_conflict() {
+                    tally.conflicts += u64::from(raced.attempts);
+                    tally.reruns += u64::from(raced.reruns);
+                    tally.reruns_avoided += u64::from(raced.attempts - 1 - raced.reruns);
+                }
+            }
+            Err(e) => return Err(Failure::from(e.to_string())),
+        }
+    }
+    Ok(tally)
+}
+
+/// One thread of `raw_contention`: load, decide, insert, and on a conflict
+/// start again (deciding again).
+fn raw_contention_task(db: &Path, sync: Sync, task: usize, each: u64) -> Result<Tally, Failure> {
+    let mut conn = raw::connect(db, sync)?;
+    let mut tally = Tally::new();
+    for i in 0..each {
+        let conflicts =
+            raw::execute_message(&mut conn, "ticket-hot", &body(task as u64 * each + i), true)?;
+        tally.attempts[(conflicts as usize).min(7)] += 1;
+        tally.conflicts += conflicts;
+        tally.reruns += conflicts;
+    }
+    Ok(tally)
 }
 
 async fn read_count(store: &SqliteStore, stream: &str) -> Result<u64, Failure> {
