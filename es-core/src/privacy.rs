@@ -217,6 +217,17 @@ pub enum PrivacyError {
     /// A key-encryption key of the wrong length or encoding.
     #[error("a key-encryption key is 32 bytes (64 hex digits): {0}")]
     InvalidKey(&'static str),
+    /// An environment variable that should hold a key-encryption key does
+    /// not.
+    #[error(
+        "the environment variable `{var}` holds no key-encryption key (64 hex digits): {reason}"
+    )]
+    InvalidKeyVariable {
+        /// The variable.
+        var: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A key file cannot be read, or created.
     #[error("key file `{}`", path.display())]
     KeyFile {
@@ -225,6 +236,14 @@ pub enum PrivacyError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// A key file that others than its owner may read or write.
+    #[error("key file `{}` may be read or written by others (mode {mode:o}): run `chmod 600` on it", path.display())]
+    InsecureKeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
     },
     /// A value over the cipher's limit (256 GiB).
     #[error("a personal value is over the cipher's limit")]
@@ -289,14 +308,18 @@ impl KeyEncryptionKey {
     ///
     /// # Errors
     ///
-    /// [`PrivacyError::InvalidKey`] when the variable is unset or not 64 hex
-    /// digits.
+    /// [`PrivacyError::InvalidKeyVariable`] when the variable is unset or
+    /// not 64 hex digits.
     pub fn from_env(var: &str) -> Result<Self, PrivacyError> {
-        let value = Zeroizing::new(
-            std::env::var(var)
-                .map_err(|_| PrivacyError::InvalidKey("the environment variable is not set"))?,
-        );
-        Self::from_hex(&value)
+        let invalid = |reason| PrivacyError::InvalidKeyVariable {
+            var: var.to_owned(),
+            reason,
+        };
+        let value = Zeroizing::new(std::env::var(var).map_err(|_| invalid("it is not set"))?);
+        Self::from_hex(&value).map_err(|e| match e {
+            PrivacyError::InvalidKey(reason) => invalid(reason),
+            other => other,
+        })
     }
 
     /// The key in the file at `path`, as 64 hex digits (surrounding
@@ -306,9 +329,28 @@ impl KeyEncryptionKey {
     /// # Errors
     ///
     /// [`PrivacyError::KeyFile`] when the file cannot be read,
-    /// [`PrivacyError::InvalidKey`] when it does not hold 64 hex digits.
+    /// [`PrivacyError::InsecureKeyFile`] when others than its owner may
+    /// read or write it, [`PrivacyError::InvalidKey`] when it does not hold
+    /// 64 hex digits.
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, PrivacyError> {
         let path = path.as_ref();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|source| PrivacyError::KeyFile {
+                    path: path.to_path_buf(),
+                    source,
+                })?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(PrivacyError::InsecureKeyFile {
+                    path: path.to_path_buf(),
+                    mode: mode & 0o777,
+                });
+            }
+        }
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
             PrivacyError::KeyFile {
                 path: path.to_path_buf(),
@@ -353,6 +395,48 @@ impl KeyEncryptionKey {
         file.write_all(b"\n").map_err(failed)?;
         file.sync_all().map_err(failed)?;
         Ok(key)
+    }
+
+    /// The key in the environment variable `var` when it is set, else in
+    /// the file at `path` ([`from_file`](KeyEncryptionKey::from_file)),
+    /// else a new one written there
+    /// ([`create_file`](KeyEncryptionKey::create_file)), and where it came
+    /// from: what an example or a first run needs to work with no set-up.
+    /// A deployment sets `var` (or points `path` at a mounted secret).
+    ///
+    /// ```
+    /// use es_core::privacy::{KeyEncryptionKey, KeySource};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.kek");
+    /// let (made, source) = KeyEncryptionKey::from_env_or_file("APP_KEK_UNSET_HERE", &path)?;
+    /// assert_eq!(source, KeySource::Created);
+    /// let (read, source) = KeyEncryptionKey::from_env_or_file("APP_KEK_UNSET_HERE", &path)?;
+    /// assert_eq!((source, read.to_hex()), (KeySource::File, made.to_hex()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](KeyEncryptionKey::from_env) when `var` is set, else
+    /// as [`from_file`](KeyEncryptionKey::from_file) and
+    /// [`create_file`](KeyEncryptionKey::create_file).
+    pub fn from_env_or_file(
+        var: &str,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<(Self, KeySource), PrivacyError> {
+        let path = path.as_ref();
+        if std::env::var_os(var).is_some() {
+            return Self::from_env(var).map(|k| (k, KeySource::Env));
+        }
+        match Self::create_file(path) {
+            Ok(key) => Ok((key, KeySource::Created)),
+            Err(PrivacyError::KeyFile { source, .. })
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                Self::from_file(path).map(|k| (k, KeySource::File))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A new random key (for tests, or to create one to keep).
@@ -433,6 +517,17 @@ impl KeyEncryptionKey {
             _ => Err(PrivacyError::WrongKey),
         }
     }
+}
+
+/// Where [`KeyEncryptionKey::from_env_or_file`] found the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// In the environment variable.
+    Env,
+    /// In the key file.
+    File,
+    /// Nowhere: a new key was written to the key file.
+    Created,
 }
 
 /// A subject's data key: 32 random bytes and the id sealed values name it

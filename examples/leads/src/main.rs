@@ -19,14 +19,13 @@
 //! keeps that key elsewhere (a secret manager, a KMS), never beside the
 //! data it protects.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use es_core::blocking::{Repository, block_on};
 use es_core::prelude::*;
-use es_core::privacy::{Forget, KeyEncryptionKey, MemoryKeyStore};
+use es_core::privacy::{Forget, KeyEncryptionKey, KeySource, MemoryKeyStore};
 use es_core::verify::{Phase, Verify};
 use es_sqlite::{ReadModels, SqliteStore};
 use leads::read_models::{analysis, search};
@@ -155,47 +154,17 @@ fn main() -> ExitCode {
 /// `LEADS_KEK`, or else the key file `<db>.kek`, created (owner-only) when
 /// missing.
 fn key_encryption_key(db: &Path) -> Result<KeyEncryptionKey, Failure> {
-    if std::env::var_os(KEK_VAR).is_some() {
-        return KeyEncryptionKey::from_env(KEK_VAR).map_err(|e| format!("{KEK_VAR}: {e}").into());
-    }
     let mut path = db.as_os_str().to_owned();
     path.push(".kek");
     let path = PathBuf::from(path);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
-        Ok(mut file) => {
-            let kek = KeyEncryptionKey::generate();
-            file.write_all(kek.to_hex().as_bytes())?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            eprintln!(
-                "note: created the key-encryption key {} (set {KEK_VAR} to keep it elsewhere)",
-                path.display()
-            );
-            Ok(kek)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(&path)?.permissions().mode();
-                if mode & 0o077 != 0 {
-                    return Err(format!(
-                        "{} may be read by others (mode {:o}): chmod 600 it",
-                        path.display(),
-                        mode & 0o777
-                    )
-                    .into());
-                }
-            }
-            let hex = std::fs::read_to_string(&path)?;
-            KeyEncryptionKey::from_hex(&hex).map_err(|e| format!("{}: {e}", path.display()).into())
-        }
-        Err(e) => Err(format!("cannot create {}: {e}", path.display()).into()),
+    let (kek, source) = KeyEncryptionKey::from_env_or_file(KEK_VAR, &path)?;
+    if source == KeySource::Created {
+        eprintln!(
+            "note: created the key-encryption key {} (set {KEK_VAR} to keep it elsewhere)",
+            path.display()
+        );
     }
+    Ok(kek)
 }
 
 /// Runs `command` on `leads`; `sqlite` is the same store when it is a
