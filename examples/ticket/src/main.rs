@@ -16,13 +16,20 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use es_core::blocking::Repository;
 use es_core::prelude::*;
+use es_core::privacy::{Forget, KeyEncryptionKey, KeySource, MemoryKeyStore};
 use es_core::verify::{Phase, Verify};
 use es_core::{TrailEntry, Uuid};
 use es_sqlite::{ChainError, ChainHead, SqliteStore};
 use ticket::{AgentId, Reason, Ticket, TicketError, TicketEvent};
 
 #[derive(Parser)]
-#[command(about = "Support tickets, event sourced with es", version)]
+#[command(
+    about = "Support tickets, event sourced with es",
+    version,
+    after_help = "The customers' e-mails are encrypted under a key-encryption key taken from \
+TICKETS_KEK (64 hex digits) or, when it is not set, the key file <db>.kek, created beside the \
+database (readable by its owner only). A real deployment keeps the key-encryption key elsewhere."
+)]
 struct Cli {
     /// The SQLite file holding the events (created when missing).
     #[arg(long, default_value = "tickets.db", global = true)]
@@ -146,6 +153,19 @@ enum Command {
         /// The ticket's id.
         id: String,
     },
+    /// Forget the ticket's customer: their e-mail is destroyed (its key is),
+    /// and reads as `(forgotten)` from then on; the ticket and the rest of
+    /// its history stay as they are.
+    Forget {
+        /// The ticket's id.
+        id: String,
+        /// Why (recorded with the forgetting).
+        #[arg(long)]
+        reason: String,
+        /// Who asks.
+        #[arg(long)]
+        by: String,
+    },
     /// Replay every stored ticket through this build and report each event
     /// it cannot decode, each `apply` that panics and each snapshot that
     /// differs from its events; on a SQLite file, then recompute its audit
@@ -187,10 +207,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Demo);
     let outcome = if cli.memory {
-        run(&Repository::<Ticket, _>::new(InMemoryStore::new()), command)
+        let keys = MemoryKeyStore::new(KeyEncryptionKey::generate());
+        run(
+            &Repository::<Ticket, _>::new(InMemoryStore::new().with_keys(keys)),
+            command,
+        )
     } else {
-        SqliteStore::open(&cli.db)
-            .map_err(Failure::from)
+        key_encryption_key(&cli.db)
+            .and_then(|kek| Ok(SqliteStore::options().personal_data(kek).open(&cli.db)?))
             .and_then(|store| {
                 // The deploy check: a file holding events this build cannot
                 // decode (written by a newer one) is not touched. `verify`
@@ -216,7 +240,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run<S: EventStore + SnapshotStore + Clone>(
+/// Where the key-encryption key of the customers' data is looked for.
+const KEK_VAR: &str = "TICKETS_KEK";
+
+/// The key that wraps the keys of the customers' data: from `TICKETS_KEK`,
+/// or else the key file `<db>.kek`, created (owner-only) when missing.
+fn key_encryption_key(db: &std::path::Path) -> Result<KeyEncryptionKey, Failure> {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".kek");
+    let path = PathBuf::from(path);
+    let (kek, source) = KeyEncryptionKey::from_env_or_file(KEK_VAR, &path)?;
+    if source == KeySource::Created {
+        eprintln!(
+            "note: created the key-encryption key {} (set {KEK_VAR} to keep it elsewhere)",
+            path.display()
+        );
+    }
+    Ok(kek)
+}
+
+fn run<S: Forget + Clone>(
     tickets: &Repository<Ticket, S>,
     command: Command,
 ) -> Result<(), Failure> {
@@ -298,6 +341,20 @@ fn run<S: EventStore + SnapshotStore + Clone>(
             Ok(())
         }
         Command::History { id } => {
+            print_history(&tickets.trail(&id)?);
+            Ok(())
+        }
+        Command::Forget { id, reason, by } => {
+            let stream = tickets.as_async().stream_id(&id)?;
+            if !tickets.load(&id)?.exists() {
+                return Err(format!("refused: there is no ticket {id}").into());
+            }
+            let meta = Metadata::new().actor(by).command("forget").reason(reason);
+            let forgotten = tickets.forget_with(stream.as_str(), meta)?;
+            println!(
+                "ok: the customer of ticket {id} is forgotten ({} key(s) destroyed)",
+                forgotten.keys_destroyed
+            );
             print_history(&tickets.trail(&id)?);
             Ok(())
         }
@@ -760,7 +817,13 @@ fn short(id: Uuid) -> String {
 
 fn print_entry(e: &Envelope<Decoded<TicketEvent>>, marks: &str) {
     let what = match &e.event {
-        Decoded::Event(TicketEvent::TicketOpened(o)) => format!("\"{}\"", o.title),
+        Decoded::Event(TicketEvent::TicketOpened(o)) => format!(
+            "\"{}\" for {}",
+            o.title,
+            o.customer_email
+                .as_known()
+                .map_or("(forgotten)", String::as_str)
+        ),
         Decoded::Event(TicketEvent::MessageAdded(m)) => format!("{}: \"{}\"", m.by, m.body),
         Decoded::Event(TicketEvent::TicketEscalated(x)) => format!("by {}: {}", x.by, x.reason),
         Decoded::Event(TicketEvent::EscalationWithdrawn(w)) => w.reason.to_string(),

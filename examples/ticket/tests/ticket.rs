@@ -357,19 +357,7 @@ async fn ticket_state_survives_a_restart_on_sqlite() {
 fn the_command_line_keeps_tickets_across_runs() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket"))
-            .arg("--db")
-            .arg(&db)
-            .args(args)
-            .output()
-            .expect("the ticket binary runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| cli(&db, args);
     let (ok, _, err) = run(&[
         "open",
         "t-1",
@@ -423,19 +411,7 @@ fn the_command_line_keeps_tickets_across_runs() {
 fn the_command_line_corrects_an_escalation() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket"))
-            .arg("--db")
-            .arg(&db)
-            .args(args)
-            .output()
-            .expect("the ticket binary runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| cli(&db, args);
     let correct = ["correct-escalation", "t-1", "--reason", "wrong ticket"];
     let correct = [&correct[..], &["--by", "supervisor"]].concat();
     let (ok, _, err) = run(&["open", "t-1", "--title", "Printer", "--email", "a@b.c"]);
@@ -507,19 +483,7 @@ fn the_command_line_corrects_an_escalation() {
 fn the_command_line_runs_a_command_once_per_command_id() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket"))
-            .arg("--db")
-            .arg(&db)
-            .args(args)
-            .output()
-            .expect("the ticket binary runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| cli(&db, args);
     let id = "0190c5f2-7b3a-7cc1-9d2e-4f5a6b7c8d9e";
     let open = [
         "open",
@@ -604,19 +568,7 @@ fn the_command_line_runs_a_command_once_per_command_id() {
 fn the_command_line_moves_a_message_and_diffs_versions() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("cli.db");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket"))
-            .arg("--db")
-            .arg(&db)
-            .args(args)
-            .output()
-            .expect("the ticket binary runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| cli(&db, args);
     for args in [
         &["open", "t-1", "--title", "Printer", "--email", "a@b.c"][..],
         &["message", "t-1", "It smokes"],
@@ -688,4 +640,96 @@ fn the_command_line_races() {
         "{text}"
     );
     assert!(text.contains("status:    Closed"), "{text}");
+}
+
+/// Runs the ticket program on `db`: whether it succeeded, its output and
+/// its errors.
+#[allow(clippy::expect_used)] // a test helper: a binary that does not run fails the test
+fn cli(db: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticket"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("the ticket binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `forget` forgets a ticket's customer: the e-mail is gone from every
+/// file and reads as forgotten; the ticket, its history and its audit
+/// chain stay intact.
+#[test]
+fn the_command_line_forgets_a_customer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let email = "canary-ada-3f9c@example.com";
+    for args in [
+        &["open", "t-1", "--title", "Printer", "--email", email][..],
+        &["message", "t-1", "It smokes"],
+        &[
+            "open",
+            "t-2",
+            "--title",
+            "Fax",
+            "--email",
+            "bob-3f9c@example.com",
+        ],
+    ] {
+        let (ok, _, err) = cli(&db, args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    assert!(
+        dir.path().join("cli.db.kek").exists(),
+        "a key file for the first run"
+    );
+    let in_files = |needle: &str| {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|f| std::fs::read(f.unwrap().path()).unwrap())
+            .filter(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            .count()
+    };
+    assert_eq!(in_files(email), 0, "the e-mail is stored encrypted");
+    let (ok, out, _) = cli(&db, &["history", "t-1"]);
+    assert!(
+        ok && out.contains(&format!("\"Printer\" for {email}")),
+        "{out}"
+    );
+
+    let (ok, out, err) = cli(
+        &db,
+        &[
+            "forget",
+            "t-1",
+            "--reason",
+            "asked to be forgotten",
+            "--by",
+            "dpo",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("the customer of ticket t-1 is forgotten (1 key(s) destroyed)"),
+        "{out}"
+    );
+    assert!(out.contains("\"Printer\" for (forgotten)"), "{out}");
+    let (ok, out, _) = cli(&db, &["history", "t-2"]);
+    assert!(
+        ok && out.contains("for bob-3f9c@example.com"),
+        "the other customer: {out}"
+    );
+    let (ok, out, _) = cli(&db, &["show", "t-1"]);
+    assert!(
+        ok && out.contains("messages:  1"),
+        "the ticket stays: {out}"
+    );
+    let (ok, out, err) = cli(&db, &["verify"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("audit chain: 4 events verified"), "{out}");
+    let (ok, _, err) = cli(&db, &["forget", "t-9", "--reason", "x", "--by", "dpo"]);
+    assert!(!ok && err.contains("there is no ticket t-9"), "{err}");
 }
