@@ -130,6 +130,27 @@ fn metadata_is_recorded_on_every_stream() {
     }
 }
 
+/// The events of one command over several aggregates are one business
+/// transaction: `trail_of` reads them back together.
+#[test]
+fn a_command_over_several_aggregates_is_one_transaction() {
+    let store = InMemoryStore::new();
+    let accounts = blocking::Repository::<Account, _>::new(store.clone());
+    accounts
+        .execute("alice", |_| Deposited { amount: 10 })
+        .unwrap();
+    accounts
+        .execute_many(["alice", "bob"], transfer(4))
+        .unwrap();
+    let withdrawn = events_of(&store, "account-alice").pop().unwrap();
+    let deposited = events_of(&store, "account-bob").pop().unwrap();
+    assert_eq!(deposited.correlation(), withdrawn.event_id);
+    let trail =
+        blocking::block_on(es_core::audit::trail_of(&store, withdrawn.correlation())).unwrap();
+    let streams: Vec<&str> = trail.iter().map(|e| e.event().stream_id.as_str()).collect();
+    assert_eq!(streams, ["account-alice", "account-bob"]);
+}
+
 /// A conflict on one stream appends nothing to any stream.
 #[test]
 fn a_conflict_on_one_stream_appends_nothing_anywhere() {

@@ -87,6 +87,24 @@ where
     }
 }
 
+/// One command, one business transaction: every event of the command's
+/// writes that names no correlation gets the first event's id, as the
+/// events of a command on one aggregate do (see [`audit`](crate::audit)).
+fn correlate(writes: &mut [StreamWrite]) {
+    let Some(root) = writes
+        .iter()
+        .find_map(|w| w.events.first())
+        .map(|e| e.event_id)
+    else {
+        return;
+    };
+    for event in writes.iter_mut().flat_map(|w| w.events.iter_mut()) {
+        if event.event_id != root && event.metadata.correlation_id.is_none() {
+            event.metadata.correlation_id = Some(root);
+        }
+    }
+}
+
 /// The events of a decision that cannot refuse (the refusal is the
 /// decision's `Result`).
 fn events_of<A: Aggregate, D: IntoEvents<A, Error = Infallible>>(decided: D) -> Vec<A::Event> {
@@ -259,11 +277,12 @@ where
                 .into_iter()
                 .map(events_of::<A, D>)
                 .collect();
-            let writes = parts
+            let mut writes = parts
                 .iter()
                 .zip(&events)
                 .map(|(part, events)| part.write(events, &metadata))
                 .collect::<Result<Vec<_>>>()?;
+            correlate(&mut writes);
             let appended = if events.iter().all(Vec::is_empty) {
                 None
             } else {
@@ -442,7 +461,8 @@ where
                     b.done(eb, None, (attempts, reruns)),
                 ));
             }
-            let writes = vec![a.write(&ea, &metadata)?, b.write(&eb, &metadata)?];
+            let mut writes = vec![a.write(&ea, &metadata)?, b.write(&eb, &metadata)?];
+            correlate(&mut writes);
             match self.store.append_to_streams(writes).await {
                 Ok(appended) => {
                     let (Some(at_a), Some(at_b)) = (appended.first(), appended.get(1)) else {

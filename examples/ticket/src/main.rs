@@ -153,6 +153,15 @@ enum Command {
         /// The ticket's id.
         id: String,
     },
+    /// Print the business transaction an event of a ticket belongs to: every
+    /// event with its correlation, across tickets, each under the event that
+    /// caused it.
+    Trail {
+        /// The ticket's id.
+        id: String,
+        /// The event's version in the ticket.
+        version: u64,
+    },
     /// Forget the ticket's customer: their e-mail is destroyed (its key is),
     /// and reads as `(forgotten)` from then on; the ticket and the rest of
     /// its history stay as they are.
@@ -342,6 +351,23 @@ fn run<S: Forget + Clone>(
         }
         Command::History { id } => {
             print_history(&tickets.trail(&id)?);
+            Ok(())
+        }
+        Command::Trail { id, version } => {
+            let history = tickets.history_between(&id, version..=version)?;
+            let Some(event) = history.first() else {
+                return Err(format!("refused: ticket {id} has no version {version}").into());
+            };
+            let correlation = event.correlation();
+            let trail = es_core::blocking::block_on(es_core::audit::trail_of(
+                tickets.as_async().store(),
+                correlation,
+            ))?;
+            println!(
+                "== the transaction {correlation}: {} event(s)\n",
+                trail.len()
+            );
+            print!("{trail}");
             Ok(())
         }
         Command::Forget { id, reason, by } => {

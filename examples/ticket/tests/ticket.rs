@@ -733,3 +733,32 @@ fn the_command_line_forgets_a_customer() {
     let (ok, _, err) = cli(&db, &["forget", "t-9", "--reason", "x", "--by", "dpo"]);
     assert!(!ok && err.contains("there is no ticket t-9"), "{err}");
 }
+
+/// `trail ID VERSION` prints the business transaction of an event: a
+/// message moved between two tickets is one transaction over both.
+#[test]
+fn the_command_line_follows_a_transaction_across_tickets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    for args in [
+        &["open", "t-1", "--title", "Printer", "--email", "a@b.c"][..],
+        &["message", "t-1", "Meant for the scanner"],
+        &["open", "t-2", "--title", "Scanner", "--email", "a@b.c"],
+        &["move-message", "t-1", "t-2", "--by", "agent-7"],
+    ] {
+        let (ok, _, err) = cli(&db, args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let (ok, out, err) = cli(&db, &["trail", "t-2", "2"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(": 2 event(s)"), "{out}");
+    assert!(out.contains("ticket-t-1 v3 message-moved-out"), "{out}");
+    assert!(out.contains("ticket-t-2 v2 message-moved-in"), "{out}");
+    let (ok, out, _) = cli(&db, &["trail", "t-1", "1"]);
+    assert!(
+        ok && out.contains(": 1 event(s)"),
+        "the opening alone: {out}"
+    );
+    let (ok, _, err) = cli(&db, &["trail", "t-1", "9"]);
+    assert!(!ok && err.contains("has no version 9"), "{err}");
+}
