@@ -353,37 +353,8 @@ fn run<S: Forget + Clone>(
             print_history(&tickets.trail(&id)?);
             Ok(())
         }
-        Command::Trail { id, version } => {
-            let history = tickets.history_between(&id, version..=version)?;
-            let Some(event) = history.first() else {
-                return Err(format!("refused: ticket {id} has no version {version}").into());
-            };
-            let correlation = event.correlation();
-            let trail = es_core::blocking::block_on(es_core::audit::trail_of(
-                tickets.as_async().store(),
-                correlation,
-            ))?;
-            println!(
-                "== the transaction {correlation}: {} event(s)\n",
-                trail.len()
-            );
-            print!("{trail}");
-            Ok(())
-        }
-        Command::Forget { id, reason, by } => {
-            let stream = tickets.as_async().stream_id(&id)?;
-            if !tickets.load(&id)?.exists() {
-                return Err(format!("refused: there is no ticket {id}").into());
-            }
-            let meta = Metadata::new().actor(by).command("forget").reason(reason);
-            let forgotten = tickets.forget_with(stream.as_str(), meta)?;
-            println!(
-                "ok: the customer of ticket {id} is forgotten ({} key(s) destroyed)",
-                forgotten.keys_destroyed
-            );
-            print_history(&tickets.trail(&id)?);
-            Ok(())
-        }
+        Command::Trail { id, version } => trail(tickets, &id, version),
+        Command::Forget { id, reason, by } => forget(tickets, &id, reason, by),
         Command::Verify { head: None } => verify(tickets.as_async().store()),
         Command::Verify { head: Some(_) } => {
             Err("`--head` checks the audit chain of a SQLite file, which `--memory` has not".into())
@@ -585,6 +556,52 @@ fn verify<S: EventStore + SnapshotStore>(store: &S) -> Result<(), Failure> {
         0 => Ok(()),
         n => Err(format!("the replay check found {n} problems").into()),
     }
+}
+
+/// `trail ID VERSION`: the business transaction of the ticket's event at
+/// `version`, across tickets.
+fn trail<S: Forget>(
+    tickets: &Repository<Ticket, S>,
+    id: &str,
+    version: u64,
+) -> Result<(), Failure> {
+    let history = tickets.history_between(id, version..=version)?;
+    let Some(event) = history.first() else {
+        return Err(format!("refused: ticket {id} has no version {version}").into());
+    };
+    let correlation = event.correlation();
+    let trail = es_core::blocking::block_on(es_core::audit::trail_of(
+        tickets.as_async().store(),
+        correlation,
+    ))?;
+    println!(
+        "== the transaction {correlation}: {} event(s)\n",
+        trail.len()
+    );
+    print!("{trail}");
+    Ok(())
+}
+
+/// `forget ID`: forgets the ticket's customer (the subject of its e-mail is
+/// the ticket's stream).
+fn forget<S: Forget>(
+    tickets: &Repository<Ticket, S>,
+    id: &str,
+    reason: String,
+    by: String,
+) -> Result<(), Failure> {
+    let stream = tickets.as_async().stream_id(id)?;
+    if !tickets.load(id)?.exists() {
+        return Err(format!("refused: there is no ticket {id}").into());
+    }
+    let meta = Metadata::new().actor(by).command("forget").reason(reason);
+    let forgotten = tickets.forget_with(stream.as_str(), meta)?;
+    println!(
+        "ok: the customer of ticket {id} is forgotten ({} key(s) destroyed)",
+        forgotten.keys_destroyed
+    );
+    print_history(&tickets.trail(id)?);
+    Ok(())
 }
 
 /// `correct-escalation`: withdraws the last escalation in force with a
