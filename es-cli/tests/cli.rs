@@ -318,3 +318,38 @@ fn help_documents_exit_codes_and_sealed_fields() {
         assert!(help.status.success());
     }
 }
+
+#[test]
+fn tail_prints_stored_then_new_events() {
+    use std::io::{BufRead, BufReader};
+
+    use es_core::{ExpectedVersion, NewEvent, StreamId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_es"))
+        .arg("--db")
+        .arg(&db)
+        .args(["--json", "tail", "--from", "7"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut position = |line: Option<std::io::Result<String>>| {
+        let line: serde_json::Value = serde_json::from_str(&line.unwrap().unwrap()).unwrap();
+        line["position"].as_u64().unwrap()
+    };
+    assert_eq!(position(lines.next()), 7);
+    assert_eq!(position(lines.next()), 8);
+    let store = SqliteStore::open(&db).unwrap();
+    let noted = NewEvent::new("note", "noted", 1, "{}");
+    block_on(store.append(
+        &StreamId::new("note-1").unwrap(),
+        ExpectedVersion::NoStream,
+        vec![noted],
+    ))
+    .unwrap();
+    assert_eq!(position(lines.next()), 9);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
