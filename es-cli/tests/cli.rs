@@ -335,7 +335,7 @@ fn tail_prints_stored_then_new_events() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut position = |line: Option<std::io::Result<String>>| {
+    let position = |line: Option<std::io::Result<String>>| {
         let line: serde_json::Value = serde_json::from_str(&line.unwrap().unwrap()).unwrap();
         line["position"].as_u64().unwrap()
     };
