@@ -51,6 +51,21 @@ pub enum OpenError {
         /// The newest schema version this program knows.
         supported: i64,
     },
+    /// The file was opened read-only ([`SqliteOptions::read_only`](crate::SqliteOptions::read_only))
+    /// and has an older schema, which only a writable open migrates; it is
+    /// left untouched.
+    #[error(
+        "`{}` has schema version {found}, older than the {supported} this program reads; opened read-only, it was left untouched: open it once for writing to upgrade it",
+        path.display()
+    )]
+    SchemaTooOld {
+        /// The database path.
+        path: PathBuf,
+        /// The schema version found.
+        found: i64,
+        /// The schema version this program reads.
+        supported: i64,
+    },
     /// The file needs its schema created or upgraded but cannot be written.
     #[error("`{}` is read-only and needs its schema created or upgraded", path.display())]
     ReadOnly {

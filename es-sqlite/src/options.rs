@@ -82,6 +82,7 @@ pub struct SqliteOptions {
     pub(crate) verify: Verify,
     pub(crate) inline: InlineModels,
     pub(crate) personal: Option<PersonalData>,
+    pub(crate) read_only: bool,
 }
 
 /// Where the keys of personal data come from.
@@ -116,6 +117,7 @@ impl Default for SqliteOptions {
             verify: Verify::Full,
             inline: InlineModels::default(),
             personal: None,
+            read_only: false,
         }
     }
 }
@@ -281,6 +283,45 @@ impl SqliteOptions {
     #[must_use]
     pub fn key_store(mut self, keys: impl es_core::privacy::KeyStore) -> Self {
         self.personal = Some(PersonalData::Keys(es_core::privacy::Keys::new(keys)));
+        self
+    }
+
+    /// Opens the store for reading only, for tools that inspect a file
+    /// they must not change (an auditor's copy, a backup, another
+    /// program's store).
+    ///
+    /// Every connection is opened `SQLITE_OPEN_READONLY`: the file must
+    /// already exist (it is never created), its schema is never created or
+    /// migrated, and the log is not checkpointed on close. A file of the
+    /// current schema opens; one of an older schema is refused with
+    /// [`OpenError::SchemaTooOld`] (open it once for writing to upgrade
+    /// it), an empty one with [`OpenError::ReadOnly`]. Every read works as
+    /// usual; every write fails with `Error::ReadOnly` and writes nothing.
+    /// Inline read models are not created or caught up: their tables are
+    /// read as they are.
+    ///
+    /// ```
+    /// use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
+    /// use es_core::blocking::block_on;
+    /// use es_sqlite::SqliteStore;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("events.db");
+    /// let stream = StreamId::new("ticket-1")?;
+    /// let opened = NewEvent::new("ticket", "ticket-opened", 1, "{}");
+    /// block_on(SqliteStore::open(&path)?.append(&stream, ExpectedVersion::NoStream, vec![opened]))?;
+    ///
+    /// let reading = SqliteStore::options().read_only().open(&path)?;
+    /// assert_eq!(block_on(reading.stream_version(&stream))?, 1);
+    /// let closed = NewEvent::new("ticket", "ticket-closed", 1, "{}");
+    /// let refused = block_on(reading.append(&stream, ExpectedVersion::Exact(1), vec![closed]));
+    /// assert!(matches!(refused, Err(es_core::Error::ReadOnly)));
+    /// assert!(SqliteStore::options().read_only().open(dir.path().join("missing.db")).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
         self
     }
 

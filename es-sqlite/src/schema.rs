@@ -119,6 +119,23 @@ pub(crate) fn prepare_file(path: &Path) -> Result<(), OpenError> {
     }
 }
 
+/// For a read-only open: the file must exist and be at least one page
+/// long, as [`prepare_file`] checks an existing file.
+fn check_existing(path: &Path) -> Result<(), OpenError> {
+    let len = std::fs::metadata(path)
+        .map_err(|source| OpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    if (1..512).contains(&len) {
+        return Err(OpenError::NotADatabase {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// Opens one connection with every per-connection setting applied: these
 /// are not stored in the file, so each connection sets them (RELIABILITY S5).
 pub(crate) fn connect(
@@ -127,10 +144,17 @@ pub(crate) fn connect(
     role: Role,
 ) -> Result<Connection, OpenError> {
     let sqlite = |e| OpenError::sqlite(path, e);
-    if role == Role::Writer {
-        prepare_file(path)?;
-    }
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = if options.read_only {
+        if role == Role::Writer {
+            check_existing(path)?;
+        }
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        if role == Role::Writer {
+            prepare_file(path)?;
+        }
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
     let mut conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
     conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
     // Refuse writes that could corrupt the file (writable_schema, ...), and
@@ -147,7 +171,7 @@ pub(crate) fn connect(
     };
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(sqlite)?;
-    if role == Role::Reader {
+    if role == Role::Reader || options.read_only {
         conn.pragma_update(None, "query_only", true)
             .map_err(sqlite)?;
     } else {
@@ -231,6 +255,27 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(sqlite)?;
     migrated
+}
+
+/// For a read-only open, instead of [`migrate`]: the file must be an es
+/// store of exactly this schema, since nothing may be created or upgraded.
+pub(crate) fn check_current(conn: &Connection, path: &Path) -> Result<(), OpenError> {
+    let (app, version) = identity(conn).map_err(|e| OpenError::sqlite(path, e))?;
+    check_identity(conn, path, app, version)?;
+    if app != APPLICATION_ID {
+        // An empty database: its schema would have to be created.
+        return Err(OpenError::ReadOnly {
+            path: path.to_path_buf(),
+        });
+    }
+    if version < SCHEMA_VERSION {
+        return Err(OpenError::SchemaTooOld {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
 }
 
 /// The migrations, in one `IMMEDIATE` transaction: another process may be

@@ -302,9 +302,13 @@ impl SqliteStore {
         };
         let mut writer_conn = schema::connect(path, options, Role::Writer)?;
         schema::verify(&writer_conn, path, options.verify)?;
-        schema::migrate(&mut writer_conn, path)?;
         let inline = options.inline.clone().with_keys(keys.clone());
-        inline.prepare(&mut writer_conn, path)?;
+        if options.read_only {
+            schema::check_current(&writer_conn, path)?;
+        } else {
+            schema::migrate(&mut writer_conn, path)?;
+            inline.prepare(&mut writer_conn, path)?;
+        }
         let last = events::last_position(&writer_conn).map_err(|e| OpenError::Corrupt {
             path: path.to_path_buf(),
             detail: e.to_string(),

@@ -279,10 +279,13 @@ impl Writer {
     /// connection is the store's last (the readers are closed first), so
     /// SQLite removes the `-wal` file as it closes, unless another process
     /// still has the database open.
+    /// A read-only store's connection writes nothing, not even this.
     fn close(self) {
-        if let Err(error) = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        let read_only = self.conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false);
+        if !read_only
+            && let Err(error) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
         {
             tracing::warn!(%error, "cannot checkpoint the log on close");
         }

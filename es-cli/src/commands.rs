@@ -1,0 +1,608 @@
+//! What each command does.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use es_core::blocking::block_on;
+use es_core::store::next;
+use es_core::{
+    Error, EventStore, EventStream, ExpectedVersion, NewEvent, Payload, ReadRange, RecordedEvent,
+    StreamId, StreamWrite, Timestamp,
+};
+use es_sqlite::rusqlite::{Connection, OpenFlags};
+use es_sqlite::{ChainError, ChainHead, SqliteStore, Verify};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::record::Line;
+use crate::{Cli, Command, Failure, chain};
+
+/// Runs the command `cli` names.
+pub(crate) fn run(cli: &Cli) -> Result<(), Failure> {
+    let out = io::stdout().lock();
+    let done = match &cli.command {
+        Command::Streams => streams(cli, out),
+        Command::Events { stream, from, to } => events(cli, out, stream, *from, *to),
+        Command::Types => types(cli, out),
+        Command::Verify { head } => verify(cli, out, *head),
+        Command::Export { out: Some(file) } => {
+            let created = File::create(file)
+                .map_err(|e| Failure::Input(format!("cannot create `{}`: {e}", file.display())))?;
+            export(cli, BufWriter::new(created), true)
+        }
+        Command::Export { out: None } => export(cli, BufWriter::new(out), false),
+        Command::Import { file } => import(cli, out, file),
+        Command::Tail { from } => tail(cli, out, *from),
+    };
+    match done {
+        // A reader that stopped reading (`es events … | head`) is not a failure.
+        Err(Stop::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(Stop::Output(e)) => Err(Failure::Input(format!("cannot write the output: {e}"))),
+        Err(Stop::Failed(failure)) => Err(failure),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Why a command stopped early.
+enum Stop {
+    Failed(Failure),
+    Output(io::Error),
+}
+
+impl From<Failure> for Stop {
+    fn from(failure: Failure) -> Self {
+        Stop::Failed(failure)
+    }
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Self {
+        Stop::Output(e)
+    }
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Failed(Failure::store(&e))
+    }
+}
+
+type Done = Result<(), Stop>;
+
+/// Opens the store so that nothing can be written to it.
+fn open_read(db: &Path, verify: Verify) -> Result<SqliteStore, Failure> {
+    SqliteStore::options()
+        .read_only()
+        .verify(verify)
+        .readers(1)
+        .open(db)
+        .map_err(|e| Failure::store(&e))
+}
+
+/// A progress bar on standard error, drawn only on a terminal.
+fn bar(len: u64, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len}") {
+        bar.set_style(style);
+    }
+    bar.set_message(message);
+    bar
+}
+
+/// Prints a value as one JSON line.
+fn json_line(out: &mut impl Write, value: &impl serde::Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    writeln!(out)
+}
+
+/// Prints rows as a table with a header, columns as wide as their widest cell.
+fn table<const N: usize>(out: &mut impl Write, header: [&str; N], rows: &[[String; N]]) -> Done {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: [&str; N]| -> io::Result<()> {
+        let mut text = String::new();
+        for (n, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if n + 1 == N {
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                let pad = width.saturating_sub(cell.chars().count()) + 2;
+                text.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        writeln!(out, "{}", text.trim_end())
+    };
+    line(out, header)?;
+    for row in rows {
+        line(out, std::array::from_fn(|n| row[n].as_str()))?;
+    }
+    Ok(())
+}
+
+/// Calls `each` with every event of `events`.
+fn for_each(
+    mut events: EventStream,
+    mut each: impl FnMut(RecordedEvent) -> Done,
+) -> Result<(), Stop> {
+    while let Some(event) = block_on(next(&mut events)) {
+        each(event?)?;
+    }
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct StreamRow {
+    stream: String,
+    aggregate_type: String,
+    events: u64,
+    last_recorded_at: Timestamp,
+}
+
+fn streams(cli: &Cli, mut out: impl Write) -> Done {
+    let store = open_read(&cli.db, Verify::Full)?;
+    let mut streams = BTreeMap::<String, StreamRow>::new();
+    for_each(store.read_all(1), |event| {
+        let row = streams
+            .entry(event.stream_id.to_string())
+            .or_insert_with(|| StreamRow {
+                stream: event.stream_id.to_string(),
+                aggregate_type: event.aggregate_type.to_string(),
+                events: 0,
+                last_recorded_at: event.recorded_at,
+            });
+        row.events += 1;
+        row.last_recorded_at = event.recorded_at;
+        Ok(())
+    })?;
+    if cli.json {
+        for row in streams.values() {
+            json_line(&mut out, row)?;
+        }
+        return Ok(());
+    }
+    let rows: Vec<[String; 4]> = streams
+        .into_values()
+        .map(|r| {
+            [
+                r.stream,
+                r.aggregate_type,
+                r.events.to_string(),
+                r.last_recorded_at.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        ["STREAM", "TYPE", "EVENTS", "LAST ACTIVITY"],
+        &rows,
+    )
+}
+
+/// Prints one event: a JSON line, or a few lines of text.
+fn print_event(json: bool, out: &mut impl Write, event: &RecordedEvent) -> Done {
+    let line = Line::of(event).map_err(|e| {
+        Failure::Store(format!(
+            "the payload at position {} is not JSON: {e}",
+            event.position
+        ))
+    })?;
+    if json {
+        return Ok(json_line(out, &line)?);
+    }
+    let metadata = serde_json::to_string(&event.metadata).unwrap_or_default();
+    writeln!(
+        out,
+        "#{} {} v{}  {} (schema {})  id {}\n  recorded {}  occurred {}\n  metadata {metadata}\n  payload  {}",
+        event.position,
+        event.stream_id,
+        event.version,
+        event.name,
+        event.schema_version,
+        event.event_id,
+        event.recorded_at,
+        event.occurred_at,
+        event.payload().as_str(),
+    )?;
+    Ok(())
+}
+
+fn events(
+    cli: &Cli,
+    mut out: impl Write,
+    stream: &str,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Done {
+    let id = StreamId::new(stream)
+        .map_err(|e| Failure::Input(format!("`{stream}` is not a stream id: {e}")))?;
+    let range = ReadRange {
+        start: from.unwrap_or(1),
+        end: to,
+    };
+    if to.is_some_and(|to| to < range.first()) {
+        return Err(Failure::Input("--to is before --from".to_owned()).into());
+    }
+    let store = open_read(&cli.db, Verify::Full)?;
+    if block_on(store.stream_version(&id))? == 0 {
+        return Err(
+            Failure::Input(format!("`{}` holds no stream `{stream}`", cli.db.display())).into(),
+        );
+    }
+    for_each(store.read_stream(&id, range), |event| {
+        print_event(cli.json, &mut out, &event)
+    })
+}
+
+fn types(cli: &Cli, mut out: impl Write) -> Done {
+    let store = open_read(&cli.db, Verify::Full)?;
+    let types = block_on(store.event_types())?;
+    if cli.json {
+        for t in &types {
+            json_line(
+                &mut out,
+                &serde_json::json!({
+                    "aggregate_type": t.aggregate_type,
+                    "name": t.name,
+                    "schema_version": t.schema_version,
+                    "count": t.count,
+                }),
+            )?;
+        }
+        return Ok(());
+    }
+    let rows: Vec<[String; 4]> = types
+        .into_iter()
+        .map(|t| {
+            [
+                t.aggregate_type,
+                t.name,
+                t.schema_version.to_string(),
+                t.count.to_string(),
+            ]
+        })
+        .collect();
+    table(&mut out, ["TYPE", "NAME", "SCHEMA", "EVENTS"], &rows)
+}
+
+/// What one check of `verify` found.
+#[derive(serde::Serialize)]
+struct Check {
+    /// Which check: `integrity`, `events` or `chain`.
+    #[serde(rename = "check")]
+    name: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+fn verify(cli: &Cli, mut out: impl Write, head: Option<ChainHead>) -> Done {
+    let integrity = integrity(&cli.db)?;
+    // Opened without its own check: `integrity` did it, and reports
+    // damage instead of refusing the file.
+    let store = open_read(&cli.db, Verify::Off)?;
+    let events = events_check(&store)?;
+    let chain = chain_check(&store, head)?;
+    report(cli, &mut out, &[integrity, events, chain])
+}
+
+fn report(cli: &Cli, out: &mut impl Write, checks: &[Check]) -> Done {
+    for check in checks {
+        if cli.json {
+            json_line(out, check)?;
+        } else {
+            let status = if check.ok { "ok" } else { "FAILED" };
+            writeln!(out, "{:<10} {status:<6}  {}", check.name, check.detail)?;
+        }
+    }
+    let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Findings(failed.join(", ")).into())
+    }
+}
+
+/// `PRAGMA integrity_check` on a read-only connection of its own.
+fn integrity(db: &Path) -> Result<Check, Failure> {
+    let cannot =
+        |e: &dyn std::fmt::Display| Failure::Store(format!("cannot open `{}`: {e}", db.display()));
+    std::fs::metadata(db).map_err(|e| cannot(&e))?;
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| cannot(&e))?;
+    let found: Vec<String> = conn
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut check| {
+            check
+                .query_map([], |r| r.get(0))
+                .and_then(Iterator::collect)
+        })
+        .map_err(|e| cannot(&e))?;
+    let ok = found == ["ok"];
+    Ok(Check {
+        name: "integrity",
+        ok,
+        detail: if ok {
+            "the file's pages and indexes are sound".to_owned()
+        } else {
+            found.join("; ")
+        },
+    })
+}
+
+/// Reads every event through the store (checksums, gapless positions) and
+/// checks that each stream's versions follow one another.
+fn events_check(store: &SqliteStore) -> Result<Check, Failure> {
+    let last = block_on(store.last_position()).map_err(|e| Failure::store(&e))?;
+    let bar = bar(last, "reading events");
+    let mut versions = HashMap::<StreamId, u64>::new();
+    let mut events = store.read_all(1);
+    let mut read = 0u64;
+    let mut problem = None;
+    while let Some(event) = block_on(next(&mut events)) {
+        match event {
+            Ok(event) => {
+                let before = versions.insert(event.stream_id.clone(), event.version);
+                if event.version != before.unwrap_or(0) + 1 {
+                    problem = Some(format!(
+                        "position {}: stream `{}` has version {} after version {}",
+                        event.position,
+                        event.stream_id,
+                        event.version,
+                        before.unwrap_or(0)
+                    ));
+                    break;
+                }
+                read += 1;
+                bar.set_position(event.position);
+            }
+            Err(e) => {
+                problem = Some(format!("after {read} events: {}", chain(&e)));
+                break;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if problem.is_none() && read != last {
+        problem = Some(format!(
+            "read {read} events, but the last position is {last}"
+        ));
+    }
+    Ok(Check {
+        name: "events",
+        ok: problem.is_none(),
+        detail: problem.unwrap_or_else(|| {
+            format!("{read} events read: checksums, versions and positions are sound")
+        }),
+    })
+}
+
+/// The audit chain, to the end or to a kept head.
+fn chain_check(store: &SqliteStore, head: Option<ChainHead>) -> Result<Check, Failure> {
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message("verifying the audit chain");
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let verified = match head {
+        Some(kept) => block_on(store.verify_chain_to(kept)),
+        None => block_on(store.verify_chain()),
+    };
+    spinner.finish_and_clear();
+    let (ok, detail) = match verified {
+        Ok(report) => (true, report.to_string()),
+        Err(ChainError::Store(Error::Corrupt { detail })) => (false, detail),
+        Err(ChainError::Store(e)) => return Err(Failure::store(&e)),
+        Err(e) => (false, chain(&e)),
+    };
+    Ok(Check {
+        name: "chain",
+        ok,
+        detail,
+    })
+}
+
+fn export(cli: &Cli, mut out: impl Write, progress: bool) -> Done {
+    let store = open_read(&cli.db, Verify::Full)?;
+    let last = block_on(store.last_position())?;
+    let bar = if progress {
+        bar(last, "exporting")
+    } else {
+        ProgressBar::hidden()
+    };
+    for_each(store.read_all(1), |event| {
+        bar.set_position(event.position);
+        print_event(true, &mut out, &event)
+    })?;
+    bar.finish_and_clear();
+    out.flush()?;
+    Ok(())
+}
+
+/// The lines of an export file, numbered from 1, blank lines skipped.
+fn lines(file: &Path) -> Result<impl Iterator<Item = Result<(usize, Line), Failure>>, Failure> {
+    let opened = File::open(file)
+        .map_err(|e| Failure::Input(format!("cannot open `{}`: {e}", file.display())))?;
+    let name = file.display().to_string();
+    Ok(BufReader::new(opened)
+        .lines()
+        .enumerate()
+        .filter_map(move |(n, text)| {
+            let number = n + 1;
+            let parsed = match text {
+                Err(e) => Err(Failure::Input(format!("{name}: line {number}: {e}"))),
+                Ok(text) if text.trim().is_empty() => return None,
+                Ok(text) => serde_json::from_str::<Line>(&text)
+                    .map(|line| (number, line))
+                    .map_err(|e| Failure::Input(format!("{name}: line {number}: {e}"))),
+            };
+            Some(parsed)
+        }))
+}
+
+/// Checks the whole file before anything is written: every line an event,
+/// stream ids valid, each stream's versions consecutive and of one
+/// aggregate type, no event id twice. Returns the number of events.
+fn check_file(file: &Path) -> Result<u64, Failure> {
+    let mut streams = HashMap::<String, (String, u64)>::new();
+    let mut ids = HashSet::new();
+    let mut count = 0;
+    for line in lines(file)? {
+        let (number, line) = line?;
+        let bad = |why: String| Failure::Input(format!("{}: line {number}: {why}", file.display()));
+        StreamId::new(&line.stream).map_err(|e| bad(format!("stream `{}`: {e}", line.stream)))?;
+        if !ids.insert(line.event_id) {
+            return Err(bad(format!("event id {} appears twice", line.event_id)));
+        }
+        match streams.get_mut(&line.stream) {
+            Some((aggregate_type, version)) => {
+                if *aggregate_type != line.aggregate_type {
+                    return Err(bad(format!(
+                        "stream `{}` is of aggregate type `{aggregate_type}`, not `{}`",
+                        line.stream, line.aggregate_type
+                    )));
+                }
+                if line.version != *version + 1 {
+                    return Err(bad(format!(
+                        "stream `{}` version {} follows version {version}",
+                        line.stream, line.version
+                    )));
+                }
+                *version = line.version;
+            }
+            None if line.version == 0 => return Err(bad("version 0 (versions start at 1)".into())),
+            None => {
+                streams.insert(
+                    line.stream.clone(),
+                    (line.aggregate_type.clone(), line.version),
+                );
+            }
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The most events appended in one transaction by `import`.
+const IMPORT_BATCH: usize = 500;
+
+/// A batch of writes, each with the file's line number of its first event.
+#[derive(Default)]
+struct Batch {
+    writes: Vec<(usize, StreamWrite)>,
+    events: usize,
+}
+
+fn import(cli: &Cli, mut out: impl Write, file: &Path) -> Done {
+    let total = check_file(file)?;
+    let store = SqliteStore::open(&cli.db).map_err(|e| Failure::store(&e))?;
+    let bar = bar(total, "importing");
+    let (mut appended, mut repeated) = (0u64, 0u64);
+    let mut batch = Batch::default();
+    let mut flush = |batch: &mut Batch| -> Result<(), Stop> {
+        let writes = std::mem::take(&mut batch.writes);
+        let events = std::mem::take(&mut batch.events) as u64;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let first_line = writes[0].0;
+        let results = block_on(store.append_to_streams(writes.into_iter().map(|w| w.1).collect()))
+            .map_err(|e| import_error(file, first_line, &e))?;
+        let n: u64 = events;
+        if results.iter().all(|r| r.repeated) {
+            repeated += n;
+        } else {
+            appended += n;
+        }
+        bar.inc(n);
+        Ok(())
+    };
+    for line in lines(file)? {
+        let (number, line) = line?;
+        let stream = StreamId::new(&line.stream)
+            .map_err(|e| Failure::Input(format!("line {number}: {e}")))?;
+        let continues = batch.writes.last().is_some_and(|(_, w)| w.stream == stream);
+        if !continues
+            && (batch.events >= IMPORT_BATCH
+                || batch.writes.iter().any(|(_, w)| w.stream == stream))
+        {
+            flush(&mut batch)?;
+        }
+        let event = NewEvent {
+            event_id: line.event_id,
+            aggregate_type: line.aggregate_type.into(),
+            name: line.name.into(),
+            schema_version: line.schema_version,
+            payload: Payload::new(line.payload.get()),
+            occurred_at: Some(line.occurred_at),
+            metadata: line.metadata,
+        };
+        match batch.writes.last_mut() {
+            Some((_, write)) if write.stream == stream => write.events.push(event),
+            _ => batch.writes.push((
+                number,
+                StreamWrite::new(stream, expected(line.version), vec![event]),
+            )),
+        }
+        batch.events += 1;
+    }
+    flush(&mut batch)?;
+    bar.finish_and_clear();
+    drop(store);
+    writeln!(
+        out,
+        "{appended} events imported, {repeated} already stored, into `{}`",
+        cli.db.display()
+    )?;
+    Ok(())
+}
+
+/// The version a stream must be at before an event of version `version`.
+fn expected(version: u64) -> ExpectedVersion {
+    match version {
+        0 | 1 => ExpectedVersion::NoStream,
+        v => ExpectedVersion::Exact(v - 1),
+    }
+}
+
+/// An append of an import that failed: the input does not fit the store
+/// (exit 2), or the store cannot write (exit 3).
+fn import_error(file: &Path, line: usize, e: &Error) -> Stop {
+    let at = format!("{}: line {line}", file.display());
+    Stop::Failed(match e {
+        Error::Conflict(_)
+        | Error::DuplicateEvent { .. }
+        | Error::InvalidName { .. }
+        | Error::InvalidEvent { .. }
+        | Error::Limit(_)
+        | Error::AggregateMismatch { .. } => Failure::Input(format!(
+            "{at}: does not fit the store, nothing of it was written: {}",
+            chain(e)
+        )),
+        _ => Failure::Store(format!("{at}: {}", chain(e))),
+    })
+}
+
+fn tail(cli: &Cli, mut out: impl Write, from: Option<u64>) -> Done {
+    let store = open_read(&cli.db, Verify::Full)?;
+    let mut next_position = match from {
+        Some(position) => position.max(1),
+        None => block_on(store.last_position())? + 1,
+    };
+    let mut watch = store.watch();
+    loop {
+        for_each(store.read_all(next_position), |event| {
+            next_position = event.position + 1;
+            print_event(cli.json, &mut out, &event)
+        })?;
+        out.flush()?;
+        // The watch wakes for this process's commits; other processes'
+        // are found by reading again after the timeout.
+        watch.wait_timeout(Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,172 @@
+//! # `es`: the inspector of es-sqlite event stores
+//!
+//! A command line for any es-sqlite file, whatever program wrote it: it
+//! reads envelopes and stored payloads, never the program's event types.
+//!
+//! ```text
+//! es --db tickets.db streams                 # each stream: type, events, last activity
+//! es --db tickets.db events ticket-1 --from 2
+//! es --db tickets.db types                   # stored (aggregate, name, schema version) counts
+//! es --db tickets.db verify --head 42:9f…    # integrity, checksums, contiguity, audit chain
+//! es --db tickets.db export --out all.jsonl  # one event per line
+//! es --db copy.db import all.jsonl           # into a new or existing store, idempotent
+//! es --db tickets.db tail --from 1           # follow $all
+//! ```
+//!
+//! Every command but `import` opens the store read-only
+//! ([`SqliteOptions::read_only`](es_sqlite::SqliteOptions::read_only)): a
+//! file that does not exist is not created, a file of an older schema is
+//! not migrated (it is refused, untouched), and nothing is written.
+//! `--json` prints JSON lines instead of tables.
+//!
+//! Exit codes: 0 ok, 1 `verify` found damage or tampering, 2 bad usage or
+//! bad input, 3 the store cannot be opened or read.
+//!
+//! Sealed personal fields ([`Personal`](es_core::Personal)) are shown,
+//! exported and imported as stored, sealed: the inspector has no keys.
+
+mod commands;
+mod record;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// What ends a command other than success, and its exit code.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    /// `verify` found something (exit 1); what it found is printed already.
+    #[error("{0}")]
+    Findings(String),
+    /// Bad usage or bad input (exit 2).
+    #[error("{0}")]
+    Input(String),
+    /// The store cannot be opened or read (exit 3).
+    #[error("{0}")]
+    Store(String),
+}
+
+impl Failure {
+    /// A store failure with its causes, one after another.
+    pub(crate) fn store(error: &(dyn std::error::Error + 'static)) -> Failure {
+        Failure::Store(chain(error))
+    }
+
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Findings(_) => 1,
+            Failure::Input(_) => 2,
+            Failure::Store(_) => 3,
+        }
+    }
+}
+
+/// An error and its sources, as one line.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+const AFTER_HELP: &str = "\
+Every command but `import` opens the store read-only: a missing file is not
+created, a file of an older schema is not migrated, nothing is written.
+
+Sealed personal fields (`Personal<T>`) are shown, exported and imported as
+stored, sealed: the inspector has no keys, and needs none.
+
+Exit codes:
+  0  ok
+  1  `verify` found damage or tampering
+  2  bad usage, or bad input (an import file, a --head)
+  3  the store cannot be opened or read (missing, not an es store, older schema, damaged)";
+
+/// The inspector of es-sqlite event stores.
+#[derive(Debug, Parser)]
+#[command(name = "es", version, about, after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    /// The es-sqlite events file.
+    #[arg(long, global = true, value_name = "FILE", default_value = "events.db")]
+    pub(crate) db: PathBuf,
+    /// Prints JSON lines (one object a line) instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Lists each stream with its aggregate type, event count and last
+    /// activity (the time its last event was recorded).
+    Streams,
+    /// Prints the events of one stream: envelope, metadata and payload as
+    /// stored.
+    Events {
+        /// The stream id.
+        stream: String,
+        /// The first version to print (default: 1).
+        #[arg(long, value_name = "V")]
+        from: Option<u64>,
+        /// The last version to print (default: the last).
+        #[arg(long, value_name = "V")]
+        to: Option<u64>,
+    },
+    /// Lists the stored (aggregate type, event name, schema version) with
+    /// how many events have each.
+    Types,
+    /// Checks the file (`PRAGMA integrity_check`), every event's checksum and
+    /// the contiguity of versions and positions (by reading every event),
+    /// and the audit chain; exit 1 when anything is wrong.
+    Verify {
+        /// A head kept earlier (`POSITION:HASH`, as `verify` prints it):
+        /// proves that nothing at or before it changed, even if the chain
+        /// after an edit was computed again.
+        #[arg(long, value_name = "POSITION:HASH")]
+        head: Option<es_sqlite::ChainHead>,
+    },
+    /// Writes every event, in `$all` order, as JSON lines: stream, aggregate
+    /// type, version, position, event id, name, schema version, recorded at,
+    /// occurred at, metadata, and the payload as stored.
+    Export {
+        /// The file to write (default: standard output).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Appends the events of an `export` file to the store (created when
+    /// missing), keeping event ids, occurred-at times and metadata; positions
+    /// and recorded-at times are the new store's. Running it again changes
+    /// nothing. The whole file is checked first: a bad line is reported with
+    /// its number and nothing is written.
+    Import {
+        /// The JSON lines file, as `export` writes it.
+        file: PathBuf,
+    },
+    /// Follows `$all`: prints each event as it is committed, from the end
+    /// (or `--from`), until interrupted.
+    Tail {
+        /// The first position to print (default: after the last event).
+        #[arg(long, value_name = "POSITION")]
+        from: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            if !matches!(failure, Failure::Findings(_)) {
+                eprintln!("es: {failure}");
+            }
+            ExitCode::from(failure.code())
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! The `es` binary against stores written with the Ticket example's domain.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use es_core::blocking::{Repository, block_on};
+use es_core::store::next;
+use es_core::{EventStore, Metadata, RecordedEvent};
+use es_sqlite::SqliteStore;
+use ticket::{AgentId, Reason, Ticket};
+
+/// Runs `es --db DB ARGS...`.
+fn es(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_es"))
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("the es binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// A store with three tickets, one escalated and one closed.
+fn tickets(dir: &Path) -> PathBuf {
+    let path = dir.join("tickets.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let tickets = Repository::<Ticket, _>::new(store);
+    for id in ["t-1", "t-2", "t-3"] {
+        tickets
+            .execute(id, |t| t.open("printer", "ada@example.com"))
+            .unwrap();
+        tickets
+            .execute(id, |t| t.add_message("it smokes", "customer"))
+            .unwrap();
+    }
+    tickets
+        .command("t-2")
+        .metadata(Metadata::new().actor("agent-7").reason("waited 3 days"))
+        .execute(|t| t.escalate(Reason("waited".into()), AgentId("agent-7".into())))
+        .unwrap();
+    tickets.execute("t-3", |t| t.close("fixed")).unwrap();
+    path
+}
+
+fn all(path: &Path) -> Vec<RecordedEvent> {
+    let store = SqliteStore::options().read_only().open(path).unwrap();
+    let mut events = store.read_all(1);
+    let mut all = Vec::new();
+    while let Some(event) = block_on(next(&mut events)) {
+        all.push(event.unwrap());
+    }
+    all
+}
+
+#[test]
+fn streams_lists_each_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let out = es(&db, &["streams"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("STREAM"), "{text}");
+    assert!(text.contains("t-2") && text.contains("ticket"), "{text}");
+    let json = es(&db, &["--json", "streams"]);
+    let rows: Vec<serde_json::Value> = stdout(&json)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["stream"], "ticket-t-2");
+    assert_eq!(rows[1]["aggregate_type"], "ticket");
+    assert_eq!(rows[1]["events"], 3);
+    assert!(rows[1]["last_recorded_at"].is_string());
+}
+
+#[test]
+fn events_prints_a_range_with_envelopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let out = es(
+        &db,
+        &["--json", "events", "ticket-t-2", "--from", "2", "--to", "3"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["version"], 2);
+    assert_eq!(lines[1]["name"], "ticket-escalated");
+    assert_eq!(lines[1]["metadata"]["actor"], "agent-7");
+    assert!(lines[1]["payload"].is_object());
+    let text = stdout(&es(&db, &["events", "ticket-t-2"]));
+    assert!(
+        text.contains("ticket-opened") && text.contains("payload"),
+        "{text}"
+    );
+    let missing = es(&db, &["events", "ticket-t-9"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+}
+
+#[test]
+fn types_counts_stored_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let out = es(&db, &["--json", "types"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let types: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let opened = types.iter().find(|t| t["name"] == "ticket-opened").unwrap();
+    assert_eq!(opened["count"], 3);
+    assert_eq!(opened["aggregate_type"], "ticket");
+    assert!(stdout(&es(&db, &["types"])).contains("message-added"));
+}
+
+#[test]
+fn verify_is_clean_then_finds_an_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let out = es(&db, &["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("chain") && text.contains("8 events verified"),
+        "{text}"
+    );
+
+    let head = block_on(SqliteStore::open(&db).unwrap().head()).unwrap();
+    let kept = head.to_string();
+    assert_eq!(es(&db, &["verify", "--head", &kept]).status.code(), Some(0));
+    let bad_head = es(&db, &["verify", "--head", "nonsense"]);
+    assert_eq!(bad_head.status.code(), Some(2));
+
+    // Someone edits a payload behind the store's back.
+    let conn = es_sqlite::rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS events_are_never_changed; \
+         DROP TRIGGER IF EXISTS events_are_never_deleted;",
+    )
+    .unwrap();
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('events')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(columns.iter().any(|c| c == "payload"), "{columns:?}");
+    conn.execute(
+        "UPDATE events SET payload = replace(payload, 'smokes', 'smoked') WHERE position = 2",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = es(&db, &["--json", "verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let checks: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(checks.iter().any(|c| c["ok"] == false), "{checks:?}");
+}
+
+#[test]
+fn export_then_import_gives_identical_events_and_repeats_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let file = dir.path().join("all.jsonl");
+    let out = es(&db, &["export", "--out", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 8);
+
+    let copy = dir.path().join("copy.db");
+    let out = es(&copy, &["import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("8 events imported"),
+        "{}",
+        stdout(&out)
+    );
+    let (from, to) = (all(&db), all(&copy));
+    assert_eq!(from.len(), to.len());
+    for (a, b) in from.iter().zip(&to) {
+        assert_eq!(a.stream_id, b.stream_id);
+        assert_eq!(a.aggregate_type, b.aggregate_type);
+        assert_eq!(a.version, b.version);
+        assert_eq!(a.position, b.position);
+        assert_eq!(a.event_id, b.event_id);
+        assert_eq!(a.occurred_at, b.occurred_at);
+        assert_eq!(a.name, b.name);
+        assert_eq!(a.schema_version, b.schema_version);
+        assert_eq!(a.metadata, b.metadata);
+        assert_eq!(a.payload(), b.payload());
+    }
+
+    let again = es(&copy, &["import", file.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).contains("0 events imported, 8 already stored"));
+    assert_eq!(all(&copy).len(), 8);
+    // The copy decodes with the domain's own types.
+    let copied = Repository::<Ticket, _>::new(SqliteStore::open(&copy).unwrap());
+    assert_eq!(copied.load("t-2").unwrap().version, 3);
+}
+
+#[test]
+fn a_bad_line_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let exported = stdout(&es(&db, &["export"]));
+    let mut lines: Vec<&str> = exported.lines().collect();
+    lines.insert(5, "{\"stream\": \"t-1\", oops");
+    let file = dir.path().join("bad.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let copy = dir.path().join("copy.db");
+    let out = es(&copy, &["import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("line 6"), "{}", stderr(&out));
+    assert!(!copy.exists(), "nothing is created for a bad file");
+
+    let missing = es(&copy, &["import", "no-such-file.jsonl"]);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn a_missing_or_foreign_file_is_exit_3_and_not_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.db");
+    for command in [
+        &["streams"][..],
+        &["events", "ticket-t-1"],
+        &["types"],
+        &["verify"],
+        &["export"],
+        &["tail"],
+    ] {
+        let out = es(&missing, command);
+        assert_eq!(out.status.code(), Some(3), "{command:?}: {}", stderr(&out));
+        assert!(!missing.exists(), "{command:?} created the file");
+    }
+    let foreign = dir.path().join("notes.txt");
+    std::fs::write(
+        &foreign,
+        "not a database at all, but long enough? no.".repeat(40),
+    )
+    .unwrap();
+    let out = es(&foreign, &["streams"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = es(&foreign, &["verify"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
+
+#[test]
+fn reading_commands_leave_the_file_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let before = std::fs::read(&db).unwrap();
+    for command in [
+        &["streams"][..],
+        &["--json", "streams"],
+        &["events", "ticket-t-1"],
+        &["types"],
+        &["verify"],
+        &["export"],
+    ] {
+        let out = es(&db, command);
+        assert!(out.status.success(), "{command:?}: {}", stderr(&out));
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            before,
+            "{command:?} changed the file"
+        );
+    }
+}
+
+#[test]
+fn help_documents_exit_codes_and_sealed_fields() {
+    let out = Command::new(env!("CARGO_BIN_EXE_es"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(
+        text.contains("Exit codes") && text.contains("sealed"),
+        "{text}"
+    );
+    for command in [
+        "streams", "events", "types", "verify", "export", "import", "tail",
+    ] {
+        assert!(text.contains(command), "{command} missing from --help");
+        let help = Command::new(env!("CARGO_BIN_EXE_es"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(help.status.success());
+    }
+}
+
+#[test]
+fn tail_prints_stored_then_new_events() {
+    use std::io::{BufRead, BufReader};
+
+    use es_core::{ExpectedVersion, NewEvent, StreamId};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_es"))
+        .arg("--db")
+        .arg(&db)
+        .args(["--json", "tail", "--from", "7"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let position = |line: Option<std::io::Result<String>>| {
+        let line: serde_json::Value = serde_json::from_str(&line.unwrap().unwrap()).unwrap();
+        line["position"].as_u64().unwrap()
+    };
+    assert_eq!(position(lines.next()), 7);
+    assert_eq!(position(lines.next()), 8);
+    let store = SqliteStore::open(&db).unwrap();
+    let noted = NewEvent::new("note", "noted", 1, "{}");
+    block_on(store.append(
+        &StreamId::new("note-1").unwrap(),
+        ExpectedVersion::NoStream,
+        vec![noted],
+    ))
+    .unwrap();
+    assert_eq!(position(lines.next()), 9);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
