@@ -19,14 +19,14 @@
 //! keeps that key elsewhere (a secret manager, a KMS), never beside the
 //! data it protects.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use es_core::blocking::{Repository, block_on};
 use es_core::prelude::*;
-use es_core::privacy::{Forget, KeyEncryptionKey, KeySource, MemoryKeyStore};
-use es_core::verify::{Phase, Verify};
+use es_core::privacy::{Forget, KeyEncryptionKey, MemoryKeyStore};
+use es_core::verify::Verify;
 use es_sqlite::{ReadModels, SqliteStore};
 use leads::read_models::{analysis, search};
 use leads::seed::{self, LEAD_12_ID};
@@ -120,7 +120,7 @@ fn main() -> ExitCode {
             command,
         )
     } else {
-        key_encryption_key(&cli.db)
+        example_cli_support::key_encryption_key(&cli.db, KEK_VAR)
             .and_then(|kek| Ok(SqliteStore::options().personal_data(kek).open(&cli.db)?))
             .and_then(|store| {
                 // The deploy check: a file holding events this build cannot
@@ -148,23 +148,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The key that wraps the keys of the leads' personal data: from
-/// `LEADS_KEK`, or else the key file `<db>.kek`, created (owner-only) when
-/// missing.
-fn key_encryption_key(db: &Path) -> Result<KeyEncryptionKey, Failure> {
-    let mut path = db.as_os_str().to_owned();
-    path.push(".kek");
-    let path = PathBuf::from(path);
-    let (kek, source) = KeyEncryptionKey::from_env_or_file(KEK_VAR, &path)?;
-    if source == KeySource::Created {
-        eprintln!(
-            "note: created the key-encryption key {} (set {KEK_VAR} to keep it elsewhere)",
-            path.display()
-        );
-    }
-    Ok(kek)
 }
 
 /// Runs `command` on `leads`; `sqlite` is the same store when it is a
@@ -223,7 +206,9 @@ fn run<S: EventStore + SnapshotStore + Forget>(
             Ok(())
         }
         Command::Forget { id, reason } => forget(leads, sqlite, &id, reason),
-        Command::Verify => verify(leads.as_async().store()),
+        Command::Verify => example_cli_support::replay_check(
+            Verify::new(leads.as_async().store()).aggregate::<Lead>(),
+        ),
     }
 }
 
@@ -264,38 +249,6 @@ fn forget<S: EventStore + SnapshotStore + Forget>(
         );
     }
     Ok(())
-}
-
-/// The replay check, with a progress bar on a terminal.
-fn verify<S: EventStore + SnapshotStore>(store: &S) -> Result<(), Failure> {
-    let bar = indicatif::ProgressBar::new(0);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len}") {
-        bar.set_style(style);
-    }
-    // The report names each panic with its stream and version: the default
-    // hook's message would only repeat it without them.
-    std::panic::set_hook(Box::new(|_| {}));
-    let report = block_on(
-        Verify::new(store)
-            .aggregate::<Lead>()
-            .progress(|p| {
-                bar.set_length(p.total);
-                bar.set_position(p.done);
-                bar.set_message(match p.phase {
-                    Phase::List => "listing streams",
-                    Phase::Replay => "replaying",
-                });
-            })
-            .run(),
-    );
-    let _ = std::panic::take_hook();
-    bar.finish_and_clear();
-    let report = report?;
-    println!("{report:#}");
-    match report.findings.len() {
-        0 => Ok(()),
-        n => Err(format!("the replay check found {n} problems").into()),
-    }
 }
 
 /// The seed's story: lead 12 imported through the rules, its state now,

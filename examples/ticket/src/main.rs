@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use es_core::blocking::Repository;
 use es_core::prelude::*;
-use es_core::privacy::{Forget, KeyEncryptionKey, KeySource, MemoryKeyStore};
-use es_core::verify::{Phase, Verify};
+use es_core::privacy::{Forget, KeyEncryptionKey, MemoryKeyStore};
+use es_core::verify::Verify;
 use es_core::{TrailEntry, Uuid};
 use es_sqlite::{ChainError, ChainHead, SqliteStore};
 use ticket::{AgentId, Reason, Ticket, TicketError, TicketEvent};
@@ -222,7 +222,7 @@ fn main() -> ExitCode {
             command,
         )
     } else {
-        key_encryption_key(&cli.db)
+        example_cli_support::key_encryption_key(&cli.db, KEK_VAR)
             .and_then(|kek| Ok(SqliteStore::options().personal_data(kek).open(&cli.db)?))
             .and_then(|store| {
                 // The deploy check: a file holding events this build cannot
@@ -251,22 +251,6 @@ fn main() -> ExitCode {
 
 /// Where the key-encryption key of the customers' data is looked for.
 const KEK_VAR: &str = "TICKETS_KEK";
-
-/// The key that wraps the keys of the customers' data: from `TICKETS_KEK`,
-/// or else the key file `<db>.kek`, created (owner-only) when missing.
-fn key_encryption_key(db: &std::path::Path) -> Result<KeyEncryptionKey, Failure> {
-    let mut path = db.as_os_str().to_owned();
-    path.push(".kek");
-    let path = PathBuf::from(path);
-    let (kek, source) = KeyEncryptionKey::from_env_or_file(KEK_VAR, &path)?;
-    if source == KeySource::Created {
-        eprintln!(
-            "note: created the key-encryption key {} (set {KEK_VAR} to keep it elsewhere)",
-            path.display()
-        );
-    }
-    Ok(kek)
-}
 
 fn run<S: Forget + Clone>(
     tickets: &Repository<Ticket, S>,
@@ -355,7 +339,9 @@ fn run<S: Forget + Clone>(
         }
         Command::Trail { id, version } => trail(tickets, &id, version),
         Command::Forget { id, reason, by } => forget(tickets, &id, reason, by),
-        Command::Verify { head: None } => verify(tickets.as_async().store()),
+        Command::Verify { head: None } => example_cli_support::replay_check(
+            Verify::new(tickets.as_async().store()).aggregate::<Ticket>(),
+        ),
         Command::Verify { head: Some(_) } => {
             Err("`--head` checks the audit chain of a SQLite file, which `--memory` has not".into())
         }
@@ -365,7 +351,7 @@ fn run<S: Forget + Clone>(
 /// `verify` on a SQLite file: the replay check, then the audit chain, each
 /// reported whatever the other found.
 fn verify_sqlite(store: &SqliteStore, kept: Option<ChainHead>) -> Result<(), Failure> {
-    let replayed = verify(store);
+    let replayed = example_cli_support::replay_check(Verify::new(store).aggregate::<Ticket>());
     let chained = audit_chain(store, kept);
     match (replayed, chained) {
         (Ok(()), Ok(())) => Ok(()),
@@ -524,38 +510,6 @@ fn describe(what: &str, side: &ticket::race::Side) {
         (Err(e), _) => format!("failed: {e}"),
     };
     println!("{what} {how}");
-}
-
-/// The replay check, with a progress bar on a terminal.
-fn verify<S: EventStore + SnapshotStore>(store: &S) -> Result<(), Failure> {
-    let bar = indicatif::ProgressBar::new(0);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len}") {
-        bar.set_style(style);
-    }
-    // The report names each panic with its stream and version: the default
-    // hook's message would only repeat it without them.
-    std::panic::set_hook(Box::new(|_| {}));
-    let report = es_core::blocking::block_on(
-        Verify::new(store)
-            .aggregate::<Ticket>()
-            .progress(|p| {
-                bar.set_length(p.total);
-                bar.set_position(p.done);
-                bar.set_message(match p.phase {
-                    Phase::List => "listing streams",
-                    Phase::Replay => "replaying",
-                });
-            })
-            .run(),
-    );
-    let _ = std::panic::take_hook();
-    bar.finish_and_clear();
-    let report = report?;
-    println!("{report:#}");
-    match report.findings.len() {
-        0 => Ok(()),
-        n => Err(format!("the replay check found {n} problems").into()),
-    }
 }
 
 /// `trail ID VERSION`: the business transaction of the ticket's event at
