@@ -776,28 +776,12 @@ impl Keys {
         stream: &StreamId,
         event_id: Uuid,
     ) -> Result<Option<String>, PrivacyError> {
-        if !payload.contains("\"$personal\"") {
-            return Ok(None);
-        }
-        let mut value: Value = serde_json::from_str(payload)
-            .map_err(|_| malformed(event_id, "", "the payload is not JSON"))?;
-        let mut failure = None;
-        walk(&mut value, &mut String::new(), &mut |pointer, map| {
-            if failure.is_some() || !map.contains_key(PERSONAL) {
-                return false;
-            }
-            match self.seal_one(map, pointer, stream, event_id) {
-                Ok(sealed) => *map = sealed,
-                Err(e) => failure = Some(e),
-            }
-            true
-        });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        serde_json::to_string(&value)
-            .map(Some)
-            .map_err(|_| malformed(event_id, "", "the payload does not encode"))
+        rewrite(
+            payload,
+            (PERSONAL, "\"$personal\""),
+            event_id,
+            |pointer, marked| self.seal_one(marked, pointer, stream, event_id),
+        )
     }
 
     fn seal_one(
@@ -873,28 +857,12 @@ impl Keys {
         stream: &StreamId,
         event_id: Uuid,
     ) -> Result<Option<String>, PrivacyError> {
-        if !payload.contains("\"$sealed\"") {
-            return Ok(None);
-        }
-        let mut value: Value = serde_json::from_str(payload)
-            .map_err(|_| malformed(event_id, "", "the payload is not JSON"))?;
-        let mut failure = None;
-        walk(&mut value, &mut String::new(), &mut |pointer, map| {
-            if failure.is_some() || !map.contains_key(SEALED) {
-                return false;
-            }
-            match open_one(self, map, pointer, stream, event_id) {
-                Ok(opened) => *map = opened,
-                Err(e) => failure = Some(e),
-            }
-            true
-        });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        serde_json::to_string(&value)
-            .map(Some)
-            .map_err(|_| malformed(event_id, "", "the payload does not encode"))
+        rewrite(
+            payload,
+            (SEALED, "\"$sealed\""),
+            event_id,
+            |pointer, sealed| open_one(self, sealed, pointer, stream, event_id),
+        )
     }
 }
 
@@ -964,6 +932,40 @@ fn malformed(event_id: Uuid, pointer: &str, reason: &'static str) -> PrivacyErro
         pointer: pointer.to_owned(),
         reason,
     }
+}
+
+/// `payload` with each object holding the key `marker` replaced by what
+/// `replace` makes of it (given its JSON pointer); `None` when no object
+/// holds it. The one walk both sealing and opening make.
+fn rewrite(
+    payload: &str,
+    (marker, quoted): (&str, &str),
+    event_id: Uuid,
+    mut replace: impl FnMut(&str, &Map<String, Value>) -> Result<Map<String, Value>, PrivacyError>,
+) -> Result<Option<String>, PrivacyError> {
+    // A cheap test first: most payloads hold no personal data.
+    if !payload.contains(quoted) {
+        return Ok(None);
+    }
+    let mut value: Value = serde_json::from_str(payload)
+        .map_err(|_| malformed(event_id, "", "the payload is not JSON"))?;
+    let mut failure = None;
+    walk(&mut value, &mut String::new(), &mut |pointer, map| {
+        if failure.is_some() || !map.contains_key(marker) {
+            return false;
+        }
+        match replace(pointer, map) {
+            Ok(replaced) => *map = replaced,
+            Err(e) => failure = Some(e),
+        }
+        true
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    serde_json::to_string(&value)
+        .map(Some)
+        .map_err(|_| malformed(event_id, "", "the payload does not encode"))
 }
 
 /// Calls `f` with every object of `value` and its JSON pointer, depth
