@@ -843,6 +843,7 @@ where
             compensates: None,
             id: None,
             cause: None,
+            expected: None,
         }
     }
 
@@ -927,6 +928,7 @@ where
         stream: &StreamId,
         metadata: &Metadata,
         occurred_at: Option<Timestamp>,
+        expected: Option<u64>,
         mut decide: F,
     ) -> Result<Executed<A>, ExecuteError<D::Error>>
     where
@@ -938,6 +940,26 @@ where
             None => None,
         };
         let mut folded = self.fold(stream, Target::Latest).await?;
+        if let Some(version) = expected.filter(|&v| v != folded.version) {
+            // The caller decided on a state that is not the current one:
+            // nothing is decided for it, and it is told what it missed.
+            let concurrent = if folded.version > version {
+                self.read_between(stream, version, Some(folded.version))
+                    .await?
+            } else {
+                Vec::new()
+            };
+            return Err(ExecuteError::Conflict(Box::new(CommandConflict {
+                conflict: Conflict {
+                    stream: stream.clone(),
+                    expected: ExpectedVersion::Exact(version),
+                    actual: folded.version,
+                },
+                attempts: 0,
+                reruns: 0,
+                concurrent,
+            })));
+        }
         if let Some(target) = metadata.compensates {
             // Stored events are never changed or removed, so an event found
             // among the versions the decision sees is still there when the
@@ -987,7 +1009,9 @@ where
                     let tries = (attempts, reruns);
                     return Ok(self.executed(stream, folded, events, Some(&appended), tries));
                 }
-                Err(Error::Conflict(conflict)) if attempts > self.retries => {
+                // An expected version is never retried: the caller's
+                // decision was made on that version, not on a later one.
+                Err(Error::Conflict(conflict)) if attempts > self.retries || expected.is_some() => {
                     let concurrent = self
                         .read_between(stream, decided_at, Some(conflict.actual))
                         .await?;
@@ -1327,6 +1351,7 @@ where
         mut stream: StreamId,
         metadata: &Metadata,
         occurred_at: Option<Timestamp>,
+        expected: Option<u64>,
         mut decide: F,
     ) -> Result<Executed<A>, ExecuteError<D::Error>>
     where
@@ -1335,7 +1360,8 @@ where
     {
         let mut hops = 0;
         loop {
-            match self.run(&stream, metadata, occurred_at, &mut decide).await {
+            let ran = self.run(&stream, metadata, occurred_at, expected, &mut decide);
+            match ran.await {
                 Err(ExecuteError::Store(error)) => match self.followed(&error) {
                     Some(to) if hops < MAX_FOLLOWED => {
                         tracing::debug!(from = %stream, %to, "the stream moved; following it");
@@ -1362,6 +1388,8 @@ pub struct Command<'r, A, S> {
     id: Option<Uuid>,
     /// The event that caused the command: its id and its correlation.
     cause: Option<(Uuid, Uuid)>,
+    /// The only version the decision may run on (an HTTP `If-Match`).
+    expected: Option<u64>,
 }
 
 impl<A, S> fmt::Debug for Command<'_, A, S> {
@@ -1374,6 +1402,7 @@ impl<A, S> fmt::Debug for Command<'_, A, S> {
             .field("compensates", &self.compensates)
             .field("command_id", &self.id)
             .field("cause", &self.cause)
+            .field("expected", &self.expected)
             .finish()
     }
 }
@@ -1394,6 +1423,45 @@ where
     /// records when it wrote them.
     pub fn occurred_at(mut self, occurred_at: Timestamp) -> Self {
         self.occurred_at = Some(occurred_at);
+        self
+    }
+
+    /// Runs the decision only on version `version` of the aggregate: the
+    /// version the caller last saw (an HTTP `If-Match`, a form's hidden
+    /// field). When the stream is at another version, or another writer
+    /// appends first, the command fails with [`ExecuteError::Conflict`]
+    /// carrying the events the caller did not see; it is never retried, nor
+    /// decided again on the fresh state, whatever the repository's retries
+    /// and [`ConflictPolicy`]. Version 0 expects a new aggregate.
+    ///
+    /// With a [command id](Command::command_id), a repeat of a command
+    /// that went through returns its first outcome, even though the version
+    /// has moved on since.
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+    /// # pub struct Deposited { pub amount: u64 }
+    /// # #[derive(Aggregate, Default, Debug)]
+    /// # #[aggregate(name = "account", events(Deposited))]
+    /// # pub struct Account { balance: u64 }
+    /// # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.balance += e.amount } }
+    /// # pollster::block_on(async {
+    /// let accounts = Repository::<Account, _>::new(InMemoryStore::new());
+    /// accounts.execute("a-1", |_| Deposited { amount: 5 }).await?;
+    /// // Seen at version 1, decided at version 1: appended.
+    /// accounts.command("a-1").expect_version(1).execute(|_| Deposited { amount: 1 }).await?;
+    /// // Still deciding on version 1, now stale: refused, with what was missed.
+    /// let stale = accounts.command("a-1").expect_version(1).execute(|_| Deposited { amount: 2 }).await;
+    /// let conflict = stale.unwrap_err().as_command_conflict().cloned().expect("a conflict");
+    /// assert_eq!(conflict.conflict.actual, 2);
+    /// assert_eq!(conflict.concurrent.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn expect_version(mut self, version: u64) -> Self {
+        self.expected = Some(version);
         self
     }
 
@@ -1609,7 +1677,7 @@ where
             metadata.correlation_id = Some(correlation);
         }
         self.repository
-            .run_following(stream, &metadata, self.occurred_at, decide)
+            .run_following(stream, &metadata, self.occurred_at, self.expected, decide)
             .await
     }
 }
