@@ -67,21 +67,38 @@ async fn a_stale_version_is_a_conflict_with_what_was_missed_and_decides_nothing(
         .expect_version(1)
         .execute(|_: &Note| {
             decided.fetch_add(1, Ordering::SeqCst);
-            Noted { text: "late".into() }
+            Noted {
+                text: "late".into(),
+            }
         })
         .await;
     let conflict = stale.unwrap_err().as_command_conflict().cloned().unwrap();
-    assert_eq!(decided.load(Ordering::SeqCst), 0, "no decision on a stale state");
+    assert_eq!(
+        decided.load(Ordering::SeqCst),
+        0,
+        "no decision on a stale state"
+    );
     assert_eq!(conflict.conflict.expected, ExpectedVersion::Exact(1));
     assert_eq!(conflict.conflict.actual, 3);
     let missed: Vec<_> = conflict.concurrent.iter().map(|e| e.version).collect();
     assert_eq!(missed, [2, 3]);
-    assert_eq!(notes.load("n").await.unwrap().version, 3, "nothing appended");
+    assert_eq!(
+        notes.load("n").await.unwrap().version,
+        3,
+        "nothing appended"
+    );
 
     // A version past the end is a conflict too, with nothing missed.
-    let ahead = notes.command("n").expect_version(9).execute(noted("x")).await;
+    let ahead = notes
+        .command("n")
+        .expect_version(9)
+        .execute(noted("x"))
+        .await;
     let conflict = ahead.unwrap_err().as_command_conflict().cloned().unwrap();
-    assert_eq!((conflict.conflict.actual, conflict.concurrent.len()), (3, 0));
+    assert_eq!(
+        (conflict.conflict.actual, conflict.concurrent.len()),
+        (3, 0)
+    );
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use es_core::TrailEntry;
 use es_core::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +121,45 @@ pub struct MessageMovedIn {
 pub struct TicketClosed {
     /// How it ended.
     pub resolution: String,
+}
+
+/// An event in a sentence, as a history shows it: what was said or done
+/// (`"Printer on fire" for ada@example.com`, `agent-7: "On it."`). A
+/// forgotten e-mail reads `(forgotten)`; an event written by a newer
+/// version of this program is shown as stored, with why it does not
+/// decode.
+pub fn describe(event: &Decoded<TicketEvent>) -> String {
+    match event {
+        Decoded::Event(TicketEvent::TicketOpened(o)) => format!(
+            "\"{}\" for {}",
+            o.title,
+            o.customer_email
+                .as_known()
+                .map_or("(forgotten)", String::as_str)
+        ),
+        Decoded::Event(TicketEvent::MessageAdded(m)) => format!("{}: \"{}\"", m.by, m.body),
+        Decoded::Event(TicketEvent::TicketEscalated(x)) => format!("by {}: {}", x.by, x.reason),
+        Decoded::Event(TicketEvent::EscalationWithdrawn(w)) => w.reason.to_string(),
+        Decoded::Event(TicketEvent::TicketClosed(c)) => c.resolution.clone(),
+        Decoded::Event(TicketEvent::MessageMovedOut(m)) => {
+            format!("message {} moved to ticket {}", m.message, m.to)
+        }
+        Decoded::Event(TicketEvent::MessageMovedIn(m)) => format!(
+            "{}: \"{}\" (message {} of ticket {})",
+            m.by, m.body, m.message, m.from
+        ),
+        Decoded::Undecodable { payload, error } => format!("{payload} ({error})"),
+    }
+}
+
+/// The escalation a correction withdraws by default: the last one not
+/// corrected already.
+pub fn last_escalation(
+    trail: &Trail<Decoded<TicketEvent>>,
+) -> Option<&TrailEntry<Decoded<TicketEvent>>> {
+    trail.iter().rev().find(|e| {
+        !e.is_corrected() && matches!(e.event, Decoded::Event(TicketEvent::TicketEscalated(_)))
+    })
 }
 
 /// Message number `n` of a ticket, as its `history` records it (see

@@ -17,8 +17,10 @@ pub mod domain;
 
 pub mod race;
 
+pub mod service;
+
 pub use domain::{
     AgentId, EscalationWithdrawn, MessageAdded, MessageMovedIn, MessageMovedOut, Reason, Status,
     Ticket, TicketClosed, TicketError, TicketEscalated, TicketEscalatedV1, TicketEvent,
-    TicketOpened, message,
+    TicketOpened, describe, last_escalation, message,
 };

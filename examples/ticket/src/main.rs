@@ -188,6 +188,16 @@ enum Command {
         #[arg(long, value_name = "POSITION:HASH")]
         head: Option<ChainHead>,
     },
+    /// Serve the tickets over HTTP: a JSON API and a web page with the
+    /// list, each ticket's timeline and a slider through its versions,
+    /// updated live. Prints `listening on http://ADDR` once it accepts
+    /// connections; Ctrl-C stops it. `RUST_LOG` sets what it logs
+    /// (default: `info`).
+    Serve {
+        /// Where to listen (port 0: any free port, printed).
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+        addr: std::net::SocketAddr,
+    },
 }
 
 /// What makes a command idempotent.
@@ -232,6 +242,9 @@ fn main() -> ExitCode {
                     return verify_sqlite(&store, head);
                 }
                 es_core::blocking::block_on(es_core::registry::check_store(&store))?;
+                if let Command::Serve { addr } = command {
+                    return serve(store, addr);
+                }
                 run(&Repository::<Ticket, _>::new(store), command)
             })
     };
@@ -342,10 +355,43 @@ fn run<S: Forget + Clone>(
         Command::Verify { head: None } => example_cli_support::replay_check(
             Verify::new(tickets.as_async().store()).aggregate::<Ticket>(),
         ),
+        Command::Serve { .. } => {
+            Err("`serve` serves a SQLite file (`--db FILE`), not `--memory`".into())
+        }
         Command::Verify { head: Some(_) } => {
             Err("`--head` checks the audit chain of a SQLite file, which `--memory` has not".into())
         }
     }
+}
+
+/// `serve`: the HTTP service on `addr` until Ctrl-C.
+fn serve(store: SqliteStore, addr: std::net::SocketAddr) -> Result<(), Failure> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let service = ticket::service::Service::start(store)?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        // The one line a script (or a test) waits for, with the real port.
+        println!("listening on http://{}", listener.local_addr()?);
+        std::io::Write::flush(&mut std::io::stdout())?;
+        let stop = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tracing::info!("stopping");
+        };
+        ticket::service::serve(listener, service, stop).await?;
+        Ok(())
+    })
 }
 
 /// `verify` on a SQLite file: the replay check, then the audit chain, each
@@ -577,7 +623,7 @@ fn correct_escalation<S: EventStore + SnapshotStore>(
         report(Ok(done))?;
         return show(tickets, id);
     }
-    let Some(escalation) = last_escalation(&tickets.trail(id)?) else {
+    let Some(escalation) = ticket::last_escalation(&tickets.trail(id)?).map(|e| e.event_id) else {
         return Err(format!("refused: ticket {id} has no escalation to correct").into());
     };
     report(
@@ -641,18 +687,6 @@ fn show<S: EventStore + SnapshotStore>(
     Ok(())
 }
 
-/// The escalation a correction withdraws: the last one that is not
-/// corrected already.
-fn last_escalation(trail: &Trail<Decoded<TicketEvent>>) -> Option<es_core::Uuid> {
-    trail
-        .iter()
-        .rev()
-        .find(|e| {
-            !e.is_corrected() && matches!(e.event, Decoded::Event(TicketEvent::TicketEscalated(_)))
-        })
-        .map(|e| e.event_id)
-}
-
 /// The scenario of the seeds: open, talk, an escalation recorded by
 /// mistake and withdrawn, a refused and an accepted escalation, close;
 /// then the state, a look back in time, and the history, raw and
@@ -693,7 +727,9 @@ fn demo<S: EventStore + SnapshotStore>(tickets: &Repository<Ticket, S>) -> Resul
             .reason(vip),
         |t| t.escalate(Reason(vip.into()), AgentId("agent-9".into())),
     )?;
-    let wrong = last_escalation(&tickets.trail(&id)?).ok_or("the escalation is recorded")?;
+    let wrong = ticket::last_escalation(&tickets.trail(&id)?)
+        .map(|e| e.event_id)
+        .ok_or("the escalation is recorded")?;
     let why = "agent-9 escalated the wrong ticket";
     let withdrawn = tickets
         .command(&id)
@@ -813,28 +849,7 @@ fn short(id: Uuid) -> String {
 }
 
 fn print_entry(e: &Envelope<Decoded<TicketEvent>>, marks: &str) {
-    let what = match &e.event {
-        Decoded::Event(TicketEvent::TicketOpened(o)) => format!(
-            "\"{}\" for {}",
-            o.title,
-            o.customer_email
-                .as_known()
-                .map_or("(forgotten)", String::as_str)
-        ),
-        Decoded::Event(TicketEvent::MessageAdded(m)) => format!("{}: \"{}\"", m.by, m.body),
-        Decoded::Event(TicketEvent::TicketEscalated(x)) => format!("by {}: {}", x.by, x.reason),
-        Decoded::Event(TicketEvent::EscalationWithdrawn(w)) => w.reason.to_string(),
-        Decoded::Event(TicketEvent::TicketClosed(c)) => c.resolution.clone(),
-        Decoded::Event(TicketEvent::MessageMovedOut(m)) => {
-            format!("message {} moved to ticket {}", m.message, m.to)
-        }
-        Decoded::Event(TicketEvent::MessageMovedIn(m)) => format!(
-            "{}: \"{}\" (message {} of ticket {})",
-            m.by, m.body, m.message, m.from
-        ),
-        // Written by a newer version of this program: shown as stored.
-        Decoded::Undecodable { payload, error } => format!("{payload} ({error})"),
-    };
+    let what = ticket::describe(&e.event);
     let why = e
         .metadata
         .reason
