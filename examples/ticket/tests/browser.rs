@@ -67,10 +67,8 @@ fn count_is(selector: &str, n: usize) -> String {
     format!("document.querySelectorAll({selector:?}).length === {n}")
 }
 
-#[test]
-fn the_page_shows_a_ticket_travels_back_in_time_and_follows_live() {
-    let server = serve();
-    let base = server.base.as_str();
+/// A ticket with a correction, and another ticket.
+fn seed(base: &str) {
     post(
         base,
         "/api/tickets",
@@ -101,6 +99,68 @@ fn the_page_shows_a_ticket_travels_back_in_time_and_follows_live() {
         "/api/tickets",
         &json!({"id": "t-2", "title": "Cannot log in", "email": "bob@example.com"}),
     );
+}
+
+/// The slider back to versions 3 and 1.
+fn travel_back(page: &es_browser::Page) {
+    // Back to version 3: the escalation is in force, one message.
+    page.set_value("#version-slider", "3").unwrap();
+    page.wait_until(
+        "document.querySelector('#state').dataset.version === '3'",
+        "the state at version 3",
+    )
+    .unwrap();
+    assert_eq!(page.text("#state [data-field=escalated]").unwrap(), "yes");
+    assert_eq!(page.text("#state [data-field=messages]").unwrap(), "1");
+    assert_eq!(page.count("#timeline li.future").unwrap(), 2);
+    // Version 1: just opened.
+    page.set_value("#version-slider", "1").unwrap();
+    page.wait_until(
+        "document.querySelector('#state').dataset.version === '1'",
+        "the state at version 1",
+    )
+    .unwrap();
+    assert_eq!(page.text("#state [data-field=messages]").unwrap(), "0");
+}
+
+/// An event appended through the API reaches the page.
+fn follow_live(page: &es_browser::Page, base: &str, loaded_at: &str) {
+    // An event appended elsewhere (another client of the API) arrives
+    // without a reload: the timeline grows, the slider's range with it,
+    // the version shown stays where the reader put it.
+    post(
+        base,
+        "/api/tickets/t-1/messages",
+        &json!({"body": "Still smoking!", "by": "customer"}),
+    );
+    page.wait_until(
+        &count_is("#timeline li[data-version]", 6),
+        "the new event, live",
+    )
+    .unwrap();
+    page.wait_until(
+        "document.querySelector('#tickets tr[data-id=\"t-1\"]').dataset.version === '6'",
+        "the list row at version 6",
+    )
+    .unwrap();
+    assert_eq!(
+        page.eval::<String>("document.querySelector('#version-slider').max")
+            .unwrap(),
+        "6"
+    );
+    assert_eq!(page.text("#state [data-field=messages]").unwrap(), "0");
+    assert_eq!(
+        page.eval::<String>("document.body.dataset.loadedAt")
+            .unwrap(),
+        loaded_at
+    );
+}
+
+#[test]
+fn the_page_shows_a_ticket_travels_back_in_time_and_follows_live() {
+    let server = serve();
+    let base = server.base.as_str();
+    seed(base);
 
     let browser = Browser::launch().unwrap();
     let page = browser.open(&format!("{base}/#/tickets/t-1")).unwrap();
@@ -140,54 +200,9 @@ fn the_page_shows_a_ticket_travels_back_in_time_and_follows_live() {
     );
     let loaded_at: String = page.eval("document.body.dataset.loadedAt").unwrap();
 
-    // Back to version 3: the escalation is in force, one message.
-    page.set_value("#version-slider", "3").unwrap();
-    page.wait_until(
-        "document.querySelector('#state').dataset.version === '3'",
-        "the state at version 3",
-    )
-    .unwrap();
-    assert_eq!(page.text("#state [data-field=escalated]").unwrap(), "yes");
-    assert_eq!(page.text("#state [data-field=messages]").unwrap(), "1");
-    assert_eq!(page.count("#timeline li.future").unwrap(), 2);
-    // Version 1: just opened.
-    page.set_value("#version-slider", "1").unwrap();
-    page.wait_until(
-        "document.querySelector('#state').dataset.version === '1'",
-        "the state at version 1",
-    )
-    .unwrap();
-    assert_eq!(page.text("#state [data-field=messages]").unwrap(), "0");
+    travel_back(&page);
 
-    // An event appended elsewhere (another client of the API) arrives
-    // without a reload: the timeline grows, the slider's range with it,
-    // the version shown stays where the reader put it.
-    post(
-        base,
-        "/api/tickets/t-1/messages",
-        &json!({"body": "Still smoking!", "by": "customer"}),
-    );
-    page.wait_until(
-        &count_is("#timeline li[data-version]", 6),
-        "the new event, live",
-    )
-    .unwrap();
-    page.wait_until(
-        "document.querySelector('#tickets tr[data-id=\"t-1\"]').dataset.version === '6'",
-        "the list row at version 6",
-    )
-    .unwrap();
-    assert_eq!(
-        page.eval::<String>("document.querySelector('#version-slider').max")
-            .unwrap(),
-        "6"
-    );
-    assert_eq!(page.text("#state [data-field=messages]").unwrap(), "0");
-    assert_eq!(
-        page.eval::<String>("document.body.dataset.loadedAt")
-            .unwrap(),
-        loaded_at
-    );
+    follow_live(&page, base, &loaded_at);
 
     // Back to now, then a command from the page itself (sent with If-Match
     // on the version shown, and an idempotency key).
