@@ -160,7 +160,7 @@ pub use runner::Runner;
 /// [`rusqlite::Connection`], and so does a query.
 pub use rusqlite;
 pub use store::SqliteStore;
-pub use writer::WriterPanic;
+pub use writer::{WriteStats, WriterPanic};
 
 /// The schema version this build reads and writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = schema::SCHEMA_VERSION;

@@ -70,6 +70,8 @@ struct Inner {
     path: PathBuf,
     /// Seals and opens personal fields, when the store has keys.
     keys: Option<Keys>,
+    /// What the writer committed.
+    counters: Arc<writer::WriteCounters>,
     /// Keeps a temporary database's directory until the store is dropped.
     _temporary: Option<tempfile::TempDir>,
 }
@@ -338,6 +340,8 @@ impl SqliteStore {
         let (write_tx, write_rx) = flume::bounded(1024);
         let thread_notifier = notifier.clone();
         let max_batch = options.max_batch;
+        let counters = Arc::new(writer::WriteCounters::default());
+        let thread_counters = counters.clone();
         let writer_thread = std::thread::Builder::new()
             .name("es-sqlite-writer".into())
             .spawn(move || {
@@ -345,9 +349,9 @@ impl SqliteStore {
                     writer_conn,
                     &write_rx,
                     thread_notifier,
-                    last,
-                    max_batch,
+                    (last, max_batch),
                     inline,
+                    thread_counters,
                 );
             })
             .map_err(io)?;
@@ -364,9 +368,33 @@ impl SqliteStore {
                 options: options.clone(),
                 path: path.to_path_buf(),
                 keys,
+                counters,
                 _temporary: temporary,
             }),
         })
+    }
+
+    /// What this store's writer has committed since it was opened: commits,
+    /// appends and events (see [`WriteStats`](crate::WriteStats)). Appends
+    /// of other processes on the same file are theirs, not counted here.
+    ///
+    /// ```
+    /// # use es_core::prelude::*;
+    /// # use es_core::{NewEvent, Payload};
+    /// use es_sqlite::SqliteStore;
+    /// # es_core::blocking::block_on(async {
+    /// let store = SqliteStore::open_temporary()?;
+    /// let stream = StreamId::new("note-1")?;
+    /// let noted = || NewEvent::new("note", "noted", 1, Payload::new("{}"));
+    /// store.append(&stream, ExpectedVersion::NoStream, vec![noted(), noted()]).await?;
+    /// let stats = store.write_stats();
+    /// assert_eq!((stats.commits, stats.appends, stats.events), (1, 1, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn write_stats(&self) -> crate::WriteStats {
+        self.inner.counters.stats()
     }
 
     /// Sends `work` to the writer; the future waits for its answer.

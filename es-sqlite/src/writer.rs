@@ -30,6 +30,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use es_core::store::backend::{CheckedAppend, Notifier, shared_error};
 use es_core::{AppendResult, Error, Result, Snapshot, StreamId, Timestamp};
@@ -78,19 +79,55 @@ pub(crate) enum Outcome {
 #[error("the store's writer failed while writing this batch, and wrote nothing of it: {0}")]
 pub struct WriterPanic(String);
 
+/// What this store's writer has committed since the store was opened
+/// ([`SqliteStore::write_stats`](crate::SqliteStore::write_stats)): how
+/// well group commit shares commits. `appends / commits` is the mean
+/// number of appends per commit (1 when writers come one at a time; more
+/// when concurrent appends queue behind a commit and share the next).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteStats {
+    /// Transactions committed with at least one append.
+    pub commits: u64,
+    /// Append requests committed (each one atomic, of one or more
+    /// streams).
+    pub appends: u64,
+    /// Events committed.
+    pub events: u64,
+}
+
+/// The writer's tally, read by [`WriteStats`].
+#[derive(Debug, Default)]
+pub(crate) struct WriteCounters {
+    commits: AtomicU64,
+    appends: AtomicU64,
+    events: AtomicU64,
+}
+
+impl WriteCounters {
+    pub(crate) fn stats(&self) -> WriteStats {
+        WriteStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            appends: self.appends.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Runs until every sender is dropped, then checkpoints the log into the
 /// database file and closes the connection.
 pub(crate) fn run(
     conn: Connection,
     jobs: &flume::Receiver<Job>,
     notifier: Notifier,
-    last_position: u64,
-    max_batch: usize,
+    (last_position, max_batch): (u64, usize),
     inline: InlineModels,
+    counters: Arc<WriteCounters>,
 ) {
     let mut writer = Writer {
         conn,
         notifier,
+        counters,
         inline,
         head: Head {
             position: last_position,
@@ -125,6 +162,7 @@ pub(crate) fn run(
 struct Writer {
     conn: Connection,
     notifier: Notifier,
+    counters: Arc<WriteCounters>,
     /// The inline read models, run inside each append's savepoint.
     inline: InlineModels,
     /// The head of the log, current when `data_version` is: the first batch
@@ -156,6 +194,18 @@ impl Writer {
             Ok(Ok(answers)) => {
                 if self.head.position > before.position {
                     self.notifier.notify(self.head.position);
+                    let appends = answers
+                        .iter()
+                        .filter(|a| matches!(a, Ok(Outcome::Appended(_))))
+                        .count();
+                    let counters = &self.counters;
+                    counters.commits.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .appends
+                        .fetch_add(appends as u64, Ordering::Relaxed);
+                    counters
+                        .events
+                        .fetch_add(self.head.position - before.position, Ordering::Relaxed);
                 }
                 answers
             }

@@ -723,7 +723,10 @@ pub(super) async fn metrics(State(service): Shared) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        service.metrics.render(service.list.progress()),
+        service.metrics.render(
+            service.list.progress(),
+            service.tickets.store().write_stats(),
+        ),
     )
         .into_response()
 }

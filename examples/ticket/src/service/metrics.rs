@@ -49,6 +49,12 @@ pub struct Metrics {
     lag: Gauge,
     position: Gauge,
     live_clients: Gauge,
+    commits: Counter,
+    appends: Counter,
+    events: Counter,
+    /// The store's counts as last exported: counters move by the
+    /// difference.
+    exported: std::sync::Mutex<es_sqlite::WriteStats>,
 }
 
 impl Default for Metrics {
@@ -99,7 +105,30 @@ impl Default for Metrics {
             "Clients following the live updates (server-sent events)",
             live_clients.clone(),
         );
+        let commits = Counter::default();
+        registry.register(
+            "es_sqlite_commits",
+            "Transactions the store's writer committed with appends (group commit: \
+             es_sqlite_appends_total / es_sqlite_commits_total appends share a commit)",
+            commits.clone(),
+        );
+        let appends = Counter::default();
+        registry.register(
+            "es_sqlite_appends",
+            "Append requests the store's writer committed",
+            appends.clone(),
+        );
+        let events = Counter::default();
+        registry.register(
+            "es_sqlite_events",
+            "Events the store's writer committed",
+            events.clone(),
+        );
         Metrics {
+            commits,
+            appends,
+            events,
+            exported: std::sync::Mutex::default(),
             registry,
             commands,
             latency,
@@ -150,8 +179,26 @@ impl Metrics {
         self.live_clients.inc_by(delta);
     }
 
-    /// The text exposition, with the read model's progress as of now.
-    pub fn render(&self, progress: es_core::projection::Progress) -> String {
+    /// The text exposition, with the read model's progress and the store's
+    /// write counts as of now.
+    pub fn render(
+        &self,
+        progress: es_core::projection::Progress,
+        store: es_sqlite::WriteStats,
+    ) -> String {
+        {
+            let mut exported = self
+                .exported
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.commits
+                .inc_by(store.commits.saturating_sub(exported.commits));
+            self.appends
+                .inc_by(store.appends.saturating_sub(exported.appends));
+            self.events
+                .inc_by(store.events.saturating_sub(exported.events));
+            *exported = store;
+        }
         self.lag
             .set(i64::try_from(progress.lag_events()).unwrap_or(i64::MAX));
         self.position
