@@ -248,7 +248,13 @@ function follow() {
   const live = $("#live");
   const source = new EventSource("/api/events");
   const state = (name, label) => { live.dataset.state = name; live.textContent = label; };
-  source.addEventListener("ready", () => state("live", "live"));
+  // Subscribed (first, or again after a lost connection): what changed
+  // before that is in the list and the ticket as loaded now.
+  source.addEventListener("ready", () => {
+    state("live", "live");
+    loadList();
+    if (view.id) loadHistory(false);
+  });
   source.addEventListener("change", (event) => {
     const change = JSON.parse(event.data);
     loadList();
