@@ -23,18 +23,22 @@ use crate::{Cli, Command, Failure, chain};
 pub(crate) fn run(cli: &Cli) -> Result<(), Failure> {
     let out = io::stdout().lock();
     let done = match &cli.command {
-        Command::Streams => streams(cli, out),
-        Command::Events { stream, from, to } => events(cli, out, stream, *from, *to),
-        Command::Types => types(cli, out),
-        Command::Verify { head } => verify(cli, out, *head),
-        Command::Export { out: Some(file) } => {
+        Command::Streams { .. } => streams(cli, out),
+        Command::Events {
+            stream, from, to, ..
+        } => events(cli, out, stream, *from, *to),
+        Command::Types { .. } => types(cli, out),
+        Command::Verify { head, .. } => verify(cli, out, *head),
+        Command::Export {
+            out: Some(file), ..
+        } => {
             let created = File::create(file)
                 .map_err(|e| Failure::Input(format!("cannot create `{}`: {e}", file.display())))?;
             export(cli, BufWriter::new(created), true)
         }
-        Command::Export { out: None } => export(cli, BufWriter::new(out), false),
+        Command::Export { out: None, .. } => export(cli, BufWriter::new(out), false),
         Command::Import { file } => import(cli, out, file),
-        Command::Tail { from } => tail(cli, out, *from),
+        Command::Tail { from, .. } => tail(cli, out, *from),
     };
     match done {
         // A reader that stopped reading (`es events … | head`) is not a failure.
@@ -145,7 +149,7 @@ struct StreamRow {
 }
 
 fn streams(cli: &Cli, mut out: impl Write) -> Done {
-    let store = open_read(&cli.db, Verify::Full)?;
+    let store = open_read(cli.db(), Verify::Full)?;
     let mut streams = BTreeMap::<String, StreamRow>::new();
     for_each(store.read_all(1), |event| {
         let row = streams
@@ -228,11 +232,13 @@ fn events(
     if to.is_some_and(|to| to < range.first()) {
         return Err(Failure::Input("--to is before --from".to_owned()).into());
     }
-    let store = open_read(&cli.db, Verify::Full)?;
+    let store = open_read(cli.db(), Verify::Full)?;
     if block_on(store.stream_version(&id))? == 0 {
-        return Err(
-            Failure::Input(format!("`{}` holds no stream `{stream}`", cli.db.display())).into(),
-        );
+        return Err(Failure::Input(format!(
+            "`{}` holds no stream `{stream}`",
+            cli.db().display()
+        ))
+        .into());
     }
     for_each(store.read_stream(&id, range), |event| {
         print_event(cli.json, &mut out, &event)
@@ -240,7 +246,7 @@ fn events(
 }
 
 fn types(cli: &Cli, mut out: impl Write) -> Done {
-    let store = open_read(&cli.db, Verify::Full)?;
+    let store = open_read(cli.db(), Verify::Full)?;
     let types = block_on(store.event_types())?;
     if cli.json {
         for t in &types {
@@ -281,10 +287,10 @@ struct Check {
 }
 
 fn verify(cli: &Cli, mut out: impl Write, head: Option<ChainHead>) -> Done {
-    let integrity = integrity(&cli.db)?;
+    let integrity = integrity(cli.db())?;
     // Opened without its own check: `integrity` did it, and reports
     // damage instead of refusing the file.
-    let store = open_read(&cli.db, Verify::Off)?;
+    let store = open_read(cli.db(), Verify::Off)?;
     let events = events_check(&store)?;
     let chain = chain_check(&store, head)?;
     report(cli, &mut out, &[integrity, events, chain])
@@ -408,7 +414,7 @@ fn chain_check(store: &SqliteStore, head: Option<ChainHead>) -> Result<Check, Fa
 }
 
 fn export(cli: &Cli, mut out: impl Write, progress: bool) -> Done {
-    let store = open_read(&cli.db, Verify::Full)?;
+    let store = open_read(cli.db(), Verify::Full)?;
     let last = block_on(store.last_position())?;
     let bar = if progress {
         bar(last, "exporting")
@@ -500,7 +506,7 @@ struct Batch {
 
 fn import(cli: &Cli, mut out: impl Write, file: &Path) -> Done {
     let total = check_file(file)?;
-    let store = SqliteStore::open(&cli.db).map_err(|e| Failure::store(&e))?;
+    let store = SqliteStore::open(cli.db()).map_err(|e| Failure::store(&e))?;
     let bar = bar(total, "importing");
     let (mut appended, mut repeated) = (0u64, 0u64);
     let mut batch = Batch::default();
@@ -557,7 +563,7 @@ fn import(cli: &Cli, mut out: impl Write, file: &Path) -> Done {
     writeln!(
         out,
         "{appended} events imported, {repeated} already stored, into `{}`",
-        cli.db.display()
+        cli.db().display()
     )?;
     Ok(())
 }
@@ -589,7 +595,7 @@ fn import_error(file: &Path, line: usize, e: &Error) -> Stop {
 }
 
 fn tail(cli: &Cli, mut out: impl Write, from: Option<u64>) -> Done {
-    let store = open_read(&cli.db, Verify::Full)?;
+    let store = open_read(cli.db(), Verify::Full)?;
     let mut next_position = match from {
         Some(position) => position.max(1),
         None => block_on(store.last_position())? + 1,

@@ -4,14 +4,19 @@
 //! reads envelopes and stored payloads, never the program's event types.
 //!
 //! ```text
-//! es --db tickets.db streams                 # each stream: type, events, last activity
-//! es --db tickets.db events ticket-1 --from 2
-//! es --db tickets.db types                   # stored (aggregate, name, schema version) counts
-//! es --db tickets.db verify --head 42:9f…    # integrity, checksums, contiguity, audit chain
-//! es --db tickets.db export --out all.jsonl  # one event per line
+//! es streams tickets.db                      # each stream: type, events, last activity
+//! es events ticket-1 tickets.db --from 2
+//! es types tickets.db                        # stored (aggregate, name, schema version) counts
+//! es verify tickets.db --head 42:9f…         # integrity, checksums, contiguity, audit chain
+//! es export tickets.db --out all.jsonl       # one event per line
 //! es --db copy.db import all.jsonl           # into a new or existing store, idempotent
-//! es --db tickets.db tail --from 1           # follow $all
+//! es tail tickets.db --from 1                # follow $all
 //! ```
+//!
+//! Every reading command takes the events file as its last argument
+//! (`FILE`), or as `--db FILE` (both: the same file, or a usage error);
+//! without either, `events.db`. `import` takes the file to read as its
+//! argument, and the store as `--db`.
 //!
 //! Every command but `import` opens the store read-only
 //! ([`SqliteOptions::read_only`](es_sqlite::SqliteOptions::read_only)): a
@@ -28,10 +33,10 @@
 mod commands;
 mod record;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// What ends a command other than success, and its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +80,15 @@ pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 const AFTER_HELP: &str = "\
+Examples:
+  es streams tickets.db
+  es events ticket-t-1 tickets.db --from 2
+  es verify tickets.db
+  es tail tickets.db --from 1
+  es --db copy.db import all.jsonl
+
+The events file is the last argument of every command but `import` (or
+--db FILE; both: the same file, or a usage error; neither: events.db).
 Every command but `import` opens the store read-only: a missing file is not
 created, a file of an older schema is not migrated, nothing is written.
 
@@ -87,13 +101,17 @@ Exit codes:
   2  bad usage, or bad input (an import file, a --head)
   3  the store cannot be opened or read (missing, not an es store, older schema, damaged)";
 
+/// The events file when none is named.
+const DEFAULT_DB: &str = "events.db";
+
 /// The inspector of es-sqlite event stores.
 #[derive(Debug, Parser)]
 #[command(name = "es", version, about, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
-    /// The es-sqlite events file.
-    #[arg(long, global = true, value_name = "FILE", default_value = "events.db")]
-    pub(crate) db: PathBuf,
+    /// The es-sqlite events file, for `import` (the other commands take it
+    /// as their FILE, or this); default: events.db.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) db: Option<PathBuf>,
     /// Prints JSON lines (one object a line) instead of tables.
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -101,12 +119,63 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// The events file a reading command works on, given after its other
+/// arguments: `es streams tickets.db`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StoreFile {
+    /// The es-sqlite events file (or --db FILE; default: events.db).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The FILE of the command, if it takes one and was given it.
+    fn file(&self) -> Option<&Path> {
+        let store = match &self.command {
+            Command::Streams { store }
+            | Command::Events { store, .. }
+            | Command::Types { store }
+            | Command::Verify { store, .. }
+            | Command::Export { store, .. }
+            | Command::Tail { store, .. } => store,
+            Command::Import { .. } => return None,
+        };
+        store.file.as_deref()
+    }
+
+    /// The events file: the command's FILE, else `--db`, else
+    /// `events.db`.
+    pub(crate) fn db(&self) -> &Path {
+        self.file()
+            .or(self.db.as_deref())
+            .unwrap_or(Path::new(DEFAULT_DB))
+    }
+
+    /// A usage error when FILE and `--db` name different files.
+    fn check_file(&self) -> Result<(), clap::Error> {
+        match (self.file(), self.db.as_deref()) {
+            (Some(file), Some(db)) if file != db => Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "FILE `{}` and --db `{}` name different files: give one of them",
+                    file.display(),
+                    db.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Lists each stream with its aggregate type, event count and last
     /// activity (the time its last event was recorded).
-    Streams,
+    Streams {
+        #[command(flatten)]
+        store: StoreFile,
+    },
     /// Prints the events of one stream: envelope, metadata and payload as
     /// stored.
     Events {
@@ -118,10 +187,15 @@ pub(crate) enum Command {
         /// The last version to print (default: the last).
         #[arg(long, value_name = "V")]
         to: Option<u64>,
+        #[command(flatten)]
+        store: StoreFile,
     },
     /// Lists the stored (aggregate type, event name, schema version) with
     /// how many events have each.
-    Types,
+    Types {
+        #[command(flatten)]
+        store: StoreFile,
+    },
     /// Checks the file (`PRAGMA integrity_check`), every event's checksum and
     /// the contiguity of versions and positions (by reading every event),
     /// and the audit chain; exit 1 when anything is wrong.
@@ -131,20 +205,25 @@ pub(crate) enum Command {
         /// after an edit was computed again.
         #[arg(long, value_name = "POSITION:HASH")]
         head: Option<es_sqlite::ChainHead>,
+        #[command(flatten)]
+        store: StoreFile,
     },
     /// Writes every event, in `$all` order, as JSON lines: stream, aggregate
     /// type, version, position, event id, name, schema version, recorded at,
     /// occurred at, metadata, and the payload as stored.
     Export {
         /// The file to write (default: standard output).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "OUT")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreFile,
     },
     /// Appends the events of an `export` file to the store (created when
     /// missing), keeping event ids, occurred-at times and metadata; positions
     /// and recorded-at times are the new store's. Running it again changes
     /// nothing. The whole file is checked first: a bad line is reported with
-    /// its number and nothing is written.
+    /// its number and nothing is written. The store is named with --db
+    /// (default: events.db).
     Import {
         /// The JSON lines file, as `export` writes it.
         file: PathBuf,
@@ -155,11 +234,16 @@ pub(crate) enum Command {
         /// The first position to print (default: after the last event).
         #[arg(long, value_name = "POSITION")]
         from: Option<u64>,
+        #[command(flatten)]
+        store: StoreFile,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(usage) = cli.check_file() {
+        usage.exit();
+    }
     match commands::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
