@@ -1,6 +1,6 @@
 //! What each command does.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
@@ -10,13 +10,14 @@ use es_core::blocking::block_on;
 use es_core::store::next;
 use es_core::{
     Error, EventStore, EventStream, ExpectedVersion, NewEvent, Payload, ReadRange, RecordedEvent,
-    StreamId, StreamWrite, Timestamp,
+    StreamId, StreamWrite,
 };
 use es_sqlite::rusqlite::{Connection, OpenFlags};
 use es_sqlite::{ChainError, ChainHead, SqliteStore, Verify};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::record::Line;
+use crate::view::{self, ProjectionRow, TypeRow};
 use crate::{Cli, Command, Failure, chain};
 
 /// Runs the command `cli` names.
@@ -28,6 +29,7 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Failure> {
             stream, from, to, ..
         } => events(cli, out, stream, *from, *to),
         Command::Types { .. } => types(cli, out),
+        Command::Projections { .. } => projections(cli, out),
         Command::Verify { head, .. } => verify(cli, out, *head),
         Command::Export {
             out: Some(file), ..
@@ -140,38 +142,17 @@ fn for_each(
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct StreamRow {
-    stream: String,
-    aggregate_type: String,
-    events: u64,
-    last_recorded_at: Timestamp,
-}
-
 fn streams(cli: &Cli, mut out: impl Write) -> Done {
     let store = open_read(cli.db(), Verify::Full)?;
-    let mut streams = BTreeMap::<String, StreamRow>::new();
-    for_each(store.read_all(1), |event| {
-        let row = streams
-            .entry(event.stream_id.to_string())
-            .or_insert_with(|| StreamRow {
-                stream: event.stream_id.to_string(),
-                aggregate_type: event.aggregate_type.to_string(),
-                events: 0,
-                last_recorded_at: event.recorded_at,
-            });
-        row.events += 1;
-        row.last_recorded_at = event.recorded_at;
-        Ok(())
-    })?;
+    let streams = block_on(view::streams(&store))?;
     if cli.json {
-        for row in streams.values() {
+        for row in &streams {
             json_line(&mut out, row)?;
         }
         return Ok(());
     }
     let rows: Vec<[String; 4]> = streams
-        .into_values()
+        .into_iter()
         .map(|r| {
             [
                 r.stream,
@@ -249,16 +230,8 @@ fn types(cli: &Cli, mut out: impl Write) -> Done {
     let store = open_read(cli.db(), Verify::Full)?;
     let types = block_on(store.event_types())?;
     if cli.json {
-        for t in &types {
-            json_line(
-                &mut out,
-                &serde_json::json!({
-                    "aggregate_type": t.aggregate_type,
-                    "name": t.name,
-                    "schema_version": t.schema_version,
-                    "count": t.count,
-                }),
-            )?;
+        for t in types {
+            json_line(&mut out, &TypeRow::from(t))?;
         }
         return Ok(());
     }
@@ -274,6 +247,26 @@ fn types(cli: &Cli, mut out: impl Write) -> Done {
         })
         .collect();
     table(&mut out, ["TYPE", "NAME", "SCHEMA", "EVENTS"], &rows)
+}
+
+fn projections(cli: &Cli, mut out: impl Write) -> Done {
+    let store = open_read(cli.db(), Verify::Full)?;
+    let listed = store.projections().map_err(|e| Failure::store(&e))?;
+    let rows: Vec<ProjectionRow> = listed.iter().map(ProjectionRow::of).collect();
+    if cli.json {
+        for row in &rows {
+            json_line(&mut out, row)?;
+        }
+        return Ok(());
+    }
+    let cells: Vec<[String; 8]> = rows.iter().map(ProjectionRow::cells).collect();
+    table(
+        &mut out,
+        [
+            "NAME", "KIND", "VERSION", "POSITION", "HEAD", "LAG", "PARKED", "SERVING",
+        ],
+        &cells,
+    )
 }
 
 /// What one check of `verify` found.

@@ -7,6 +7,7 @@
 //! es streams tickets.db                      # each stream: type, events, last activity
 //! es events ticket-1 tickets.db --from 2
 //! es types tickets.db                        # stored (aggregate, name, schema version) counts
+//! es projections tickets.db                  # read models, inline models, checkpoints: lag, parked
 //! es verify tickets.db --head 42:9f…         # integrity, checksums, contiguity, audit chain
 //! es export tickets.db --out all.jsonl       # one event per line
 //! es --db copy.db import all.jsonl           # into a new or existing store, idempotent
@@ -32,6 +33,7 @@
 
 mod commands;
 mod record;
+mod view;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -84,6 +86,7 @@ Examples:
   es streams tickets.db
   es events ticket-t-1 tickets.db --from 2
   es verify tickets.db
+  es projections tickets.db
   es tail tickets.db --from 1
   es --db copy.db import all.jsonl
 
@@ -135,6 +138,7 @@ impl Cli {
             Command::Streams { store }
             | Command::Events { store, .. }
             | Command::Types { store }
+            | Command::Projections { store }
             | Command::Verify { store, .. }
             | Command::Export { store, .. }
             | Command::Tail { store, .. } => store,
@@ -193,6 +197,16 @@ pub(crate) enum Command {
     /// Lists the stored (aggregate type, event name, schema version) with
     /// how many events have each.
     Types {
+        #[command(flatten)]
+        store: StoreFile,
+    },
+    /// Lists every projection's checkpoint and how far behind the head it
+    /// is: the read-model files beside the events file (`tickets.db` ->
+    /// `tickets.read-models/`), one per version and generation, with
+    /// whether it serves and its parked events; the inline read models;
+    /// the checkpoint store's positions. Lag in events, and in time (how
+    /// much later the head was recorded than the last event taken).
+    Projections {
         #[command(flatten)]
         store: StoreFile,
     },
