@@ -16,6 +16,7 @@ use es_sqlite::rusqlite::{Connection, OpenFlags};
 use es_sqlite::{ChainError, ChainHead, SqliteStore, Verify};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::follow::Follow;
 use crate::record::Line;
 use crate::view::{self, ProjectionRow, TypeRow};
 use crate::{Cli, Command, Failure, chain};
@@ -589,19 +590,10 @@ fn import_error(file: &Path, line: usize, e: &Error) -> Stop {
 
 fn tail(cli: &Cli, mut out: impl Write, from: Option<u64>) -> Done {
     let store = open_read(cli.db(), Verify::Full)?;
-    let mut next_position = match from {
-        Some(position) => position.max(1),
-        None => block_on(store.last_position())? + 1,
-    };
-    let mut watch = store.watch();
+    let mut follow = Follow::new(store, from)?;
     loop {
-        for_each(store.read_all(next_position), |event| {
-            next_position = event.position + 1;
-            print_event(cli.json, &mut out, &event)
-        })?;
+        follow.read(|event| print_event(cli.json, &mut out, &event))?;
         out.flush()?;
-        // The watch wakes for this process's commits; other processes'
-        // are found by reading again after the timeout.
-        watch.wait_timeout(Duration::from_millis(250));
+        follow.wait();
     }
 }

@@ -32,6 +32,7 @@
 //! exported and imported as stored, sealed: the inspector has no keys.
 
 mod commands;
+mod follow;
 mod record;
 mod view;
 
