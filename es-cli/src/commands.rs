@@ -42,6 +42,11 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Export { out: None, .. } => export(cli, BufWriter::new(out), false),
         Command::Import { file } => import(cli, out, file),
         Command::Tail { from, .. } => tail(cli, out, *from),
+        Command::Serve { addr, .. } => {
+            drop(out);
+            let store = open_read_with(cli.db(), Verify::Full, 2)?;
+            crate::serve::serve(store, cli.db().to_path_buf(), addr).map_err(Stop::Failed)
+        }
     };
     match done {
         // A reader that stopped reading (`es events … | head`) is not a failure.
@@ -80,10 +85,15 @@ type Done = Result<(), Stop>;
 
 /// Opens the store so that nothing can be written to it.
 fn open_read(db: &Path, verify: Verify) -> Result<SqliteStore, Failure> {
+    open_read_with(db, verify, 1)
+}
+
+/// [`open_read`] with `readers` reader threads.
+fn open_read_with(db: &Path, verify: Verify, readers: usize) -> Result<SqliteStore, Failure> {
     SqliteStore::options()
         .read_only()
         .verify(verify)
-        .readers(1)
+        .readers(readers)
         .open(db)
         .map_err(|e| Failure::store(&e))
 }

@@ -12,6 +12,7 @@
 //! es export tickets.db --out all.jsonl       # one event per line
 //! es --db copy.db import all.jsonl           # into a new or existing store, idempotent
 //! es tail tickets.db --from 1                # follow $all
+//! es serve tickets.db --addr 127.0.0.1:8081  # the same, and projections, as a web page
 //! ```
 //!
 //! Every reading command takes the events file as its last argument
@@ -34,6 +35,7 @@
 mod commands;
 mod follow;
 mod record;
+mod serve;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -89,6 +91,7 @@ Examples:
   es verify tickets.db
   es projections tickets.db
   es tail tickets.db --from 1
+  es serve tickets.db --addr 127.0.0.1:8081
   es --db copy.db import all.jsonl
 
 The events file is the last argument of every command but `import` (or
@@ -140,6 +143,7 @@ impl Cli {
             | Command::Events { store, .. }
             | Command::Types { store }
             | Command::Projections { store }
+            | Command::Serve { store, .. }
             | Command::Verify { store, .. }
             | Command::Export { store, .. }
             | Command::Tail { store, .. } => store,
@@ -242,6 +246,17 @@ pub(crate) enum Command {
     Import {
         /// The JSON lines file, as `export` writes it.
         file: PathBuf,
+    },
+    /// Serves the inspector as a read-only web page (streams, a stream's
+    /// events, a live tail of `$all`, projections and their lag) and its
+    /// JSON API, until interrupted (Ctrl-C). Prints `listening on
+    /// http://ADDR` first, with the address bound.
+    Serve {
+        /// The address to listen on (port 0: any free port).
+        #[arg(long, value_name = "HOST:PORT", default_value = serve::DEFAULT_ADDR)]
+        addr: String,
+        #[command(flatten)]
+        store: StoreFile,
     },
     /// Follows `$all`: prints each event as it is committed, from the end
     /// (or `--from`), until interrupted.

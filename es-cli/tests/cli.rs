@@ -308,7 +308,15 @@ fn help_documents_exit_codes_and_sealed_fields() {
         "{text}"
     );
     for command in [
-        "streams", "events", "types", "verify", "export", "import", "tail",
+        "streams",
+        "events",
+        "types",
+        "projections",
+        "verify",
+        "export",
+        "import",
+        "tail",
+        "serve",
     ] {
         assert!(text.contains(command), "{command} missing from --help");
         let help = Command::new(env!("CARGO_BIN_EXE_es"))
@@ -437,7 +445,15 @@ fn the_file_is_the_last_argument_or_db_and_both_must_agree() {
 
 #[test]
 fn help_shows_the_file_argument() {
-    for command in ["streams", "types", "verify", "export", "tail"] {
+    for command in [
+        "streams",
+        "types",
+        "projections",
+        "verify",
+        "export",
+        "tail",
+        "serve",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_es"))
             .args([command, "--help"])
             .output()
