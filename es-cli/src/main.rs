@@ -26,8 +26,15 @@
 //! not migrated (it is refused, untouched), and nothing is written.
 //! `--json` prints JSON lines instead of tables.
 //!
+//! `es serve` serves the same, read-only, as a web page and a JSON API
+//! (`/api/streams`, `/api/streams/{stream}/events`, `/api/all`,
+//! `/api/projections`, `/api/types`, and `/api/tail`, a live tail of
+//! `$all` as server-sent events), with failures as RFC 9457 problem
+//! documents; it prints `listening on http://ADDR` and runs until Ctrl-C.
+//!
 //! Exit codes: 0 ok, 1 `verify` found damage or tampering, 2 bad usage or
-//! bad input, 3 the store cannot be opened or read.
+//! bad input (an address `serve` cannot listen on too), 3 the store cannot
+//! be opened or read.
 //!
 //! Sealed personal fields ([`Personal`](es_core::Personal)) are shown,
 //! exported and imported as stored, sealed: the inspector has no keys.
@@ -105,7 +112,7 @@ stored, sealed: the inspector has no keys, and needs none.
 Exit codes:
   0  ok
   1  `verify` found damage or tampering
-  2  bad usage, or bad input (an import file, a --head)
+  2  bad usage, or bad input (an import file, a --head, an --addr to serve on)
   3  the store cannot be opened or read (missing, not an es store, older schema, damaged)";
 
 /// The events file when none is named.
