@@ -1,6 +1,6 @@
 //! What each command does.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
@@ -10,31 +10,43 @@ use es_core::blocking::block_on;
 use es_core::store::next;
 use es_core::{
     Error, EventStore, EventStream, ExpectedVersion, NewEvent, Payload, ReadRange, RecordedEvent,
-    StreamId, StreamWrite, Timestamp,
+    StreamId, StreamWrite,
 };
 use es_sqlite::rusqlite::{Connection, OpenFlags};
 use es_sqlite::{ChainError, ChainHead, SqliteStore, Verify};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::follow::Follow;
 use crate::record::Line;
+use crate::view::{self, ProjectionRow, TypeRow};
 use crate::{Cli, Command, Failure, chain};
 
 /// Runs the command `cli` names.
 pub(crate) fn run(cli: &Cli) -> Result<(), Failure> {
     let out = io::stdout().lock();
     let done = match &cli.command {
-        Command::Streams => streams(cli, out),
-        Command::Events { stream, from, to } => events(cli, out, stream, *from, *to),
-        Command::Types => types(cli, out),
-        Command::Verify { head } => verify(cli, out, *head),
-        Command::Export { out: Some(file) } => {
+        Command::Streams { .. } => streams(cli, out),
+        Command::Events {
+            stream, from, to, ..
+        } => events(cli, out, stream, *from, *to),
+        Command::Types { .. } => types(cli, out),
+        Command::Projections { .. } => projections(cli, out),
+        Command::Verify { head, .. } => verify(cli, out, *head),
+        Command::Export {
+            out: Some(file), ..
+        } => {
             let created = File::create(file)
                 .map_err(|e| Failure::Input(format!("cannot create `{}`: {e}", file.display())))?;
             export(cli, BufWriter::new(created), true)
         }
-        Command::Export { out: None } => export(cli, BufWriter::new(out), false),
+        Command::Export { out: None, .. } => export(cli, BufWriter::new(out), false),
         Command::Import { file } => import(cli, out, file),
-        Command::Tail { from } => tail(cli, out, *from),
+        Command::Tail { from, .. } => tail(cli, out, *from),
+        Command::Serve { addr, .. } => {
+            drop(out);
+            let store = open_read_with(cli.db(), Verify::Full, 2)?;
+            crate::serve::serve(store, cli.db().to_path_buf(), addr).map_err(Stop::Failed)
+        }
     };
     match done {
         // A reader that stopped reading (`es events … | head`) is not a failure.
@@ -73,10 +85,15 @@ type Done = Result<(), Stop>;
 
 /// Opens the store so that nothing can be written to it.
 fn open_read(db: &Path, verify: Verify) -> Result<SqliteStore, Failure> {
+    open_read_with(db, verify, 1)
+}
+
+/// [`open_read`] with `readers` reader threads.
+fn open_read_with(db: &Path, verify: Verify, readers: usize) -> Result<SqliteStore, Failure> {
     SqliteStore::options()
         .read_only()
         .verify(verify)
-        .readers(1)
+        .readers(readers)
         .open(db)
         .map_err(|e| Failure::store(&e))
 }
@@ -136,38 +153,17 @@ fn for_each(
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct StreamRow {
-    stream: String,
-    aggregate_type: String,
-    events: u64,
-    last_recorded_at: Timestamp,
-}
-
 fn streams(cli: &Cli, mut out: impl Write) -> Done {
-    let store = open_read(&cli.db, Verify::Full)?;
-    let mut streams = BTreeMap::<String, StreamRow>::new();
-    for_each(store.read_all(1), |event| {
-        let row = streams
-            .entry(event.stream_id.to_string())
-            .or_insert_with(|| StreamRow {
-                stream: event.stream_id.to_string(),
-                aggregate_type: event.aggregate_type.to_string(),
-                events: 0,
-                last_recorded_at: event.recorded_at,
-            });
-        row.events += 1;
-        row.last_recorded_at = event.recorded_at;
-        Ok(())
-    })?;
+    let store = open_read(cli.db(), Verify::Full)?;
+    let streams = block_on(view::streams(&store))?;
     if cli.json {
-        for row in streams.values() {
+        for row in &streams {
             json_line(&mut out, row)?;
         }
         return Ok(());
     }
     let rows: Vec<[String; 4]> = streams
-        .into_values()
+        .into_iter()
         .map(|r| {
             [
                 r.stream,
@@ -228,11 +224,13 @@ fn events(
     if to.is_some_and(|to| to < range.first()) {
         return Err(Failure::Input("--to is before --from".to_owned()).into());
     }
-    let store = open_read(&cli.db, Verify::Full)?;
+    let store = open_read(cli.db(), Verify::Full)?;
     if block_on(store.stream_version(&id))? == 0 {
-        return Err(
-            Failure::Input(format!("`{}` holds no stream `{stream}`", cli.db.display())).into(),
-        );
+        return Err(Failure::Input(format!(
+            "`{}` holds no stream `{stream}`",
+            cli.db().display()
+        ))
+        .into());
     }
     for_each(store.read_stream(&id, range), |event| {
         print_event(cli.json, &mut out, &event)
@@ -240,19 +238,11 @@ fn events(
 }
 
 fn types(cli: &Cli, mut out: impl Write) -> Done {
-    let store = open_read(&cli.db, Verify::Full)?;
+    let store = open_read(cli.db(), Verify::Full)?;
     let types = block_on(store.event_types())?;
     if cli.json {
-        for t in &types {
-            json_line(
-                &mut out,
-                &serde_json::json!({
-                    "aggregate_type": t.aggregate_type,
-                    "name": t.name,
-                    "schema_version": t.schema_version,
-                    "count": t.count,
-                }),
-            )?;
+        for t in types {
+            json_line(&mut out, &TypeRow::from(t))?;
         }
         return Ok(());
     }
@@ -270,6 +260,26 @@ fn types(cli: &Cli, mut out: impl Write) -> Done {
     table(&mut out, ["TYPE", "NAME", "SCHEMA", "EVENTS"], &rows)
 }
 
+fn projections(cli: &Cli, mut out: impl Write) -> Done {
+    let store = open_read(cli.db(), Verify::Full)?;
+    let listed = store.projections().map_err(|e| Failure::store(&e))?;
+    let rows: Vec<ProjectionRow> = listed.iter().map(ProjectionRow::of).collect();
+    if cli.json {
+        for row in &rows {
+            json_line(&mut out, row)?;
+        }
+        return Ok(());
+    }
+    let cells: Vec<[String; 8]> = rows.iter().map(ProjectionRow::cells).collect();
+    table(
+        &mut out,
+        [
+            "NAME", "KIND", "VERSION", "POSITION", "HEAD", "LAG", "PARKED", "SERVING",
+        ],
+        &cells,
+    )
+}
+
 /// What one check of `verify` found.
 #[derive(serde::Serialize)]
 struct Check {
@@ -281,10 +291,10 @@ struct Check {
 }
 
 fn verify(cli: &Cli, mut out: impl Write, head: Option<ChainHead>) -> Done {
-    let integrity = integrity(&cli.db)?;
+    let integrity = integrity(cli.db())?;
     // Opened without its own check: `integrity` did it, and reports
     // damage instead of refusing the file.
-    let store = open_read(&cli.db, Verify::Off)?;
+    let store = open_read(cli.db(), Verify::Off)?;
     let events = events_check(&store)?;
     let chain = chain_check(&store, head)?;
     report(cli, &mut out, &[integrity, events, chain])
@@ -408,7 +418,7 @@ fn chain_check(store: &SqliteStore, head: Option<ChainHead>) -> Result<Check, Fa
 }
 
 fn export(cli: &Cli, mut out: impl Write, progress: bool) -> Done {
-    let store = open_read(&cli.db, Verify::Full)?;
+    let store = open_read(cli.db(), Verify::Full)?;
     let last = block_on(store.last_position())?;
     let bar = if progress {
         bar(last, "exporting")
@@ -500,7 +510,7 @@ struct Batch {
 
 fn import(cli: &Cli, mut out: impl Write, file: &Path) -> Done {
     let total = check_file(file)?;
-    let store = SqliteStore::open(&cli.db).map_err(|e| Failure::store(&e))?;
+    let store = SqliteStore::open(cli.db()).map_err(|e| Failure::store(&e))?;
     let bar = bar(total, "importing");
     let (mut appended, mut repeated) = (0u64, 0u64);
     let mut batch = Batch::default();
@@ -557,7 +567,7 @@ fn import(cli: &Cli, mut out: impl Write, file: &Path) -> Done {
     writeln!(
         out,
         "{appended} events imported, {repeated} already stored, into `{}`",
-        cli.db.display()
+        cli.db().display()
     )?;
     Ok(())
 }
@@ -589,20 +599,11 @@ fn import_error(file: &Path, line: usize, e: &Error) -> Stop {
 }
 
 fn tail(cli: &Cli, mut out: impl Write, from: Option<u64>) -> Done {
-    let store = open_read(&cli.db, Verify::Full)?;
-    let mut next_position = match from {
-        Some(position) => position.max(1),
-        None => block_on(store.last_position())? + 1,
-    };
-    let mut watch = store.watch();
+    let store = open_read(cli.db(), Verify::Full)?;
+    let mut follow = Follow::new(store, from)?;
     loop {
-        for_each(store.read_all(next_position), |event| {
-            next_position = event.position + 1;
-            print_event(cli.json, &mut out, &event)
-        })?;
+        follow.read(|event| print_event(cli.json, &mut out, &event))?;
         out.flush()?;
-        // The watch wakes for this process's commits; other processes'
-        // are found by reading again after the timeout.
-        watch.wait_timeout(Duration::from_millis(250));
+        follow.wait();
     }
 }

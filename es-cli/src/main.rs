@@ -4,14 +4,21 @@
 //! reads envelopes and stored payloads, never the program's event types.
 //!
 //! ```text
-//! es --db tickets.db streams                 # each stream: type, events, last activity
-//! es --db tickets.db events ticket-1 --from 2
-//! es --db tickets.db types                   # stored (aggregate, name, schema version) counts
-//! es --db tickets.db verify --head 42:9f…    # integrity, checksums, contiguity, audit chain
-//! es --db tickets.db export --out all.jsonl  # one event per line
+//! es streams tickets.db                      # each stream: type, events, last activity
+//! es events ticket-1 tickets.db --from 2
+//! es types tickets.db                        # stored (aggregate, name, schema version) counts
+//! es projections tickets.db                  # read models, inline models, checkpoints: lag, parked
+//! es verify tickets.db --head 42:9f…         # integrity, checksums, contiguity, audit chain
+//! es export tickets.db --out all.jsonl       # one event per line
 //! es --db copy.db import all.jsonl           # into a new or existing store, idempotent
-//! es --db tickets.db tail --from 1           # follow $all
+//! es tail tickets.db --from 1                # follow $all
+//! es serve tickets.db --addr 127.0.0.1:8081  # the same, and projections, as a web page
 //! ```
+//!
+//! Every reading command takes the events file as its last argument
+//! (`FILE`), or as `--db FILE` (both: the same file, or a usage error);
+//! without either, `events.db`. `import` takes the file to read as its
+//! argument, and the store as `--db`.
 //!
 //! Every command but `import` opens the store read-only
 //! ([`SqliteOptions::read_only`](es_sqlite::SqliteOptions::read_only)): a
@@ -19,19 +26,29 @@
 //! not migrated (it is refused, untouched), and nothing is written.
 //! `--json` prints JSON lines instead of tables.
 //!
+//! `es serve` serves the same, read-only, as a web page and a JSON API
+//! (`/api/streams`, `/api/streams/{stream}/events`, `/api/all`,
+//! `/api/projections`, `/api/types`, and `/api/tail`, a live tail of
+//! `$all` as server-sent events), with failures as RFC 9457 problem
+//! documents; it prints `listening on http://ADDR` and runs until Ctrl-C.
+//!
 //! Exit codes: 0 ok, 1 `verify` found damage or tampering, 2 bad usage or
-//! bad input, 3 the store cannot be opened or read.
+//! bad input (an address `serve` cannot listen on too), 3 the store cannot
+//! be opened or read.
 //!
 //! Sealed personal fields ([`Personal`](es_core::Personal)) are shown,
 //! exported and imported as stored, sealed: the inspector has no keys.
 
 mod commands;
+mod follow;
 mod record;
+mod serve;
+mod view;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// What ends a command other than success, and its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +92,17 @@ pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 const AFTER_HELP: &str = "\
+Examples:
+  es streams tickets.db
+  es events ticket-t-1 tickets.db --from 2
+  es verify tickets.db
+  es projections tickets.db
+  es tail tickets.db --from 1
+  es serve tickets.db --addr 127.0.0.1:8081
+  es --db copy.db import all.jsonl
+
+The events file is the last argument of every command but `import` (or
+--db FILE; both: the same file, or a usage error; neither: events.db).
 Every command but `import` opens the store read-only: a missing file is not
 created, a file of an older schema is not migrated, nothing is written.
 
@@ -84,16 +112,20 @@ stored, sealed: the inspector has no keys, and needs none.
 Exit codes:
   0  ok
   1  `verify` found damage or tampering
-  2  bad usage, or bad input (an import file, a --head)
+  2  bad usage, or bad input (an import file, a --head, an --addr to serve on)
   3  the store cannot be opened or read (missing, not an es store, older schema, damaged)";
+
+/// The events file when none is named.
+const DEFAULT_DB: &str = "events.db";
 
 /// The inspector of es-sqlite event stores.
 #[derive(Debug, Parser)]
 #[command(name = "es", version, about, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
-    /// The es-sqlite events file.
-    #[arg(long, global = true, value_name = "FILE", default_value = "events.db")]
-    pub(crate) db: PathBuf,
+    /// The es-sqlite events file, for `import` (the other commands take it
+    /// as their FILE, or this); default: events.db.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) db: Option<PathBuf>,
     /// Prints JSON lines (one object a line) instead of tables.
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -101,12 +133,65 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// The events file a reading command works on, given after its other
+/// arguments: `es streams tickets.db`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StoreFile {
+    /// The es-sqlite events file (or --db FILE; default: events.db).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The FILE of the command, if it takes one and was given it.
+    fn file(&self) -> Option<&Path> {
+        let store = match &self.command {
+            Command::Streams { store }
+            | Command::Events { store, .. }
+            | Command::Types { store }
+            | Command::Projections { store }
+            | Command::Serve { store, .. }
+            | Command::Verify { store, .. }
+            | Command::Export { store, .. }
+            | Command::Tail { store, .. } => store,
+            Command::Import { .. } => return None,
+        };
+        store.file.as_deref()
+    }
+
+    /// The events file: the command's FILE, else `--db`, else
+    /// `events.db`.
+    pub(crate) fn db(&self) -> &Path {
+        self.file()
+            .or(self.db.as_deref())
+            .unwrap_or(Path::new(DEFAULT_DB))
+    }
+
+    /// A usage error when FILE and `--db` name different files.
+    fn check_file(&self) -> Result<(), clap::Error> {
+        match (self.file(), self.db.as_deref()) {
+            (Some(file), Some(db)) if file != db => Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "FILE `{}` and --db `{}` name different files: give one of them",
+                    file.display(),
+                    db.display()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Lists each stream with its aggregate type, event count and last
     /// activity (the time its last event was recorded).
-    Streams,
+    Streams {
+        #[command(flatten)]
+        store: StoreFile,
+    },
     /// Prints the events of one stream: envelope, metadata and payload as
     /// stored.
     Events {
@@ -118,10 +203,25 @@ pub(crate) enum Command {
         /// The last version to print (default: the last).
         #[arg(long, value_name = "V")]
         to: Option<u64>,
+        #[command(flatten)]
+        store: StoreFile,
     },
     /// Lists the stored (aggregate type, event name, schema version) with
     /// how many events have each.
-    Types,
+    Types {
+        #[command(flatten)]
+        store: StoreFile,
+    },
+    /// Lists every projection's checkpoint and how far behind the head it
+    /// is: the read-model files beside the events file (`tickets.db` ->
+    /// `tickets.read-models/`), one per version and generation, with
+    /// whether it serves and its parked events; the inline read models;
+    /// the checkpoint store's positions. Lag in events, and in time (how
+    /// much later the head was recorded than the last event taken).
+    Projections {
+        #[command(flatten)]
+        store: StoreFile,
+    },
     /// Checks the file (`PRAGMA integrity_check`), every event's checksum and
     /// the contiguity of versions and positions (by reading every event),
     /// and the audit chain; exit 1 when anything is wrong.
@@ -131,23 +231,39 @@ pub(crate) enum Command {
         /// after an edit was computed again.
         #[arg(long, value_name = "POSITION:HASH")]
         head: Option<es_sqlite::ChainHead>,
+        #[command(flatten)]
+        store: StoreFile,
     },
     /// Writes every event, in `$all` order, as JSON lines: stream, aggregate
     /// type, version, position, event id, name, schema version, recorded at,
     /// occurred at, metadata, and the payload as stored.
     Export {
         /// The file to write (default: standard output).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "OUT")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreFile,
     },
     /// Appends the events of an `export` file to the store (created when
     /// missing), keeping event ids, occurred-at times and metadata; positions
     /// and recorded-at times are the new store's. Running it again changes
     /// nothing. The whole file is checked first: a bad line is reported with
-    /// its number and nothing is written.
+    /// its number and nothing is written. The store is named with --db
+    /// (default: events.db).
     Import {
         /// The JSON lines file, as `export` writes it.
         file: PathBuf,
+    },
+    /// Serves the inspector as a read-only web page (streams, a stream's
+    /// events, a live tail of `$all`, projections and their lag) and its
+    /// JSON API, until interrupted (Ctrl-C). Prints `listening on
+    /// http://ADDR` first, with the address bound.
+    Serve {
+        /// The address to listen on (port 0: any free port).
+        #[arg(long, value_name = "HOST:PORT", default_value = serve::DEFAULT_ADDR)]
+        addr: String,
+        #[command(flatten)]
+        store: StoreFile,
     },
     /// Follows `$all`: prints each event as it is committed, from the end
     /// (or `--from`), until interrupted.
@@ -155,11 +271,16 @@ pub(crate) enum Command {
         /// The first position to print (default: after the last event).
         #[arg(long, value_name = "POSITION")]
         from: Option<u64>,
+        #[command(flatten)]
+        store: StoreFile,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(usage) = cli.check_file() {
+        usage.exit();
+    }
     match commands::run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

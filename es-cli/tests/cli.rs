@@ -308,7 +308,15 @@ fn help_documents_exit_codes_and_sealed_fields() {
         "{text}"
     );
     for command in [
-        "streams", "events", "types", "verify", "export", "import", "tail",
+        "streams",
+        "events",
+        "types",
+        "projections",
+        "verify",
+        "export",
+        "import",
+        "tail",
+        "serve",
     ] {
         assert!(text.contains(command), "{command} missing from --help");
         let help = Command::new(env!("CARGO_BIN_EXE_es"))
@@ -352,4 +360,110 @@ fn tail_prints_stored_then_new_events() {
     assert_eq!(position(lines.next()), 9);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Runs `es ARGS...`, with no `--db`.
+fn es_args(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_es"))
+        .args(args)
+        .output()
+        .expect("the es binary runs")
+}
+
+#[test]
+fn the_file_is_the_last_argument_or_db_and_both_must_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let file = db.as_os_str();
+    let by_db = stdout(&es(&db, &["--json", "streams"]));
+    let out = es_args(&["--json".as_ref(), "streams".as_ref(), file]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), by_db);
+
+    // After the command's own arguments, and before its options.
+    let out = es_args(&[
+        "--json".as_ref(),
+        "events".as_ref(),
+        "ticket-t-2".as_ref(),
+        file,
+        "--from".as_ref(),
+        "3".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["name"], "ticket-escalated");
+    for command in ["types", "verify", "export"] {
+        let out = es_args(&[command.as_ref(), file]);
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        assert_eq!(stdout(&out), stdout(&es(&db, &[command])), "{command}");
+    }
+
+    // Both, naming one file: fine; naming two: a usage error, nothing read.
+    let out = es(&db, &["streams", db.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let other = dir.path().join("other.db");
+    let out = es(&other, &["streams", db.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--db"), "{}", stderr(&out));
+    assert!(!other.exists());
+
+    // Without either: events.db in the current directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_es"))
+        .arg("streams")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("events.db"), "{}", stderr(&out));
+    std::fs::copy(&db, dir.path().join("events.db")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_es"))
+        .args(["--json", "streams"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), by_db);
+
+    // `import` reads its argument and writes the store of --db.
+    let exported = dir.path().join("all.jsonl");
+    let out = es_args(&[
+        "export".as_ref(),
+        file,
+        "--out".as_ref(),
+        exported.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let copy = dir.path().join("copy.db");
+    let out = es(&copy, &["import", exported.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(all(&copy).len(), 8);
+}
+
+#[test]
+fn help_shows_the_file_argument() {
+    for command in [
+        "streams",
+        "types",
+        "projections",
+        "verify",
+        "export",
+        "tail",
+        "serve",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_es"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        let text = stdout(&out);
+        assert!(text.contains("[FILE]"), "{command}: {text}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_es"))
+        .args(["events", "--help"])
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("<STREAM> [FILE]"), "{}", stdout(&out));
 }

@@ -140,6 +140,7 @@ mod reader;
 mod runner;
 mod schema;
 mod snapshots;
+mod status;
 mod store;
 mod stream;
 #[cfg(feature = "testing")]
@@ -159,6 +160,7 @@ pub use runner::Runner;
 /// The SQLite bindings read models are written with: a handler gets a
 /// [`rusqlite::Connection`], and so does a query.
 pub use rusqlite;
+pub use status::{ProjectionKind, ProjectionStatus, ProjectionsError};
 pub use store::SqliteStore;
 pub use writer::{WriteStats, WriterPanic};
 

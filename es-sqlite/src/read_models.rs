@@ -75,16 +75,16 @@ use crate::schema::{self, Role};
 use crate::store::SqliteStore;
 
 /// `PRAGMA application_id` of a read-model file: "esRM".
-const MODEL_APP_ID: i64 = 0x6573_524D;
+pub(crate) const MODEL_APP_ID: i64 = 0x6573_524D;
 /// The read-model file format (`PRAGMA user_version`).
-const MODEL_FORMAT: i64 = 2;
+pub(crate) const MODEL_FORMAT: i64 = 2;
 const MODEL_SCHEMA_1: &str = include_str!("sql/read_models/model_0001.sql");
 const MODEL_SCHEMA_2: &str = include_str!("sql/read_models/model_0002.sql");
 
 /// `PRAGMA application_id` of the registry: "esRR".
-const REGISTRY_APP_ID: i64 = 0x6573_5252;
+pub(crate) const REGISTRY_APP_ID: i64 = 0x6573_5252;
 /// The registry format (`PRAGMA user_version`).
-const REGISTRY_FORMAT: i64 = 2;
+pub(crate) const REGISTRY_FORMAT: i64 = 2;
 const REGISTRY_SCHEMA_1: &str = include_str!("sql/read_models/registry_0001.sql");
 const REGISTRY_SCHEMA_2: &str = include_str!("sql/read_models/registry_0002.sql");
 
@@ -192,7 +192,7 @@ impl ReadModels {
     /// When the directory or its registry cannot be created or opened, or
     /// the registry is not one.
     pub fn open(store: &SqliteStore) -> Result<Self, ReadModelError> {
-        Self::open_in(store, store.path().with_extension("read-models"))
+        Self::open_in(store, default_dir(store.path()))
     }
 
     /// The read models of `store`, in `dir`.
@@ -435,13 +435,9 @@ impl ReadModels {
 
     /// The file of generation `generation` of version `version` of `name`.
     pub(crate) fn file_of(&self, name: &str, version: u32, generation: u64) -> PathBuf {
-        if generation == 0 {
-            self.inner.dir.join(format!("{name}.v{version}.db"))
-        } else {
-            self.inner
-                .dir
-                .join(format!("{name}.v{version}.g{generation}.db"))
-        }
+        self.inner
+            .dir
+            .join(model_file_name(name, version, generation))
     }
 
     /// The generations of version `version` of `name` that have a file.
@@ -853,49 +849,66 @@ fn open_registry(path: &Path, options: &SqliteOptions) -> Result<Connection, Ope
     Ok(conn)
 }
 
+/// The `_es_read_model` row of a read-model file of format 2, as stored.
+#[derive(Debug)]
+pub(crate) struct ModelRow {
+    pub(crate) name: String,
+    pub(crate) version: i64,
+    pub(crate) generation: i64,
+    pub(crate) position: i64,
+    pub(crate) created_at_head: i64,
+    pub(crate) personal_at: Option<i64>,
+    pub(crate) rebuild_for: Option<i64>,
+}
+
+/// Reads the `_es_read_model` row of a file of format 2; what is wrong
+/// with it otherwise.
+pub(crate) fn model_row(conn: &Connection) -> Result<ModelRow, String> {
+    conn.query_row(
+        "SELECT name, version, generation, position, created_at_head, personal_at, rebuild_for \
+         FROM _es_read_model",
+        [],
+        |r| {
+            Ok(ModelRow {
+                name: r.get(0)?,
+                version: r.get(1)?,
+                generation: r.get(2)?,
+                position: r.get(3)?,
+                created_at_head: r.get(4)?,
+                personal_at: r.get(5)?,
+                rebuild_for: r.get(6)?,
+            })
+        },
+    )
+    .map_err(|e| format!("no checkpoint row: {e}"))
+}
+
 /// The `_es_read_model` row of a file that should hold generation
 /// `generation` of `R`'s version; what is wrong with it otherwise.
 fn read_file<R: ReadModel>(conn: &Connection, generation: u64) -> Result<ModelFile, String> {
-    let row = conn
-        .query_row(
-            "SELECT name, version, generation, position, created_at_head, personal_at, rebuild_for \
-             FROM _es_read_model",
-            [],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                    r.get::<_, Option<i64>>(6)?,
-                ))
-            },
-        )
-        .map_err(|e| format!("no checkpoint row: {e}"))?;
-    let (stored_name, stored_version, stored_generation, position, head, personal, rebuild) = row;
-    if head < 0 {
-        return Err(format!("a negative head {head}"));
+    let row = model_row(conn)?;
+    if row.created_at_head < 0 {
+        return Err(format!("a negative head {}", row.created_at_head));
     }
-    if stored_name != R::NAME || stored_version != i64::from(R::VERSION) {
-        return Err(format!("it holds `{stored_name}` version {stored_version}"));
+    if row.name != R::NAME || row.version != i64::from(R::VERSION) {
+        return Err(format!("it holds `{}` version {}", row.name, row.version));
     }
-    if stored_generation != events::to_i64(generation) {
+    if row.generation != events::to_i64(generation) {
         return Err(format!(
-            "it holds generation {stored_generation} of `{stored_name}` version {stored_version}"
+            "it holds generation {} of `{}` version {}",
+            row.generation, row.name, row.version
         ));
     }
     let non_negative = |n: i64| u64::try_from(n).map_err(|_| format!("a negative position {n}"));
     Ok(ModelFile {
         generation,
-        checkpoint: non_negative(position)?,
-        personal: personal.is_some(),
-        rebuild_for: rebuild.map(non_negative).transpose()?,
+        checkpoint: non_negative(row.position)?,
+        personal: row.personal_at.is_some(),
+        rebuild_for: row.rebuild_for.map(non_negative).transpose()?,
     })
 }
 
-fn serving(conn: &Connection, name: &str) -> rusqlite::Result<Option<Edition>> {
+pub(crate) fn serving(conn: &Connection, name: &str) -> rusqlite::Result<Option<Edition>> {
     conn.prepare_cached("SELECT version, generation FROM serving WHERE name = ?1")?
         .query_row([name], |r| {
             let generation: i64 = r.get(1)?;
@@ -906,10 +919,27 @@ fn serving(conn: &Connection, name: &str) -> rusqlite::Result<Option<Edition>> {
         .optional()
 }
 
+/// The directory of read models beside the events file `events`:
+/// `events.db` → `events.read-models/`.
+pub(crate) fn default_dir(events: &Path) -> PathBuf {
+    events.with_extension("read-models")
+}
+
+/// The name of the file of generation `generation` of version `version`
+/// of read model `name`: `<name>.v<version>.db` (generation 0) or
+/// `<name>.v<version>.g<generation>.db`.
+pub(crate) fn model_file_name(name: &str, version: u32, generation: u64) -> String {
+    if generation == 0 {
+        format!("{name}.v{version}.db")
+    } else {
+        format!("{name}.v{version}.g{generation}.db")
+    }
+}
+
 /// The version, generation and suffix (`""`, `-wal`, `-shm`) of a file of
 /// read model `name`: `<name>.v<version>.db<suffix>` (generation 0) or
 /// `<name>.v<version>.g<generation>.db<suffix>`.
-fn parse_model_file<'f>(name: &str, file: &'f str) -> Option<(u32, u64, &'f str)> {
+pub(crate) fn parse_model_file<'f>(name: &str, file: &'f str) -> Option<(u32, u64, &'f str)> {
     let rest = file.strip_prefix(name)?.strip_prefix(".v")?;
     let (edition, suffix) = rest.split_once(".db")?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());

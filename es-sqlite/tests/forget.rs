@@ -758,7 +758,8 @@ fn s3_a_rebuild_stopped_half_way_goes_on_in_its_new_file_after_a_restart() {
     let first = models.model_path("slow-names", 1);
     let next = dir.path().join("members.read-models/slow-names.v1.g1.db");
 
-    members.forget("member-7").unwrap();
+    let forgotten = members.forget("member-7").unwrap();
+    let forgetting = forgotten.recorded.last_position.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !next.exists() {
         assert!(std::time::Instant::now() < deadline, "the rebuild starts");
@@ -770,6 +771,36 @@ fn s3_a_rebuild_stopped_half_way_goes_on_in_its_new_file_after_a_restart() {
         models.serving_file("slow-names").unwrap(),
         Some(first.clone())
     );
+    // As the inspector lists them: the old file serving, its rebuild
+    // pending, and the new generation behind the head.
+    let listed = store.projections().unwrap();
+    let kinds: Vec<_> = listed.iter().map(|p| (p.name.as_str(), &p.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (
+                "slow-names",
+                &es_sqlite::ProjectionKind::ReadModel {
+                    version: 1,
+                    generation: 0,
+                    serving: true,
+                    rebuild_for: Some(forgetting),
+                    file: first.clone(),
+                }
+            ),
+            (
+                "slow-names",
+                &es_sqlite::ProjectionKind::ReadModel {
+                    version: 1,
+                    generation: 1,
+                    serving: false,
+                    rebuild_for: None,
+                    file: next.clone(),
+                }
+            ),
+        ]
+    );
+    assert!(listed[1].lag_events() > 0, "{listed:?}");
     #[cfg(unix)]
     let next_inode = inode(&next);
 
