@@ -554,3 +554,82 @@ fn a_missing_store_or_a_bad_address_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The page in a real browser (headless Chromium, through es-browser):
+/// the streams, a stream's events on a click, the projections with their
+/// lag, and the tail growing live with an append of another process, no
+/// reload. The screenshot is left in `target/browser/es-serve.png`.
+#[test]
+fn the_page_in_a_real_browser_lists_shows_and_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let server = Server::start(&db);
+    let browser = es_browser::Browser::launch().unwrap();
+    let page = browser.open(&server.url("/")).unwrap();
+    page.wait_until(
+        "document.body.dataset.ready === 'true'",
+        "the page's first load",
+    )
+    .unwrap();
+    assert_eq!(page.count("#streams tr[data-stream]").unwrap(), 3);
+    assert_eq!(
+        page.eval::<String>(
+            "document.querySelector('#streams tr[data-stream=\"ticket-t-2\"]').dataset.events"
+        )
+        .unwrap(),
+        "3"
+    );
+    // The mailer's checkpoint, 3 events behind the head of 8.
+    assert_eq!(
+        page.eval::<String>(
+            "document.querySelector('#projections tr[data-name=\"mailer\"]').dataset.lag"
+        )
+        .unwrap(),
+        "3"
+    );
+    page.wait_until(
+        "document.querySelectorAll('#tail li[data-position]').length === 8",
+        "the tail",
+    )
+    .unwrap();
+
+    page.click("#streams tr[data-stream=\"ticket-t-2\"]")
+        .unwrap();
+    page.wait_until(
+        "document.querySelector('#events').dataset.stream === 'ticket-t-2' \
+         && document.querySelectorAll('#events tr[data-version]').length === 3",
+        "the events of ticket-t-2",
+    )
+    .unwrap();
+    let names: Vec<String> = page
+        .eval("[...document.querySelectorAll('#events tr[data-version]')].map(r => r.dataset.name)")
+        .unwrap();
+    assert_eq!(
+        names,
+        ["ticket-opened", "message-added", "ticket-escalated"]
+    );
+
+    // Another process (this test) appends: the tail and the stream grow
+    // without a reload.
+    let store = SqliteStore::open(&db).unwrap();
+    Repository::<Ticket, _>::new(store)
+        .execute("t-2", |t| t.add_message("any news?", "customer"))
+        .unwrap();
+    page.wait_until(
+        "document.querySelector('#tail li[data-position=\"9\"]')?.dataset.stream === 'ticket-t-2'",
+        "the appended event in the tail",
+    )
+    .unwrap();
+    page.wait_until(
+        "document.querySelectorAll('#events tr[data-version]').length === 4",
+        "the appended event in the stream shown",
+    )
+    .unwrap();
+    let shot = page.screenshot("es-serve").unwrap();
+    assert!(
+        page.errors().is_empty(),
+        "{:?} (see {})",
+        page.errors(),
+        shot.display()
+    );
+}
