@@ -894,6 +894,18 @@ fn malformed_requests_are_problem_documents() {
         )
         .problem(400, "bad-request");
 
+    // A path whose id is not UTF-8 once decoded.
+    for path in [
+        "/api/tickets/%FF",
+        "/api/tickets/%FF/history",
+        "/problems/%FF",
+    ] {
+        server.get(path).problem(400, "bad-request");
+    }
+    server
+        .post("/api/tickets/%FF/messages", &json!({"body": "hi"}))
+        .problem(400, "bad-request");
+
     // A stream id holds no control character: not a ticket id, in the
     // path or in the body.
     let problem = server
