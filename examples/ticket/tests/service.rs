@@ -1365,6 +1365,28 @@ fn a_forgetting_is_a_live_change_of_the_ticket() {
     assert!(change_json["position"].as_u64().unwrap() >= 2);
 }
 
+#[test]
+fn stopping_the_server_ends_the_live_streams() {
+    let server = Server::start();
+    let mut live = server.live("");
+    assert_eq!(live.next().event, "ready");
+    // A live stream does not end by itself: stopping must end it, or the
+    // graceful shutdown waits for it for as long as the client stays.
+    let (stopped, done) = std::sync::mpsc::channel();
+    let stopping = std::thread::spawn(move || {
+        drop(server);
+        stopped.send(()).unwrap();
+    });
+    done.recv_timeout(HANG)
+        .expect("the server did not stop while a client followed the live feed");
+    stopping.join().unwrap();
+    // The stream ended; all that may be left of it is keep-alive comments.
+    for rest in live.lines {
+        let rest = rest.unwrap();
+        assert!(rest.is_empty() || rest.starts_with(':'), "{rest:?}");
+    }
+}
+
 // ---------------------------------------------------------------------
 // The binary.
 // ---------------------------------------------------------------------
