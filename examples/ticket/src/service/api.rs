@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use super::problem::{Body, Problem, Query};
+use super::problem::{Body, Path, Problem, Query};
 use super::{Service, etag, list};
 use crate::{AgentId, Reason, Status, Ticket, TicketError, TicketEvent};
 

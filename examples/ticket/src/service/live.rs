@@ -152,7 +152,8 @@ fn sse(name: &str, id: Option<u64>, data: &impl Serialize) -> Event {
 /// The live feed: first `event: ready` (subscribed; `data` has the list's
 /// position), then the changes from `from` (or `Last-Event-ID`) if asked,
 /// then each `event: change` as it happens. A client too slow to keep up
-/// gets `event: resync`: reload everything.
+/// gets `event: resync`: reload everything. The stream ends when the
+/// server stops.
 pub(super) async fn events(
     State(service): State<Arc<Service>>,
     headers: HeaderMap,
@@ -195,6 +196,12 @@ pub(super) async fn events(
         }
     });
     let stream = futures::StreamExt::chain(futures::stream::iter(first.into_iter().map(Ok)), live);
+    let mut stopping = service.stopping.subscribe();
+    let stopped = async move {
+        // The sender lives as long as the service, which this stream holds.
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let stream = futures::StreamExt::take_until(stream, stopped);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

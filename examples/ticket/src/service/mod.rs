@@ -87,6 +87,8 @@ pub struct Service {
     live: live::Sender,
     metrics: Metrics,
     feed: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set once [`serve`] is told to stop: the live streams end.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Service {
@@ -119,6 +121,7 @@ impl Service {
             live,
             metrics: Metrics::default(),
             feed: std::sync::Mutex::new(None),
+            stopping: tokio::sync::watch::Sender::new(false),
         });
         let feed = tokio::spawn(live::feed(Arc::downgrade(&service)));
         if let Ok(mut slot) = service.feed.lock() {
@@ -188,7 +191,13 @@ pub async fn serve(
     service: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(service);
+    let app = router(service.clone());
+    // A server-sent event stream never finishes by itself: it is ended
+    // here, or the graceful shutdown would wait for it forever.
+    let shutdown = async move {
+        shutdown.await;
+        service.stopping.send_replace(true);
+    };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

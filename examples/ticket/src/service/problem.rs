@@ -204,11 +204,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// Path parameters, or a 400 problem document saying which is wrong (a
+/// segment that is not UTF-8 once percent-decoded, say).
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(path)) => Ok(Path(path)),
+            Err(rejection) => Err(Problem::from_status(
+                rejection.status(),
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
 /// `GET /problems/{kind}`: what a kind of problem means, as plain text;
 /// a 404 problem for an unknown kind.
-pub(super) async fn describe(
-    axum::extract::Path(kind): axum::extract::Path<String>,
-) -> Result<String, Problem> {
+pub(super) async fn describe(Path(kind): Path<String>) -> Result<String, Problem> {
     KINDS
         .iter()
         .find(|(k, ..)| *k == kind)
