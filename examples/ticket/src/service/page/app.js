@@ -112,7 +112,9 @@ async function loadHistory(toLast) {
   const slider = $("#version-slider");
   slider.max = String(view.last);
   slider.disabled = view.last <= 1;
-  await showVersion(toLast || wasOnLast ? view.last : Math.min(view.shown, view.last));
+  // Nothing shown yet (another load is on its way): the current version.
+  const follow = toLast || wasOnLast || view.shown < 1;
+  await showVersion(follow ? view.last : Math.min(view.shown, view.last));
 }
 
 /// Shows the state at `version` (the server folds the events up to it),
