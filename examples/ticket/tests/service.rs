@@ -854,6 +854,43 @@ fn an_unknown_route_and_a_wrong_method_are_problem_documents() {
     wrong.problem(405, "method-not-allowed");
 }
 
+#[test]
+fn on_loopback_only_loopback_hosts_are_answered() {
+    let server = Server::start();
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let reply = server.get_with("/api/tickets", &[("host", &host)]);
+        assert_eq!(reply.status, 200, "{host}");
+    }
+    for host in [
+        format!("evil.example:{port}"),
+        "10.0.0.1".to_owned(),
+        "local host".to_owned(),
+    ] {
+        let problem = server
+            .get_with("/api/tickets", &[("host", &host)])
+            .problem(421, "misdirected");
+        says(&problem, "localhost, 127.0.0.1 or [::1] only");
+        // Nor can such a page write.
+        let refused = server.post_with(
+            "/api/tickets",
+            &[("host", &host)],
+            &json!({"title": "x", "email": "e@x"}),
+        );
+        refused.problem(421, "misdirected");
+    }
+    assert!(
+        server.get("/api/tickets").json()["tickets"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
 // ---------------------------------------------------------------------
 // Bad requests.
 // ---------------------------------------------------------------------

@@ -38,6 +38,12 @@
 //! 400 bad input, 404 no such ticket, 409 / 412 as above, 413 too large,
 //! 415 not JSON, 422 refused by the ticket's rules, 500 the store failed.
 //!
+//! **Loopback only.** Bound to a loopback address (the default), the
+//! service answers only requests naming a loopback host (421 otherwise),
+//! so a web page elsewhere cannot reach it through a DNS name rebound to
+//! 127.0.0.1. It has no authentication: bind another address only on a
+//! network you trust.
+//!
 //! **Observability.** Every request runs in a `request` span (method,
 //! route, status, duration) and every command in a `command` span (command,
 //! ticket, version, outcome, duration); `RUST_LOG` chooses what is
@@ -61,7 +67,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use es_core::Repository;
 use es_sqlite::{ReadModelError, ReadModels, Runner, SqliteStore};
@@ -191,7 +197,10 @@ pub async fn serve(
     service: Arc<Service>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(service.clone());
+    let loopback = listener.local_addr()?.ip().is_loopback();
+    let app = router(service.clone()).layer(middleware::from_fn(move |request, next| {
+        loopback_only(loopback, request, next)
+    }));
     // A server-sent event stream never finishes by itself: it is ended
     // here, or the graceful shutdown would wait for it forever.
     let shutdown = async move {
@@ -201,6 +210,45 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// On a loopback address, refuses (421) requests that name another host:
+/// a web page elsewhere must not reach the service through a DNS name
+/// rebound to 127.0.0.1 (it would read and write tickets with the
+/// browser's help). Bound to another address, every host passes: there
+/// is no authentication, so bind one only on a network you trust.
+async fn loopback_only(loopback: bool, request: Request, next: Next) -> Response {
+    if loopback && !names_loopback(request.headers()) {
+        return Problem::new(
+            "misdirected",
+            "this service answers requests to localhost, 127.0.0.1 or [::1] only",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Whether `Host` names a loopback host (`localhost`, `127.0.0.1:8080`,
+/// `[::1]`), or is absent (HTTP/1.0).
+fn names_loopback(headers: &axum::http::HeaderMap) -> bool {
+    let Some(host) = headers.get(axum::http::header::HOST) else {
+        return true;
+    };
+    let Some(authority) = host
+        .to_str()
+        .ok()
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+    else {
+        return false;
+    };
+    let name = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A version as a strong entity tag: `"3"`.

@@ -54,6 +54,14 @@ pub const KINDS: &[(&str, StatusCode, &str, &str)] = &[
         "The path exists, but not with this method.",
     ),
     (
+        "misdirected",
+        StatusCode::MISDIRECTED_REQUEST,
+        "Not this host",
+        "The service listens on a loopback address and answers requests to localhost, \
+         127.0.0.1 or [::1] only: a request naming another host came through another name \
+         (a DNS name rebound to 127.0.0.1, say).",
+    ),
+    (
         "conflict",
         StatusCode::CONFLICT,
         "The ticket changed meanwhile",
