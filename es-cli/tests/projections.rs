@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -50,20 +49,7 @@ fn leads_store(dir: &Path) -> PathBuf {
     path
 }
 
-/// Every file under `dir`, with its length and a checksum of its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, (usize, u32)> {
-    let mut found = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(files(&path));
-        } else {
-            let bytes = std::fs::read(&path).unwrap();
-            found.insert(path, (bytes.len(), crc32fast::hash(&bytes)));
-        }
-    }
-    found
-}
+use es_sqlite::testing::file_digests as files;
 
 #[test]
 fn lists_each_read_model_and_checkpoint_with_its_lag() {

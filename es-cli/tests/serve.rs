@@ -53,20 +53,7 @@ fn all(path: &Path) -> Vec<RecordedEvent> {
     all
 }
 
-/// Every file under `dir`, with its length and a checksum of its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, (usize, u32)> {
-    let mut found = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(files(&path));
-        } else {
-            let bytes = std::fs::read(&path).unwrap();
-            found.insert(path, (bytes.len(), crc32fast::hash(&bytes)));
-        }
-    }
-    found
-}
+use es_sqlite::testing::file_digests as files;
 
 /// Every file of `before` is unchanged in `after`, and `after` has no
 /// other but SQLite's companions of a WAL database, which a reader makes

@@ -257,3 +257,32 @@ impl<R: ReadModel> Outcome<R> {
 fn chain(error: &dyn std::error::Error) -> String {
     crate::read_model::display_chain(error)
 }
+
+/// Every file under `dir` (its subdirectories too), with its length and a
+/// CRC-32 of its bytes: taken before and after a program that only reads
+/// (an inspector, a read-only store), equal when it wrote nothing.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// std::fs::write(dir.path().join("a.db"), b"events")?;
+/// let before = es_sqlite::testing::file_digests(dir.path());
+/// assert_eq!(before.len(), 1);
+/// std::fs::write(dir.path().join("a.db"), b"edited")?;
+/// assert_ne!(es_sqlite::testing::file_digests(dir.path()), before);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn file_digests(
+    dir: &std::path::Path,
+) -> std::collections::BTreeMap<std::path::PathBuf, (usize, u32)> {
+    let mut found = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).expect("the directory reads") {
+        let path = entry.expect("the directory reads").path();
+        if path.is_dir() {
+            found.extend(file_digests(&path));
+        } else {
+            let bytes = std::fs::read(&path).expect("the file reads");
+            found.insert(path, (bytes.len(), crc32fast::hash(&bytes)));
+        }
+    }
+    found
+}

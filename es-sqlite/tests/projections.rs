@@ -84,20 +84,7 @@ fn all(store: &SqliteStore) -> Vec<RecordedEvent> {
     })
 }
 
-/// Every file under `dir`, with its length and a checksum of its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, (usize, u32)> {
-    let mut found = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(files(&path));
-        } else {
-            let bytes = std::fs::read(&path).unwrap();
-            found.insert(path, (bytes.len(), crc32fast::hash(&bytes)));
-        }
-    }
-    found
-}
+use es_sqlite::testing::file_digests as files;
 
 /// A store with each kind of projection, each behind the head:
 ///
