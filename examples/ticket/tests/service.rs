@@ -215,6 +215,24 @@ fn agent() -> ureq::Agent {
         .new_agent()
 }
 
+/// `f(0)`, ..., `f(n - 1)` on `n` threads released together (a barrier):
+/// requests as close to simultaneous as threads get.
+fn at_once<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let barrier = Barrier::new(n);
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let (barrier, f) = (&barrier, &f);
+                s.spawn(move || {
+                    barrier.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).map(|v| v.to_str().unwrap())
 }
@@ -994,22 +1012,12 @@ fn of_writers_racing_with_one_if_match_exactly_one_wins_per_version() {
         let seen = server.version("a");
         assert_eq!(seen, 1 + round);
         let tag = format!("\"{seen}\"");
-        let barrier = Barrier::new(WRITERS);
-        let replies: Vec<Reply> = std::thread::scope(|s| {
-            let writers: Vec<_> = (0..WRITERS)
-                .map(|w| {
-                    let (server, barrier, tag) = (&server, &barrier, &tag);
-                    s.spawn(move || {
-                        barrier.wait();
-                        server.post_with(
-                            "/api/tickets/a/messages",
-                            &[("if-match", tag)],
-                            &json!({"body": format!("writer {w}"), "by": format!("agent-{w}")}),
-                        )
-                    })
-                })
-                .collect();
-            writers.into_iter().map(|w| w.join().unwrap()).collect()
+        let replies = at_once(WRITERS, |w| {
+            server.post_with(
+                "/api/tickets/a/messages",
+                &[("if-match", &tag)],
+                &json!({"body": format!("writer {w}"), "by": format!("agent-{w}")}),
+            )
         });
         let next = format!("\"{}\"", seen + 1);
         let (won, lost): (Vec<&Reply>, Vec<&Reply>) = replies.iter().partition(|r| r.status == 200);
@@ -1252,22 +1260,12 @@ fn concurrent_repeats_of_one_key_append_once() {
     server.open("a", "Printer on fire");
     for round in 0..3 {
         let key = format!("together-{round}");
-        let barrier = Barrier::new(SENDERS);
-        let replies: Vec<Reply> = std::thread::scope(|s| {
-            let senders: Vec<_> = (0..SENDERS)
-                .map(|_| {
-                    let (server, barrier, key) = (&server, &barrier, &key);
-                    s.spawn(move || {
-                        barrier.wait();
-                        server.post_with(
-                            "/api/tickets/a/messages",
-                            &[("idempotency-key", key)],
-                            &json!({"body": format!("round {round}")}),
-                        )
-                    })
-                })
-                .collect();
-            senders.into_iter().map(|s| s.join().unwrap()).collect()
+        let replies = at_once(SENDERS, |_| {
+            server.post_with(
+                "/api/tickets/a/messages",
+                &[("idempotency-key", &key)],
+                &json!({"body": format!("round {round}")}),
+            )
         });
         let version = 2 + round;
         for reply in &replies {
