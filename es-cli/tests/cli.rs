@@ -2,14 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+use es_core::EventStore;
 use es_core::blocking::{Repository, block_on};
-use es_core::store::next;
-use es_core::{EventStore, Metadata, RecordedEvent};
 use es_sqlite::SqliteStore;
-use ticket::{AgentId, Reason, Ticket};
+use ticket::Ticket;
+
+mod common;
+use common::{all, tickets};
 
 /// Runs `es --db DB ARGS...`.
 fn es(db: &Path, args: &[&str]) -> Output {
@@ -27,38 +29,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).unwrap()
-}
-
-/// A store with three tickets, one escalated and one closed.
-fn tickets(dir: &Path) -> PathBuf {
-    let path = dir.join("tickets.db");
-    let store = SqliteStore::open(&path).unwrap();
-    let tickets = Repository::<Ticket, _>::new(store);
-    for id in ["t-1", "t-2", "t-3"] {
-        tickets
-            .execute(id, |t| t.open("printer", "ada@example.com"))
-            .unwrap();
-        tickets
-            .execute(id, |t| t.add_message("it smokes", "customer"))
-            .unwrap();
-    }
-    tickets
-        .command("t-2")
-        .metadata(Metadata::new().actor("agent-7").reason("waited 3 days"))
-        .execute(|t| t.escalate(Reason("waited".into()), AgentId("agent-7".into())))
-        .unwrap();
-    tickets.execute("t-3", |t| t.close("fixed")).unwrap();
-    path
-}
-
-fn all(path: &Path) -> Vec<RecordedEvent> {
-    let store = SqliteStore::options().read_only().open(path).unwrap();
-    let mut events = store.read_all(1);
-    let mut all = Vec::new();
-    while let Some(event) = block_on(next(&mut events)) {
-        all.push(event.unwrap());
-    }
-    all
 }
 
 #[test]

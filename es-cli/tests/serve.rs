@@ -12,45 +12,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use es_core::CheckpointStore;
 use es_core::blocking::{Repository, block_on};
-use es_core::store::next;
-use es_core::{CheckpointStore, EventStore, Metadata, RecordedEvent};
 use es_sqlite::SqliteStore;
 use serde_json::Value;
-use ticket::{AgentId, Reason, Ticket};
+use ticket::Ticket;
 
-/// A store with three tickets, one escalated and one closed (8 events),
-/// and a mailer's checkpoint at 5.
+mod common;
+use common::all;
+
+/// The inspector's store of tickets (8 events), with a mailer's
+/// checkpoint at 5.
 fn tickets(dir: &Path) -> PathBuf {
-    let path = dir.join("tickets.db");
+    let path = common::tickets(dir);
     let store = SqliteStore::open(&path).unwrap();
-    let tickets = Repository::<Ticket, _>::new(store.clone());
-    for id in ["t-1", "t-2", "t-3"] {
-        tickets
-            .execute(id, |t| t.open("printer", "ada@example.com"))
-            .unwrap();
-        tickets
-            .execute(id, |t| t.add_message("it smokes", "customer"))
-            .unwrap();
-    }
-    tickets
-        .command("t-2")
-        .metadata(Metadata::new().actor("agent-7").reason("waited 3 days"))
-        .execute(|t| t.escalate(Reason("waited".into()), AgentId("agent-7".into())))
-        .unwrap();
-    tickets.execute("t-3", |t| t.close("fixed")).unwrap();
     block_on(store.save_checkpoint("mailer", 5)).unwrap();
     path
-}
-
-fn all(path: &Path) -> Vec<RecordedEvent> {
-    let store = SqliteStore::options().read_only().open(path).unwrap();
-    let mut events = store.read_all(1);
-    let mut all = Vec::new();
-    while let Some(event) = block_on(next(&mut events)) {
-        all.push(event.unwrap());
-    }
-    all
 }
 
 use es_sqlite::testing::file_digests as files;
