@@ -48,7 +48,7 @@ struct File {
 /// Where the real file object starts (SQLite's allocations are 8-aligned).
 const FILE_SIZE: usize = std::mem::size_of::<File>().next_multiple_of(8);
 
-/// Why [`register`] failed.
+/// Why [`TestVfs::register`](crate::TestVfs::register) failed.
 #[derive(Debug)]
 pub enum RegisterError {
     /// The name has a NUL byte.
