@@ -155,7 +155,11 @@ pub(crate) fn connect(
         }
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let mut conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    let mut conn = match &options.vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs.as_str()),
+        None => Connection::open_with_flags(path, flags),
+    }
+    .map_err(sqlite)?;
     conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
     // Refuse writes that could corrupt the file (writable_schema, ...), and
     // never run SQL functions named in the schema.
