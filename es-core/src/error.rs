@@ -124,6 +124,22 @@ pub enum Error {
     /// failed operation was written; retry once space is freed.
     #[error("the storage is full; nothing of this operation was written")]
     StorageFull,
+    /// The storage failed to read or write: an I/O error of the disk or
+    /// the operating system. A write that fails so is not stored; retry
+    /// once the fault is repaired.
+    #[error("the storage failed to read or write: {detail}")]
+    Io {
+        /// What the backend reported.
+        detail: String,
+    },
+    /// A flush to disk (`fsync`) failed. The store refuses every write
+    /// after it with this error until it is reopened: after a failed flush
+    /// the operating system may have dropped the written data while still
+    /// reading it back, so a retried flush could succeed with the data never
+    /// on disk (PostgreSQL's "fsyncgate", 2018). The write that saw the
+    /// failure may or may not be stored: read it back once reopened.
+    #[error("a flush to disk failed: the store refuses writes until it is reopened")]
+    SyncFailed,
     /// Stored data is damaged.
     #[error("stored data is corrupt: {detail}")]
     Corrupt {

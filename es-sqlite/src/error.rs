@@ -132,6 +132,10 @@ impl OpenError {
             },
             Some(ErrorCode::ReadOnly) => OpenError::ReadOnly { path },
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => OpenError::Busy { path },
+            Some(ErrorCode::SystemIoFailure) => OpenError::Io {
+                path,
+                source: std::io::Error::other(e),
+            },
             _ => OpenError::Sqlite { path, source: e },
         }
     }
@@ -146,7 +150,46 @@ pub(crate) fn store_error(e: rusqlite::Error) -> Error {
             detail: e.to_string(),
         },
         Some(ErrorCode::ReadOnly) => Error::ReadOnly,
+        Some(ErrorCode::SystemIoFailure) if is_sync_failure(&e) => Error::SyncFailed,
+        Some(ErrorCode::SystemIoFailure | ErrorCode::CannotOpen) => Error::Io {
+            detail: e.to_string(),
+        },
         _ => Error::backend(e),
+    }
+}
+
+/// Whether `e` is a failed flush to disk: `SQLITE_IOERR_FSYNC` (a file's)
+/// or `SQLITE_IOERR_DIR_FSYNC` (its directory's).
+pub(crate) fn is_sync_failure(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_extended_error_code(),
+        Some(rusqlite::ffi::SQLITE_IOERR_FSYNC | rusqlite::ffi::SQLITE_IOERR_DIR_FSYNC)
+    )
+}
+
+/// A failure to open one more connection to a store that is open, as the
+/// store's error: by SQLite's code, as for any statement.
+pub(crate) fn connect_error(e: OpenError) -> Error {
+    match e {
+        OpenError::Sqlite { source, .. } => store_error(source),
+        OpenError::Io { source, .. } => {
+            match source
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rusqlite::Error>())
+            {
+                Some(sqlite) if is_sync_failure(sqlite) => Error::SyncFailed,
+                _ => Error::Io {
+                    detail: source.to_string(),
+                },
+            }
+        }
+        OpenError::Busy { .. } => Error::Busy,
+        OpenError::ReadOnly { .. } => Error::ReadOnly,
+        OpenError::Corrupt { detail, .. } => Error::Corrupt { detail },
+        OpenError::NotADatabase { path } => Error::Corrupt {
+            detail: format!("`{}` is not an SQLite database any more", path.display()),
+        },
+        other => Error::backend(other),
     }
 }
 

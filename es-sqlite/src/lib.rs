@@ -116,6 +116,14 @@
 //! first batch that commits again moves the log into the database file and
 //! truncates it, so the store recovers fully once space is freed.
 //!
+//! ## I/O errors
+//!
+//! A read or write the disk refuses is `Error::Io`, and the store goes on.
+//! A failed flush to disk (`fsync`) is `Error::SyncFailed`: the store then
+//! refuses every write with it until it is reopened, since the data a
+//! failed flush held may never reach the disk even if a retried flush
+//! succeeds. The append that saw it may or may not be stored.
+//!
 //! ## Several processes
 //!
 //! Processes on one machine may share a database file: every write

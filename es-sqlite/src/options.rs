@@ -83,6 +83,7 @@ pub struct SqliteOptions {
     pub(crate) inline: InlineModels,
     pub(crate) personal: Option<PersonalData>,
     pub(crate) read_only: bool,
+    pub(crate) vfs: Option<String>,
 }
 
 /// Where the keys of personal data come from.
@@ -118,6 +119,7 @@ impl Default for SqliteOptions {
             inline: InlineModels::default(),
             personal: None,
             read_only: false,
+            vfs: None,
         }
     }
 }
@@ -322,6 +324,19 @@ impl SqliteOptions {
     #[must_use]
     pub fn read_only(mut self) -> Self {
         self.read_only = true;
+        self
+    }
+
+    /// Opens every connection of the store (its writer, its readers, its
+    /// read-model files; not the key file of personal data) through the
+    /// SQLite VFS registered under `name`, instead of the default one: for
+    /// tests that simulate a power cut or a failing disk (the workspace's
+    /// `es-test-vfs` does both), or a program's own VFS. The VFS must be
+    /// registered (`sqlite3_vfs_register`, through `rusqlite::ffi`) before
+    /// the store opens; an unknown name fails the open.
+    #[must_use]
+    pub fn vfs(mut self, name: &str) -> Self {
+        self.vfs = Some(name.to_owned());
         self
     }
 

@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
-use es_core::{Error, Result};
+use es_core::Result;
 use rusqlite::Connection;
 
+use crate::error::connect_error;
 use crate::options::SqliteOptions;
 use crate::schema::{self, Role};
 
@@ -37,7 +38,7 @@ impl Pool {
         let conn = match idle {
             Some(conn) => conn,
             None => {
-                schema::connect(&self.path, &self.options, Role::Reader).map_err(Error::backend)?
+                schema::connect(&self.path, &self.options, Role::Reader).map_err(connect_error)?
             }
         };
         let result = read(&conn);

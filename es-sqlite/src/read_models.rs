@@ -607,9 +607,7 @@ impl ReadModels {
             path: path.clone(),
             detail,
         };
-        let wal: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| OpenError::sqlite(&path, e))?;
+        let wal = schema::switch_to_wal(&conn).map_err(|e| OpenError::sqlite(&path, e))?;
         if !wal.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), mode = %wal, "cannot switch a read model to WAL mode");
         }
@@ -802,9 +800,7 @@ fn create_dir(dir: &Path) -> Result<(), OpenError> {
 fn open_registry(path: &Path, options: &SqliteOptions) -> Result<Connection, OpenError> {
     let mut conn = schema::connect(path, options, Role::Writer)?;
     let sqlite = |e| OpenError::sqlite(path, e);
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(sqlite)?;
+    let mode = schema::switch_to_wal(&conn).map_err(sqlite)?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(path = %path.display(), %mode, "cannot switch the registry to WAL mode");
     }

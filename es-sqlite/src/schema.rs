@@ -155,7 +155,11 @@ pub(crate) fn connect(
         }
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let mut conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
+    let mut conn = match &options.vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs.as_str()),
+        None => Connection::open_with_flags(path, flags),
+    }
+    .map_err(sqlite)?;
     conn.busy_timeout(options.busy_timeout).map_err(sqlite)?;
     // Refuse writes that could corrupt the file (writable_schema, ...), and
     // never run SQL functions named in the schema.
@@ -235,7 +239,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
     check_identity(conn, path, app, version)?;
     // A read-only file in another journal mode (a backup made with
     // `VACUUM INTO`) cannot switch; it can still be read.
-    match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+    match switch_to_wal(conn) {
         Ok(mode) if mode.eq_ignore_ascii_case("wal") => {}
         Ok(mode) => tracing::warn!(path = %path.display(), %mode, "cannot switch to WAL mode"),
         Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) => {
@@ -255,6 +259,22 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(sqlite)?;
     migrated
+}
+
+/// `PRAGMA journal_mode = WAL`, run to its end: the new mode, or the
+/// error of the switch's commit. The switch writes the database's header
+/// in a transaction that commits after the pragma's row, and `query_row`
+/// would drop that commit's error (a failed write or flush) and report
+/// `wal` for a file left in its old mode.
+pub(crate) fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let mut pragma = conn.prepare("PRAGMA journal_mode = WAL")?;
+    let mut rows = pragma.query([])?;
+    let mode = match rows.next()? {
+        Some(row) => row.get(0)?,
+        None => String::new(),
+    };
+    while rows.next()?.is_some() {}
+    Ok(mode)
 }
 
 /// For a read-only open, instead of [`migrate`]: the file must be an es

@@ -72,6 +72,8 @@ struct Inner {
     keys: Option<Keys>,
     /// What the writer committed.
     counters: Arc<writer::WriteCounters>,
+    /// Set after a failed flush to disk: writes are refused.
+    sync_failed: Arc<writer::SyncFailed>,
     /// Keeps a temporary database's directory until the store is dropped.
     _temporary: Option<tempfile::TempDir>,
 }
@@ -269,7 +271,7 @@ impl SqliteStore {
                 .name("es-sqlite-verify".into())
                 .spawn(move || {
                     let verified = schema::connect(&path, &options, Role::Reader)
-                        .map_err(|e| ChainError::Store(Error::backend(e)))
+                        .map_err(|e| ChainError::Store(crate::error::connect_error(e)))
                         .and_then(|conn| chain::verify(&conn, from, to));
                     drop(reply.send(verified));
                 })
@@ -303,6 +305,11 @@ impl SqliteStore {
             }
         };
         let mut writer_conn = schema::connect(path, options, Role::Writer)?;
+        let sync_failed = Arc::new(writer::SyncFailed::default());
+        if !options.read_only {
+            writer::watch_checkpoints(&mut writer_conn, sync_failed.clone())
+                .map_err(|e| OpenError::sqlite(path, e))?;
+        }
         schema::verify(&writer_conn, path, options.verify)?;
         let inline = options.inline.clone().with_keys(keys.clone());
         if options.read_only {
@@ -341,7 +348,7 @@ impl SqliteStore {
         let thread_notifier = notifier.clone();
         let max_batch = options.max_batch;
         let counters = Arc::new(writer::WriteCounters::default());
-        let thread_counters = counters.clone();
+        let thread_counters = (counters.clone(), sync_failed.clone());
         let writer_thread = std::thread::Builder::new()
             .name("es-sqlite-writer".into())
             .spawn(move || {
@@ -369,6 +376,7 @@ impl SqliteStore {
                 path: path.to_path_buf(),
                 keys,
                 counters,
+                sync_failed,
                 _temporary: temporary,
             }),
         })
@@ -479,9 +487,21 @@ impl SqliteStore {
     /// Checkpoints the write-ahead log into the file and truncates it, on a
     /// connection of its own, waiting for readers up to the busy timeout.
     fn truncate_log(&self) -> Result<()> {
+        if self.inner.sync_failed.is_set() {
+            return Err(Error::SyncFailed);
+        }
+        let truncated = self.truncate_log_now();
+        if let Err(Error::SyncFailed) = truncated {
+            self.inner.sync_failed.set();
+        }
+        truncated
+    }
+
+    /// The checkpoint of [`truncate_log`](SqliteStore::truncate_log).
+    fn truncate_log_now(&self) -> Result<()> {
         let options = &self.inner.options;
-        let conn =
-            schema::connect(&self.inner.path, options, Role::Writer).map_err(Error::backend)?;
+        let conn = schema::connect(&self.inner.path, options, Role::Writer)
+            .map_err(crate::error::connect_error)?;
         let deadline = std::time::Instant::now() + options.busy_timeout;
         loop {
             let busy: i64 = conn

@@ -21,6 +21,17 @@
 //! batch. Should the writer stop all the same, every request queued or sent
 //! later is answered with `Error::Closed`: nothing waits forever.
 //!
+//! # A failed flush to disk
+//!
+//! When a flush (`fsync`) of the store's file fails, in a commit or in a
+//! checkpoint, the writer refuses every later write with
+//! `Error::SyncFailed` until the store is reopened: after a failed flush
+//! the operating system may have dropped the written pages while still
+//! reading them back, and a retried flush may then succeed without them
+//! (PostgreSQL's "fsyncgate", 2018). Reopening reads the file as it is on
+//! disk. SQLite's automatic checkpoint ignores a failure, so the writer's
+//! connection runs that checkpoint itself ([`watch_checkpoints`]).
+//!
 //! # A full disk
 //!
 //! After a write fails with `StorageFull`, the write-ahead log may hold
@@ -28,9 +39,10 @@
 //! commits again, the writer checkpoints and truncates the log, so the space
 //! the log took is free again and the store recovers fully.
 
+use std::ffi::c_int;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use es_core::store::backend::{CheckedAppend, Notifier, shared_error};
 use es_core::{AppendResult, Error, Result, Snapshot, StreamId, Timestamp};
@@ -38,7 +50,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::append::{self, Failure, Head};
 use crate::chain::{self, ChainHash};
-use crate::error::store_error;
+use crate::error::{is_sync_failure, store_error};
 use crate::inline::InlineModels;
 use crate::{checkpoints, snapshots};
 
@@ -114,6 +126,52 @@ impl WriteCounters {
     }
 }
 
+/// Set once a flush to disk of the store's file failed: from then on the
+/// store refuses every write (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct SyncFailed(AtomicBool);
+
+impl SyncFailed {
+    pub(crate) fn set(&self) {
+        if !self.0.swap(true, Ordering::AcqRel) {
+            tracing::error!(
+                "a flush to disk failed; the store refuses writes until it is reopened"
+            );
+        }
+    }
+
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// SQLite's default: an automatic checkpoint once the log holds this many
+/// pages.
+const AUTOCHECKPOINT_PAGES: c_int = 1000;
+
+/// Replaces the automatic checkpoint of the writer's connection (a passive
+/// checkpoint once the log holds 1,000 pages, SQLite's default) with the
+/// same checkpoint run here, whose failure is seen: SQLite's own ignores
+/// it, and a checkpoint's failed flush must stop writes as a commit's does.
+pub(crate) fn watch_checkpoints(
+    conn: &mut Connection,
+    sync_failed: Arc<SyncFailed>,
+) -> rusqlite::Result<()> {
+    conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: c_int| {
+        if pages >= AUTOCHECKPOINT_PAGES
+            && let Err(error) = wal.checkpoint()
+        {
+            if is_sync_failure(&error) {
+                sync_failed.set();
+            } else {
+                tracing::debug!(%error, "an automatic checkpoint failed");
+            }
+        }
+        // The commit itself succeeded: never report it as failed.
+        Ok(())
+    }))
+}
+
 /// Runs until every sender is dropped, then checkpoints the log into the
 /// database file and closes the connection.
 pub(crate) fn run(
@@ -122,12 +180,13 @@ pub(crate) fn run(
     notifier: Notifier,
     (last_position, max_batch): (u64, usize),
     inline: InlineModels,
-    counters: Arc<WriteCounters>,
+    (counters, sync_failed): (Arc<WriteCounters>, Arc<SyncFailed>),
 ) {
     let mut writer = Writer {
         conn,
         notifier,
         counters,
+        sync_failed,
         inline,
         head: Head {
             position: last_position,
@@ -163,6 +222,8 @@ struct Writer {
     conn: Connection,
     notifier: Notifier,
     counters: Arc<WriteCounters>,
+    /// Set after a failed flush: every write is refused.
+    sync_failed: Arc<SyncFailed>,
     /// The inline read models, run inside each append's savepoint.
     inline: InlineModels,
     /// The head of the log, current when `data_version` is: the first batch
@@ -181,6 +242,12 @@ struct Writer {
 impl Writer {
     /// Runs one batch and answers each of its requests.
     fn commit(&mut self, batch: Vec<Job>) {
+        if self.sync_failed.is_set() {
+            for job in batch {
+                answer(job.reply, Err(Error::SyncFailed));
+            }
+            return;
+        }
         let before = self.head;
         let ran = catch_unwind(AssertUnwindSafe(|| self.run_batch(&batch)));
         let committed = matches!(ran, Ok(Ok(_)));
@@ -226,6 +293,12 @@ impl Writer {
                 batch.iter().map(|_| Err(shared_error(&error))).collect()
             }
         };
+        if answers
+            .iter()
+            .any(|answer| matches!(answer, Err(Error::SyncFailed)))
+        {
+            self.sync_failed.set();
+        }
         // After a full disk, the first batch that commits truncates the log
         // before it is answered: the space is free again when it is.
         if self.full && committed {
@@ -321,6 +394,7 @@ impl Writer {
                 self.full = false;
             }
             Ok(_) => tracing::debug!("the log checkpoint after a full disk waits for readers"),
+            Err(error) if is_sync_failure(&error) => self.sync_failed.set(),
             Err(error) => tracing::debug!(%error, "the log checkpoint after a full disk failed"),
         }
     }

@@ -291,7 +291,7 @@ pub fn check_append(limits: &Limits, writes: Vec<StreamWrite>) -> Result<Checked
 }
 
 /// One failure given to every request of a failed batch: the fieldless
-/// errors as themselves, anything else as [`Error::Backend`] sharing the
+/// errors and [`Error::Io`] as themselves, anything else as [`Error::Backend`] sharing the
 /// original, which stays reachable as its `source()`.
 pub fn shared_error(error: &Arc<Error>) -> Error {
     match &**error {
@@ -299,6 +299,10 @@ pub fn shared_error(error: &Arc<Error>) -> Error {
         Error::StorageFull => Error::StorageFull,
         Error::ReadOnly => Error::ReadOnly,
         Error::Closed => Error::Closed,
+        Error::SyncFailed => Error::SyncFailed,
+        Error::Io { detail } => Error::Io {
+            detail: detail.clone(),
+        },
         _ => Error::Backend(Box::new(SharedError(error.clone()))),
     }
 }

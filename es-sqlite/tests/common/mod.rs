@@ -8,6 +8,8 @@
     clippy::missing_panics_doc
 )]
 
+pub mod oracle;
+
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -97,6 +99,18 @@ pub fn rerun_unprivileged(test: &str) -> bool {
         .expect("`runuser` (util-linux) runs the test as `nobody`");
     assert!(status.success(), "{test} as `nobody` failed: {status}");
     true
+}
+
+/// A temporary directory, in memory (`/dev/shm`) when the machine has
+/// one: tests that open many stores do not wait for the disk's flushes.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::tempdir_in(shm)
+    {
+        return dir;
+    }
+    tempfile::tempdir().expect("a temporary directory")
 }
 
 /// `PRAGMA quick_check` (or `integrity_check`) on a database file.
