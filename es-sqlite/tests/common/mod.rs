@@ -23,6 +23,8 @@ use es_core::{
 };
 use es_sqlite::SqliteStore;
 
+pub mod history;
+
 /// A small seeded generator (xorshift64*), so runs can be repeated.
 pub struct Rng(u64);
 
