@@ -10,10 +10,12 @@
 //! `$all` from a position, snapshots (saved, loaded, deleted), forgetting a
 //! data subject, a clean reopen, and a crash. After every step the answer is
 //! compared with the model's (the values of every `Ok`, the kind and fields
-//! of every error), and so are the full contents: `$all`, every stream read
-//! and folded, every stream's version and snapshot, the last position,
-//! events found by id (and ids of refused appends, never found) and the
-//! stored event types.
+//! of every error), and so are the full contents: `$all`, every stream's
+//! version and snapshot, the last position, events found by id (and ids of
+//! refused appends, never found) and the stored event types; and, read and
+//! folded through the stream's own paths, each stream the step may have
+//! changed (every one after a forgetting, a reopening or a crash) and one
+//! more in turn.
 //!
 //! Half of the cases open the store with personal data
 //! (`SqliteOptions::personal_data`): event payloads then carry
@@ -227,8 +229,11 @@ enum Request {
     },
     /// Drops the store, measures the write-ahead log, opens it again.
     Reopen,
+    /// The full contents: `$all`, the last position, the event types, and
+    /// for each stream its version and snapshot, and when its flag is set
+    /// its read and its fold; events found by id.
     Dump {
-        streams: Vec<String>,
+        streams: Vec<(String, bool)>,
         ids: Vec<Uuid>,
     },
 }
@@ -388,18 +393,31 @@ enum Same<T> {
     Other(T),
 }
 
+/// A stream read and a fold of the same stream.
+type Reads = (
+    Result<Vec<Same<EventOut>>, ErrorKind>,
+    Result<Vec<Same<FoldedOut>>, ErrorKind>,
+);
+
+/// A stream read and its fold, in full.
+type Expanded = (Vec<EventOut>, Vec<FoldedOut>);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct StreamDump {
     version: Result<u64, ErrorKind>,
-    events: Result<Vec<Same<EventOut>>, ErrorKind>,
-    folded: Result<Vec<Same<FoldedOut>>, ErrorKind>,
+    /// When asked for.
+    reads: Option<Reads>,
     snapshot: Result<Option<SnapshotIo>, ErrorKind>,
 }
 
 impl StreamDump {
-    /// The stream read and the fold in full, given `$all`.
-    fn expand(&self, all: &[EventOut]) -> Result<(Vec<EventOut>, Vec<FoldedOut>), String> {
-        let events: Vec<EventOut> = match &self.events {
+    /// The stream read and the fold in full, given `$all`, when they were
+    /// asked for.
+    fn expand(&self, all: &[EventOut]) -> Result<Option<Expanded>, String> {
+        let Some((read, fold)) = &self.reads else {
+            return Ok(None);
+        };
+        let events: Vec<EventOut> = match read {
             Ok(events) => events
                 .iter()
                 .map(|e| match e {
@@ -413,7 +431,7 @@ impl StreamDump {
                 .collect::<Result<_, _>>()?,
             Err(e) => return Err(format!("the stream read failed: {e:?}")),
         };
-        let folded = match &self.folded {
+        let folded = match fold {
             Ok(folded) => folded
                 .iter()
                 .map(|f| match f {
@@ -427,7 +445,7 @@ impl StreamDump {
                 .collect::<Result<_, _>>()?,
             Err(e) => return Err(format!("the fold failed: {e:?}")),
         };
-        Ok((events, folded))
+        Ok(Some((events, folded)))
     }
 }
 
@@ -556,14 +574,25 @@ fn wal_bytes(db: &Path) -> u64 {
     std::fs::metadata(PathBuf::from(wal)).map_or(0, |m| m.len())
 }
 
-fn dump(store: &SqliteStore, streams: &[String], ids: &[Uuid]) -> Dump {
+fn dump(store: &SqliteStore, streams: &[(String, bool)], ids: &[Uuid]) -> Dump {
     let err = |e: Error| ErrorKind::of(&e);
     let all = collect(store.read_all(0));
     let in_all: HashMap<u64, &EventOut> = all.iter().flatten().map(|e| (e.position, e)).collect();
     let streams = streams
         .iter()
-        .map(|name| {
+        .map(|(name, read)| {
             let id = stream_id(name);
+            let version = block_on(store.stream_version(&id)).map_err(err);
+            let snapshot = block_on(store.load_snapshot(&id))
+                .map(snapshot_out)
+                .map_err(err);
+            if !read {
+                return StreamDump {
+                    version,
+                    reads: None,
+                    snapshot,
+                };
+            }
             let mut folded = Vec::new();
             let fold = block_on(store.fold_stream(&id, ReadRange::all(), |e| {
                 folded.push(FoldedOut {
@@ -591,24 +620,22 @@ fn dump(store: &SqliteStore, streams: &[String], ids: &[Uuid]) -> Dump {
                     })
                     .collect()
             });
+            let events = events.map(|events| {
+                events
+                    .into_iter()
+                    .map(|e| {
+                        if in_all.get(&e.position) == Some(&&e) {
+                            Same::As(e.position)
+                        } else {
+                            Same::Other(e)
+                        }
+                    })
+                    .collect()
+            });
             StreamDump {
-                version: block_on(store.stream_version(&id)).map_err(err),
-                events: events.map(|events| {
-                    events
-                        .into_iter()
-                        .map(|e| {
-                            if in_all.get(&e.position) == Some(&&e) {
-                                Same::As(e.position)
-                            } else {
-                                Same::Other(e)
-                            }
-                        })
-                        .collect()
-                }),
-                folded,
-                snapshot: block_on(store.load_snapshot(&id))
-                    .map(snapshot_out)
-                    .map_err(err),
+                version,
+                reads: Some((events, folded)),
+                snapshot,
             }
         })
         .collect();
@@ -1351,23 +1378,36 @@ impl Model {
     }
 
     /// Compares the full contents the store reports with the model's.
-    fn check_dump(&mut self, streams: &[String], ids: &[Uuid], dump: &Dump) -> Result<(), String> {
+    fn check_dump(
+        &mut self,
+        streams: &[(String, bool)],
+        ids: &[Uuid],
+        dump: &Dump,
+    ) -> Result<(), String> {
         let all = dump.all.clone().map_err(|e| format!("$all: {e:?}"))?;
         let every = self.read_all(0);
         self.check_events("$all", &every, &all)?;
         same("the last position", &Ok(self.head()), &dump.last_position)?;
-        for (name, got) in streams.iter().zip(&dump.streams) {
+        if dump.streams.len() != streams.len() {
+            return differ("streams dumped", &streams.len(), &dump.streams.len());
+        }
+        for ((name, read), got) in streams.iter().zip(&dump.streams) {
             same(
                 &format!("the version of {name}"),
                 &Ok(self.version(name)),
                 &got.version,
             )?;
-            let (events, folded) = got.expand(&all).map_err(|e| format!("{name}: {e}"))?;
-            let indexes = self.stream_events(name);
-            self.check_events(name, &indexes, &events)?;
-            // What a fold sees is what the stream read gave.
-            let read: Vec<FoldedOut> = events.iter().map(FoldedOut::of).collect();
-            same(&format!("the fold of {name}"), &read, &folded)?;
+            match got.expand(&all).map_err(|e| format!("{name}: {e}"))? {
+                Some((events, folded)) => {
+                    let indexes = self.stream_events(name);
+                    self.check_events(name, &indexes, &events)?;
+                    // What a fold sees is what the stream read gave.
+                    let seen: Vec<FoldedOut> = events.iter().map(FoldedOut::of).collect();
+                    same(&format!("the fold of {name}"), &seen, &folded)?;
+                }
+                None if *read => return Err(format!("{name}: not read")),
+                None => {}
+            }
             same(
                 &format!("the snapshot of {name}"),
                 &Ok(self.snapshots.get(name).cloned()),
@@ -1845,10 +1885,16 @@ impl Run {
 
     /// The streams and ids the full comparison reads: every stream the
     /// model holds and one it does not (a stream the model does not know
-    /// of would show in `$all`); the newest events, an older one (another
-    /// at each step), the last ids refused, and one never used.
-    fn dump_request(&self, step: usize) -> (Vec<String>, Vec<Uuid>) {
-        let streams = STREAMS
+    /// of would show in `$all`), each read and folded when the step may
+    /// have changed it (`touched`, or every one: `None`) and one more in
+    /// turn; the newest events, an older one (another at each step), the
+    /// last ids refused, and one never used.
+    fn dump_request(
+        &self,
+        step: usize,
+        touched: Option<&[String]>,
+    ) -> (Vec<(String, bool)>, Vec<Uuid>) {
+        let names: Vec<String> = STREAMS
             .iter()
             .map(|s| (*s).to_owned())
             .chain([UNTOUCHED.to_owned()])
@@ -1859,6 +1905,15 @@ impl Run {
                     .filter(|s| !STREAMS.contains(&s.as_str()))
                     .cloned(),
             )
+            .collect();
+        let in_turn = step % names.len();
+        let streams = names
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let read = i == in_turn || touched.is_none_or(|t| t.contains(&name));
+                (name, read)
+            })
             .collect();
         let known: Vec<Uuid> = self.model.events.iter().filter_map(|e| e.id).collect();
         let mut ids: Vec<Uuid> = known.iter().rev().take(3).copied().collect();
@@ -1919,10 +1974,14 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         tally(|t| t.steps += 1);
         // The model after an append in flight at a crash, if it was stored.
         let mut stored_branch: Option<Model> = None;
+        // The streams the step may change (`None`: any, and what reads
+        // them: a forgetting, a reopening).
+        let mut touched: Option<Vec<String>> = Some(Vec::new());
         match op {
             Op::Append(w) => {
                 let write = run.write(w, w.stream);
                 let writes = vec![write];
+                touched = Some(writes.iter().map(|w| w.stream.clone()).collect());
                 let want = run.model.append(&writes);
                 let got = process.call(&Request::Append {
                     many: false,
@@ -1951,6 +2010,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
                         run.write(w, stream)
                     })
                     .collect();
+                touched = Some(writes.iter().map(|w| w.stream.clone()).collect());
                 let want = run.model.append(&writes);
                 let got = match process.call(&Request::Append {
                     many: true,
@@ -2025,6 +2085,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
             }
             Op::Forget { subject } => {
                 tally(|t| t.forgets += 1);
+                touched = None;
                 let subject = SUBJECTS[*subject];
                 let metadata = Metadata::new().actor("t12").reason("asked to be forgotten");
                 let got = match process.call(&Request::Forget {
@@ -2039,6 +2100,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
             }
             Op::Reopen => {
                 tally(|t| t.reopens += 1);
+                touched = None;
                 let got = process.call(&Request::Reopen);
                 same(
                     "the clean reopening",
@@ -2055,6 +2117,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
                 delay_us,
             } => {
                 tally(|t| t.crashes += 1);
+                touched = None;
                 let mut acknowledged = None;
                 if let Some(w) = in_flight {
                     let writes = vec![run.write(w, w.stream)];
@@ -2106,7 +2169,7 @@ fn run_case(case: &Case) -> Result<(), TestCaseError> {
         }
         tally(|t| t.max_events = t.max_events.max(run.model.head()));
         // The full contents.
-        let (streams, ids) = run.dump_request(step);
+        let (streams, ids) = run.dump_request(step, touched.as_deref());
         let dump = match process.call(&Request::Dump {
             streams: streams.clone(),
             ids: ids.clone(),
