@@ -88,7 +88,9 @@ pub struct AppendResult {
 ///   has seen position `p`, no event below `p` appears later.
 /// - **Appends are atomic**: all events of one
 ///   [`append_to_streams`](EventStore::append_to_streams) call, over every
-///   stream it names, are stored together or not at all.
+///   stream it names, are stored together or not at all. When writes of
+///   one call are refused, the error is the first refused write's, in the
+///   order given.
 /// - **Optimistic concurrency**: an append whose [`ExpectedVersion`] does
 ///   not hold fails with [`Error::Conflict`] carrying the actual version,
 ///   and writes nothing. Of concurrent appends at one expected version,
@@ -100,7 +102,10 @@ pub struct AppendResult {
 ///   nothing. With `Exact(n)`/`NoStream` the stored run must start at
 ///   `n + 1` (else: a conflict when the version moved, or
 ///   [`Error::DuplicateEvent`]); with `Any`/`StreamExists` it may start
-///   anywhere. Any other overlap with stored ids is [`Error::DuplicateEvent`].
+///   anywhere. Any other overlap with stored ids is [`Error::DuplicateEvent`]
+///   when the expected version holds, or when the append's first id is
+///   stored just after the version it pins (a retry with other events);
+///   otherwise the version is reported first, as a conflict.
 ///   This is KurrentDB's "strong" idempotency for every expected version; see
 ///   [`backend::decide_append`].
 /// - **Empty appends** check the expected version and write nothing.

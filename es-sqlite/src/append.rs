@@ -105,7 +105,16 @@ pub(crate) fn append(
     now: Timestamp,
     head: &mut Head,
 ) -> std::result::Result<Vec<AppendResult>, Failure> {
-    let decided = decide(tx, append, false)?;
+    let decided = match decide(tx, append, false) {
+        Ok(decided) => decided,
+        // The fast path decides a write whose version holds without its
+        // ids, so when a later write is refused an earlier one may be
+        // refused too (an id stored elsewhere): decide again with every id,
+        // so that the answer is the first refusal in the order given, as
+        // on every store.
+        Err(_) if append.writes.len() > 1 => decide(tx, append, true)?,
+        Err(e) => return Err(Failure::Request(e)),
+    };
     match write(tx, &decided, now, head) {
         Err(Stop::Recheck) => {}
         done => return done.map_err(failure),

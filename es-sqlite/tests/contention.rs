@@ -1,7 +1,11 @@
 //! One process, one database: contention, locks held by others, and the
 //! repository's snapshots on SQLite.
 
+mod common;
+
 use std::time::Duration;
+
+use common::history::{self, Recorded, Recorder};
 
 use es_core::prelude::*;
 use es_core::{Error, NewEvent, Snapshot};
@@ -32,21 +36,37 @@ impl Apply<Incremented> for Counter {
 
 /// RELIABILITY T3: 16 tasks on one stream through the repository; every
 /// command lands exactly once, none is lost.
+///
+/// RELIABILITY T13: each task's repository works through a recording store
+/// (every fold, version, append and conflict is logged), and the task reads
+/// the stream or `$all` after each command; the history checks clean
+/// against the final state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t3_sixteen_tasks_on_one_stream_lose_no_update() {
     let store = SqliteStore::open_temporary().unwrap();
     let counters = Repository::<Counter, _>::new(store.clone()).with_retries(10_000);
+    let (recorder, lines) = Recorder::memory();
     let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let counters = counters.clone();
+        .map(|task| {
+            let session = recorder.session(format!("task-{task}"));
+            let counters =
+                Repository::<Counter, _>::new(Recorded::new(store.clone(), session.clone()))
+                    .with_retries(10_000);
+            let store = store.clone();
+            let stream = counters.stream_id("c").unwrap();
             tokio::spawn(async move {
                 let mut attempts = 0;
-                for _ in 0..20 {
+                for command in 0..20 {
                     attempts += counters
                         .execute("c", |_| Incremented { by: 1 })
                         .await
                         .unwrap()
                         .attempts;
+                    if command % 2 == 0 {
+                        session.read_stream(&store, &stream, 1).await.unwrap();
+                    } else {
+                        session.read_all(&store, 1).await.unwrap();
+                    }
                 }
                 attempts
             })
@@ -61,6 +81,22 @@ async fn t3_sixteen_tasks_on_one_stream_lose_no_update() {
     eprintln!(
         "T3: 320 commands, {attempts} attempts ({} conflicts retried)",
         attempts - 320
+    );
+    let lines = lines.lock().unwrap().clone();
+    let report = history::check(&lines, &history::final_state(&store).await);
+    eprintln!(
+        "T13 on T3: {} history lines, {} operations ({} appends, {} reads), {} events: {} violations",
+        lines.len(),
+        report.operations,
+        report.appends,
+        report.reads,
+        report.events,
+        report.violations.len()
+    );
+    report.assert_clean("T3");
+    assert_eq!(
+        report.appends, attempts as usize,
+        "every attempt is in the history"
     );
     // The snapshot was taken along the way, and agrees with the events.
     store.flush().await.unwrap();

@@ -4,6 +4,11 @@
 //! present, no event id is stored twice, versions are contiguous, positions
 //! strictly increase and are never filled in late, and `quick_check` is ok.
 //!
+//! RELIABILITY T13: the child also reads (a stream from near its end, a
+//! stream's version, `$all` from near its end) and logs every operation
+//! (`common::history`); after each kill the parent checks the history of
+//! every cycle so far against the reopened store.
+//!
 //! `ES_T1_CYCLES` sets the number of cycles (default 50); `ES_T1_SEED` the seed.
 
 // Test helpers panic to fail the test.
@@ -15,6 +20,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::history::{self, Line, Recorder, Seen};
 use common::{Rng, check_integrity, role, spawn_child};
 use es_core::store::next;
 use es_core::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId, Uuid};
@@ -32,9 +38,11 @@ fn payload(batch: &str, k: usize) -> String {
 }
 
 /// The child: 4 tasks append batches of 1 to 20 events to 50 streams until
-/// killed. `TRY` before each append, `ACK` after it returned Ok.
+/// killed, each followed by a read. `TRY` before each append, `ACK` after it
+/// returned Ok; and the history lines of every operation.
 fn child(db: &Path, seed: u64) {
     let store = SqliteStore::open(db).expect("the child opens the store");
+    let recorder = Recorder::stdout();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -44,8 +52,10 @@ fn child(db: &Path, seed: u64) {
         let tasks: Vec<_> = (0..4u64)
             .map(|task| {
                 let store = store.clone();
+                let session = recorder.session(format!("{seed}.{task}"));
                 tokio::spawn(async move {
                     let mut rng = Rng::new(seed ^ (task << 32));
+                    let mut last_position = 0;
                     for i in 0.. {
                         let stream = format!("s-{}", rng.below(50));
                         let n = 1 + usize::try_from(rng.below(20)).expect("small");
@@ -61,14 +71,40 @@ fn child(db: &Path, seed: u64) {
                         let list: Vec<String> = ids.iter().map(Uuid::to_string).collect();
                         println!("TRY {batch} {stream} {}", list.join(","));
                         let id = StreamId::new(&stream).expect("valid stream id");
-                        match store.append(&id, ExpectedVersion::Any, events).await {
-                            Ok(r) => println!(
-                                "ACK {batch} {} {} {}",
-                                r.version + 1 - n as u64,
-                                r.first_position.unwrap_or(0),
-                                r.last_position.unwrap_or(0)
-                            ),
-                            Err(e) => println!("ERR {batch} {e}"),
+                        let version = match session
+                            .append(&store, &id, ExpectedVersion::Any, events)
+                            .await
+                        {
+                            Ok(r) => {
+                                println!(
+                                    "ACK {batch} {} {} {}",
+                                    r.version + 1 - n as u64,
+                                    r.first_position.unwrap_or(0),
+                                    r.last_position.unwrap_or(0)
+                                );
+                                last_position = r.last_position.unwrap_or(0);
+                                r.version
+                            }
+                            Err(e) => {
+                                println!("ERR {batch} {e}");
+                                0
+                            }
+                        };
+                        // A read, logged; what it returns is checked from
+                        // the history.
+                        let read = match rng.below(3) {
+                            0 => session
+                                .read_stream(&store, &id, version.saturating_sub(10).max(1))
+                                .await
+                                .map(drop),
+                            1 => session.stream_version(&store, &id).await.map(drop),
+                            _ => session
+                                .read_all(&store, last_position.saturating_sub(40).max(1))
+                                .await
+                                .map(drop),
+                        };
+                        if let Err(e) = read {
+                            println!("ERR read {e}");
                         }
                     }
                 })
@@ -137,8 +173,9 @@ impl Oracle {
         }
     }
 
-    /// Every invariant, on the database as a fresh process finds it.
-    fn verify(&mut self, db: &Path, cycle: u32) {
+    /// Every invariant, on the database as a fresh process finds it; the
+    /// events stored.
+    fn verify(&mut self, db: &Path, cycle: u32) -> Vec<Seen> {
         let store =
             SqliteStore::open(db).unwrap_or_else(|e| panic!("cycle {cycle}: reopening fails: {e}"));
         let all: Vec<RecordedEvent> = es_core::blocking::block_on(async {
@@ -260,6 +297,7 @@ impl Oracle {
                 );
             }
         }
+        all.iter().map(Seen::of).collect()
     }
 }
 
@@ -282,6 +320,8 @@ fn t1_kill_9_crash_loop() {
     let db = dir.path().join("t1.db");
     let mut rng = Rng::new(seed);
     let mut oracle = Oracle::default();
+    let mut lines_of_history: Vec<Line> = Vec::new();
+    let mut report = history::Report::default();
     let mut killed_mid_write = 0;
     for cycle in 0..cycles {
         let child_seed = rng.next();
@@ -307,8 +347,11 @@ fn t1_kill_9_crash_loop() {
         if tries > acks {
             killed_mid_write += 1;
         }
+        lines_of_history.extend(Line::parse_all(&lines));
         oracle.read_lines(lines);
-        oracle.verify(&db, u32::try_from(cycle).unwrap_or(u32::MAX));
+        let stored = oracle.verify(&db, u32::try_from(cycle).unwrap_or(u32::MAX));
+        report = history::check(&lines_of_history, &stored);
+        report.assert_clean(&format!("cycle {cycle}"));
     }
     eprintln!(
         "T1: {cycles} cycles, {} batches attempted, {} acknowledged, {} events stored, {killed_mid_write} kills with appends in flight",
@@ -316,10 +359,20 @@ fn t1_kill_9_crash_loop() {
         oracle.acked.len(),
         oracle.seen.len()
     );
+    eprintln!(
+        "T13 on T1: {} history lines, {} operations ({} appends, {} reads, {} in flight at a kill), checked after each of the {cycles} cycles: {} violations",
+        lines_of_history.len(),
+        report.operations,
+        report.appends,
+        report.reads,
+        report.in_flight,
+        report.violations.len()
+    );
     assert!(
         !oracle.acked.is_empty(),
         "the children acknowledged appends"
     );
+    assert!(report.reads > 0, "the children read");
     assert!(
         killed_mid_write > 0,
         "some kills happened with appends in flight"

@@ -7,6 +7,14 @@
 //! - RELIABILITY T4: 2 processes x 4 tasks at moderate load see no
 //!   `Error::Busy`, and every write transaction begins `IMMEDIATE` (checked
 //!   on every statement through the trace hook); the audit chain verifies.
+//!
+//! RELIABILITY T13: in both, each child logs every operation it makes (the
+//! versions it reads, its appends and their conflicts, reads of the stream
+//! after each win in T3b, of its stream's version after each append in T4)
+//! on the machine's monotonic clock; the parent
+//! merges the two processes' histories and checks them against the final
+//! state: a conflict's actual version, seen in one process, must be the end
+//! of an append of either process invoked before it.
 
 // Test helpers panic to fail the test.
 #![allow(clippy::expect_used, clippy::too_many_lines)]
@@ -17,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::history::{self, Line, Recorder};
 use common::{check_integrity, role, spawn_child};
 use es_core::store::next;
 use es_core::{Error, EventStore, ExpectedVersion, NewEvent, StreamId};
@@ -76,28 +85,40 @@ const ROUNDS: u64 = 300;
 
 fn t3b_child(db: &Path) {
     let store = SqliteStore::open(db).expect("store opens");
+    let recorder = Recorder::stdout();
     wait_for_go(db);
     let stream = StreamId::new("race").expect("valid id");
     let (wins, conflicts) = std::thread::scope(|scope| {
         let tasks: Vec<_> = (0..4)
-            .map(|_| {
+            .map(|task| {
                 let (store, stream) = (store.clone(), stream.clone());
+                let session = recorder.session(format!("{}.{task}", std::process::id()));
                 scope.spawn(move || {
                     let (mut wins, mut conflicts) = (0u64, 0u64);
                     loop {
-                        let version = es_core::blocking::block_on(store.stream_version(&stream))
-                            .expect("version");
+                        let version =
+                            es_core::blocking::block_on(session.stream_version(&store, &stream))
+                                .expect("version");
                         if version >= ROUNDS {
                             return (wins, conflicts);
                         }
                         let event =
                             NewEvent::new("race", "won", 1, format!(r#"{{"at":{version}}}"#));
-                        match es_core::blocking::block_on(store.append(
+                        match es_core::blocking::block_on(session.append(
+                            &store,
                             &stream,
                             ExpectedVersion::Exact(version),
                             vec![event],
                         )) {
-                            Ok(_) => wins += 1,
+                            Ok(_) => {
+                                wins += 1;
+                                es_core::blocking::block_on(session.read_stream(
+                                    &store,
+                                    &stream,
+                                    version.saturating_sub(3).max(1),
+                                ))
+                                .expect("the stream reads");
+                            }
                             Err(Error::Conflict(c)) => {
                                 assert!(c.actual > version, "a conflict reports the newer version");
                                 conflicts += 1;
@@ -151,7 +172,32 @@ fn t3b_two_processes_race_for_each_version() {
     // Each process chained from the other's events.
     let report = es_core::blocking::block_on(store.verify_chain()).expect("the chain verifies");
     assert_eq!(report.events, ROUNDS);
+    check_history("T3b", &outputs, &store);
     assert_eq!(check_integrity(&db, true), "ok");
+}
+
+/// Merges the children's histories and checks them against the store.
+fn check_history(test: &str, outputs: &[Vec<String>], store: &SqliteStore) {
+    let lines: Vec<Line> = outputs.iter().flat_map(Line::parse_all).collect();
+    let report = history::check(
+        &lines,
+        &es_core::blocking::block_on(history::final_state(store)),
+    );
+    eprintln!(
+        "T13 on {test}: {} history lines of {} processes, {} operations ({} appends, {} reads), {} events: {} violations",
+        lines.len(),
+        outputs.len(),
+        report.operations,
+        report.appends,
+        report.reads,
+        report.events,
+        report.violations.len()
+    );
+    report.assert_clean(test);
+    assert!(
+        report.operations > 0,
+        "the children logged their operations"
+    );
 }
 
 static BEGIN_IMMEDIATE: AtomicU64 = AtomicU64::new(0);
@@ -172,19 +218,22 @@ fn t4_child(db: &Path) {
         .trace(count_begins)
         .open(db)
         .expect("store opens");
+    let recorder = Recorder::stdout();
     wait_for_go(db);
     let deadline = Instant::now() + Duration::from_secs(2);
     let (ok, busy) = std::thread::scope(|scope| {
         let tasks: Vec<_> = (0..4)
             .map(|task| {
                 let store = store.clone();
+                let session = recorder.session(format!("{}.{task}", std::process::id()));
                 scope.spawn(move || {
                     let (mut ok, mut busy) = (0u64, 0u64);
                     let stream = StreamId::new(format!("p{}-t{task}", std::process::id()))
                         .expect("valid id");
                     while Instant::now() < deadline {
                         let event = NewEvent::new("load", "tick", 1, "{}");
-                        match es_core::blocking::block_on(store.append(
+                        match es_core::blocking::block_on(session.append(
+                            &store,
                             &stream,
                             ExpectedVersion::Any,
                             vec![event],
@@ -193,6 +242,8 @@ fn t4_child(db: &Path) {
                             Err(Error::Busy) => busy += 1,
                             Err(e) => panic!("unexpected error: {e}"),
                         }
+                        es_core::blocking::block_on(session.stream_version(&store, &stream))
+                            .expect("the version reads");
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     (ok, busy)
@@ -240,6 +291,7 @@ fn t4_two_processes_see_no_busy_and_begin_immediate() {
     let report = es_core::blocking::block_on(store.verify_chain()).expect("the chain verifies");
     let appended: u64 = outputs.iter().map(|o| number(o, "OK")).sum();
     assert_eq!(report.events, appended, "both processes' events, one chain");
+    check_history("T4", &outputs, &store);
     drop(store);
     assert_eq!(check_integrity(&db, true), "ok");
 }

@@ -45,7 +45,8 @@ macro_rules! store_conformance_tests {
             missing_stream_reads_empty, repeat_append_is_idempotent, idempotency_matrix,
             duplicate_event_id_elsewhere, duplicate_id_within_one_append, empty_append_checks_version,
             limits_are_enforced, invalid_events_are_refused, aggregate_type_mismatch,
-            multi_stream_append_is_atomic, concurrent_appends_one_winner_per_version,
+            multi_stream_append_is_atomic, multi_stream_append_reports_the_first_refusal,
+            concurrent_appends_one_winner_per_version,
             concurrent_appends_lose_no_update, hostile_stream_ids_round_trip, metadata_round_trips,
             snapshots_keep_the_latest, checkpoints_round_trip, watch_wakes_on_commit,
             extreme_expected_versions_are_conflicts, two_times_round_trip,
@@ -771,6 +772,43 @@ pub fn multi_stream_append_is_atomic<S: ConformanceStore>(store: S) {
         Err(Error::InvalidEvent { .. })
     ));
     assert_eq!(last_position(&store), 3);
+}
+
+/// When several writes of one append are refused, the answer is the first
+/// refusal in the order the writes are given, whatever each one is refused
+/// for (found by the T12 model test: a store that decides a write whose
+/// version holds without looking its ids up reported a later write's
+/// conflict instead of an earlier write's duplicate id).
+pub fn multi_stream_append_reports_the_first_refusal<S: ConformanceStore>(store: S) {
+    let (a, b) = (stream("first-refusal-a"), stream("first-refusal-b"));
+    let stored = event("e", 1);
+    append(&store, &a, ExpectedVersion::NoStream, vec![stored.clone()]).expect("stored");
+    let reused = || vec![stored.clone(), event("e", 2)];
+    let stale = || events(1);
+    let duplicate_first = vec![
+        StreamWrite::new(a.clone(), ExpectedVersion::Any, reused()),
+        StreamWrite::new(b.clone(), ExpectedVersion::Exact(5), stale()),
+    ];
+    match block(store.append_to_streams(duplicate_first)) {
+        Err(Error::DuplicateEvent {
+            event_id,
+            stream,
+            version,
+        }) => assert_eq!((event_id, stream, version), (stored.event_id, a.clone(), 1)),
+        other => panic!("expected the first write's duplicate id, got {other:?}"),
+    }
+    let conflict_first = vec![
+        StreamWrite::new(b.clone(), ExpectedVersion::Exact(5), stale()),
+        StreamWrite::new(a.clone(), ExpectedVersion::Any, reused()),
+    ];
+    assert_conflict(
+        block(store.append_to_streams(conflict_first)).map(|mut results| results.remove(0)),
+        &b,
+        ExpectedVersion::Exact(5),
+        0,
+    );
+    assert_eq!((version(&store, &a), version(&store, &b)), (1, 0));
+    assert_eq!(last_position(&store), 1, "nothing of either was written");
 }
 
 /// RELIABILITY T3b in process: writers released together at one expected

@@ -25,6 +25,8 @@ use es_core::{
 };
 use es_sqlite::SqliteStore;
 
+pub mod history;
+
 /// A small seeded generator (xorshift64*), so runs can be repeated.
 pub struct Rng(u64);
 
@@ -56,10 +58,11 @@ pub const ROLE: &str = "ES_TEST_ROLE";
 /// The database a child works on.
 pub const DB: &str = "ES_TEST_DB";
 
-/// Runs this test binary again as a child that executes only `test`, with
-/// `role` set; its stdout is piped to the caller.
-pub fn spawn_child(test: &str, role: &str, db: &Path, env: &[(&str, String)]) -> Child {
-    Command::new(std::env::current_exe().expect("the test binary's path"))
+/// The command that runs this test binary again as a child that executes
+/// only `test`, with `role` set; its stderr is the caller's.
+pub fn child_command(test: &str, role: &str, db: &Path, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(std::env::current_exe().expect("the test binary's path"));
+    command
         .args([
             test,
             "--exact",
@@ -70,8 +73,15 @@ pub fn spawn_child(test: &str, role: &str, db: &Path, env: &[(&str, String)]) ->
         .env(ROLE, role)
         .env(DB, db)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stderr(Stdio::inherit());
+    command
+}
+
+/// Runs this test binary again as a child that executes only `test`, with
+/// `role` set; its stdout is piped to the caller.
+pub fn spawn_child(test: &str, role: &str, db: &Path, env: &[(&str, String)]) -> Child {
+    child_command(test, role, db, env)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("the child process starts")
 }
