@@ -49,7 +49,9 @@ async fn t3_sixteen_tasks_on_one_stream_lose_no_update() {
     // 20 commands a task in the PR tier; the long tier sets ES_T3_COMMANDS
     // (in all, over the 16 tasks).
     let per_task: u64 = std::env::var("ES_T3_COMMANDS")
-        .map_or(20, |v| v.parse::<u64>().expect("ES_T3_COMMANDS is a number") / 16)
+        .map_or(20, |v| {
+            v.parse::<u64>().expect("ES_T3_COMMANDS is a number") / 16
+        })
         .max(1);
     let commands = per_task * 16;
     let tasks: Vec<_> = (0..16)
