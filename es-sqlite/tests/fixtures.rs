@@ -36,6 +36,24 @@ fn golden(name: &str) -> Value {
 }
 
 /// `event` is the golden list's `want`, field by field.
+/// A stored event as a fixture's golden list holds it: what
+/// [`check_event`] compares a read-back event with.
+fn golden_event(e: &RecordedEvent) -> Value {
+    serde_json::json!({
+        "position": e.position,
+        "stream": e.stream_id.as_str(),
+        "aggregate_type": &*e.aggregate_type,
+        "version": e.version,
+        "event_id": e.event_id.to_string(),
+        "recorded_at_us": e.recorded_at.as_unix_micros(),
+        "occurred_at_us": e.occurred_at.as_unix_micros(),
+        "name": e.name,
+        "schema_version": e.schema_version,
+        "payload": e.payload().as_str(),
+        "metadata": serde_json::to_value(&e.metadata).unwrap(),
+    })
+}
+
 fn check_event(event: &RecordedEvent, want: &Value) {
     let at = format!("{} v{}", event.stream_id, event.version);
     assert_eq!(event.position, want["position"].as_u64().unwrap(), "{at}");
@@ -345,21 +363,7 @@ async fn write_a_schema_2_fixture() {
     let events: Vec<Value> = common::all_events(&store)
         .await
         .iter()
-        .map(|e| {
-            serde_json::json!({
-                "position": e.position,
-                "stream": e.stream_id.as_str(),
-                "aggregate_type": &*e.aggregate_type,
-                "version": e.version,
-                "event_id": e.event_id.to_string(),
-                "recorded_at_us": e.recorded_at.as_unix_micros(),
-                "occurred_at_us": e.occurred_at.as_unix_micros(),
-                "name": e.name,
-                "schema_version": e.schema_version,
-                "payload": e.payload().as_str(),
-                "metadata": serde_json::to_value(&e.metadata).unwrap(),
-            })
-        })
+        .map(golden_event)
         .collect();
     let mut snapshots = Vec::new();
     for id in ["ticket-1", "ticket-2"] {
@@ -522,21 +526,7 @@ async fn write_a_schema_5_fixture() {
     let events: Vec<Value> = common::all_events(&store)
         .await
         .iter()
-        .map(|e| {
-            serde_json::json!({
-                "position": e.position,
-                "stream": e.stream_id.as_str(),
-                "aggregate_type": &*e.aggregate_type,
-                "version": e.version,
-                "event_id": e.event_id.to_string(),
-                "recorded_at_us": e.recorded_at.as_unix_micros(),
-                "occurred_at_us": e.occurred_at.as_unix_micros(),
-                "name": e.name,
-                "schema_version": e.schema_version,
-                "payload": e.payload().as_str(),
-                "metadata": serde_json::to_value(&e.metadata).unwrap(),
-            })
-        })
+        .map(golden_event)
         .collect();
     let golden = serde_json::json!({
         "schema_version": 5,
