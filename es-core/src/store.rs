@@ -121,7 +121,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// [`Error::Limit`], [`Error::InvalidName`], [`Error::InvalidEvent`] or
     /// [`Error::AggregateMismatch`] for an append that breaks the rules;
     /// [`Error::StorageFull`], [`Error::Busy`], [`Error::ReadOnly`],
-    /// [`Error::Closed`] or [`Error::Backend`] when the store cannot write.
+    /// [`Error::WritesRefused`], [`Error::Corrupt`], [`Error::Closed`] or
+    /// [`Error::Backend`] when the store cannot write.
     /// Nothing of a failed append is stored.
     fn append_to_streams(
         &self,

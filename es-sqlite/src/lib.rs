@@ -72,6 +72,11 @@
 //! file's structure ([`Verify`]). A damaged file is a typed error, never a
 //! different answer.
 //!
+//! Once any read or write meets damage (`Error::Corrupt`), the store and
+//! all its clones refuse every write with `Error::WritesRefused` until it
+//! is opened again ([`SqliteStore::damage_found`] says what was found);
+//! reads go on.
+//!
 //! ## The audit chain
 //!
 //! A checksum finds damage, not a deliberate edit: whoever can write the
@@ -128,6 +133,7 @@ mod append;
 mod chain;
 mod checkpoints;
 mod checksum;
+mod damage;
 mod error;
 mod events;
 mod inline;

@@ -16,6 +16,7 @@ use es_core::{
 };
 
 use crate::chain::{self, ChainError, ChainHead, ChainReport};
+use crate::damage::Damage;
 use crate::error::OpenError;
 use crate::events;
 use crate::keys::SqliteKeyStore;
@@ -72,6 +73,9 @@ struct Inner {
     keys: Option<Keys>,
     /// What the writer committed.
     counters: Arc<writer::WriteCounters>,
+    /// The first damage found in the file, shared with the pool, the
+    /// streams and the writer: once set, every write is refused.
+    damage: Arc<Damage>,
     /// Keeps a temporary database's directory until the store is dropped.
     _temporary: Option<tempfile::TempDir>,
 }
@@ -278,6 +282,9 @@ impl SqliteStore {
                 .recv_async()
                 .await
                 .map_err(|_| ChainError::Store(Error::Closed));
+            if let Ok(Err(ChainError::Store(error))) = &verified {
+                store.damage().note(error);
+            }
             // The store (and a temporary one's directory) lives until the
             // verification is done.
             drop(store);
@@ -321,10 +328,12 @@ impl SqliteStore {
             source,
         };
 
+        let damage = Arc::new(Damage::default());
         let pool = Pool::new(
             path.to_path_buf(),
             options.clone(),
             schema::connect(path, options, Role::Reader)?,
+            damage.clone(),
         );
         let (read_tx, read_rx) = flume::unbounded();
         let mut reader_threads = Vec::with_capacity(options.readers);
@@ -342,6 +351,7 @@ impl SqliteStore {
         let max_batch = options.max_batch;
         let counters = Arc::new(writer::WriteCounters::default());
         let thread_counters = counters.clone();
+        let thread_damage = damage.clone();
         let writer_thread = std::thread::Builder::new()
             .name("es-sqlite-writer".into())
             .spawn(move || {
@@ -352,6 +362,7 @@ impl SqliteStore {
                     (last, max_batch),
                     inline,
                     thread_counters,
+                    thread_damage,
                 );
             })
             .map_err(io)?;
@@ -369,9 +380,34 @@ impl SqliteStore {
                 path: path.to_path_buf(),
                 keys,
                 counters,
+                damage,
                 _temporary: temporary,
             }),
         })
+    }
+
+    /// The first damage this store found in its file since it was opened
+    /// (what [`Error::Corrupt`] said), or `None`. Once it is `Some`, every
+    /// write of the store and of all its clones (appends, snapshots,
+    /// checkpoints, [`flush`](SqliteStore::flush)) fails with
+    /// [`Error::WritesRefused`] and writes nothing; reads go on, and report
+    /// the damage they meet. For a health check.
+    ///
+    /// What an operator does then: stop the program (or drop every handle
+    /// of the store); run `es verify FILE`, which lists every damaged range
+    /// of positions; restore the file from a backup, or salvage it (`es
+    /// export --salvage FILE --out salvage.jsonl`, then `es --db NEW import
+    /// --renumber salvage.jsonl`) and put the new file in its place; open
+    /// the store again. A store opened again on the same damaged file
+    /// accepts writes until a read meets the damage again: the refusal
+    /// lives in the open store, not in the file.
+    pub fn damage_found(&self) -> Option<&str> {
+        self.inner.damage.found()
+    }
+
+    /// Where reads and writes record the damage they meet.
+    pub(crate) fn damage(&self) -> &Damage {
+        &self.inner.damage
     }
 
     /// What this store's writer has committed since it was opened: commits,
@@ -663,6 +699,10 @@ impl SnapshotStore for SqliteStore {
         let Some(writer) = &self.inner.writer else {
             return;
         };
+        if self.damage_found().is_some() {
+            tracing::debug!("the store refuses writes; a snapshot is dropped");
+            return;
+        }
         let job = Job {
             work: Work::SaveSnapshot(snapshot),
             reply: None,

@@ -21,6 +21,13 @@
 //! batch. Should the writer stop all the same, every request queued or sent
 //! later is answered with `Error::Closed`: nothing waits forever.
 //!
+//! # Damage
+//!
+//! Once any read or write of the store found damage in the file
+//! (`Error::Corrupt`; see `damage.rs`), every request is answered with
+//! `Error::WritesRefused` and no transaction is started, until the store
+//! is opened again.
+//!
 //! # A full disk
 //!
 //! After a write fails with `StorageFull`, the write-ahead log may hold
@@ -38,6 +45,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::append::{self, Failure, Head};
 use crate::chain::{self, ChainHash};
+use crate::damage::Damage;
 use crate::error::store_error;
 use crate::inline::InlineModels;
 use crate::{checkpoints, snapshots};
@@ -123,11 +131,13 @@ pub(crate) fn run(
     (last_position, max_batch): (u64, usize),
     inline: InlineModels,
     counters: Arc<WriteCounters>,
+    damage: Arc<Damage>,
 ) {
     let mut writer = Writer {
         conn,
         notifier,
         counters,
+        damage,
         inline,
         head: Head {
             position: last_position,
@@ -163,6 +173,9 @@ struct Writer {
     conn: Connection,
     notifier: Notifier,
     counters: Arc<WriteCounters>,
+    /// Damage found by any read or write: once found, every request is
+    /// refused.
+    damage: Arc<Damage>,
     /// The inline read models, run inside each append's savepoint.
     inline: InlineModels,
     /// The head of the log, current when `data_version` is: the first batch
@@ -179,10 +192,27 @@ struct Writer {
 }
 
 impl Writer {
-    /// Runs one batch and answers each of its requests.
+    /// Runs one batch and answers each of its requests; once damage was
+    /// found, refuses them all without starting a transaction.
     fn commit(&mut self, batch: Vec<Job>) {
+        if let Some(refusal) = self.damage.refusal() {
+            let error = Arc::new(refusal);
+            for job in batch {
+                answer(job.reply, Err(shared_error(&error)));
+            }
+            return;
+        }
         let before = self.head;
         let ran = catch_unwind(AssertUnwindSafe(|| self.run_batch(&batch)));
+        match &ran {
+            Ok(Ok(answers)) => {
+                for error in answers.iter().filter_map(|a| a.as_ref().err()) {
+                    self.damage.note(error);
+                }
+            }
+            Ok(Err(error)) => self.damage.note(error),
+            Err(_) => {}
+        }
         let committed = matches!(ran, Ok(Ok(_)));
         if !committed {
             // Rolled back: the head may have been read in the batch, so it

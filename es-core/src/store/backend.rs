@@ -291,14 +291,22 @@ pub fn check_append(limits: &Limits, writes: Vec<StreamWrite>) -> Result<Checked
 }
 
 /// One failure given to every request of a failed batch: the fieldless
-/// errors as themselves, anything else as [`Error::Backend`] sharing the
-/// original, which stays reachable as its `source()`.
+/// errors, [`Error::Corrupt`] and [`Error::WritesRefused`] as themselves
+/// (a caller matches on them to stop writing), anything else as
+/// [`Error::Backend`] sharing the original, which stays reachable as its
+/// `source()`.
 pub fn shared_error(error: &Arc<Error>) -> Error {
     match &**error {
         Error::Busy => Error::Busy,
         Error::StorageFull => Error::StorageFull,
         Error::ReadOnly => Error::ReadOnly,
         Error::Closed => Error::Closed,
+        Error::Corrupt { detail } => Error::Corrupt {
+            detail: detail.clone(),
+        },
+        Error::WritesRefused { detail } => Error::WritesRefused {
+            detail: detail.clone(),
+        },
         _ => Error::Backend(Box::new(SharedError(error.clone()))),
     }
 }
