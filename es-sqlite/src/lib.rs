@@ -75,7 +75,9 @@
 //! Once any read or write meets damage (`Error::Corrupt`), the store and
 //! all its clones refuse every write with `Error::WritesRefused` until it
 //! is opened again ([`SqliteStore::damage_found`] says what was found);
-//! reads go on.
+//! reads go on. An existing empty (0-byte) file, perhaps a truncated copy,
+//! is refused ([`OpenError::EmptyFile`]) unless a new store is asked for
+//! ([`SqliteOptions::create_new`]).
 //!
 //! ## The audit chain
 //!

@@ -81,7 +81,9 @@ pub(crate) enum Role {
 }
 
 /// Creates the file readable and writable by its owner only (RELIABILITY S4)
-/// unless it exists; refuses an existing file that everyone may write.
+/// unless it exists; refuses an existing file that everyone may write. For
+/// read-model files and the key file; the events file is first prepared by
+/// [`prepare_events_file`].
 pub(crate) fn prepare_file(path: &Path) -> Result<(), OpenError> {
     let io = |source| OpenError::Io {
         path: path.to_path_buf(),
@@ -119,8 +121,119 @@ pub(crate) fn prepare_file(path: &Path) -> Result<(), OpenError> {
     }
 }
 
+/// Before a writable open of the events file: a missing file becomes a new
+/// store, made whole beside it and moved into place ([`create_whole`]); an
+/// empty (0-byte) one is refused ([`OpenError::EmptyFile`]) unless a new
+/// store was asked for ([`SqliteOptions::create_new`]), which refuses any
+/// file that holds something ([`OpenError::AlreadyExists`]).
+pub(crate) fn prepare_events_file(path: &Path, options: &SqliteOptions) -> Result<(), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > 0 => {
+            if options.create_new {
+                return Err(OpenError::AlreadyExists {
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(())
+        }
+        Ok(_) if !options.create_new => Err(OpenError::EmptyFile {
+            path: path.to_path_buf(),
+        }),
+        Ok(_) => {
+            // Asked for: SQLite makes a new database in the empty file, as
+            // long as no log beside it holds pages that it would replay.
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            match std::fs::metadata(&wal) {
+                Ok(log) if log.len() > 0 => Err(OpenError::AlreadyExists {
+                    path: path.to_path_buf(),
+                }),
+                _ => Ok(()),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_whole(path, options),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Makes a new store at `path` all at once: its schema is written into a
+/// temporary file in the same directory (private to its owner, named
+/// `.NAME.XXXXXX.new`), which is then moved to `path` unless something is
+/// there by then. So a file at `path` is never a store half made: another
+/// process opening it at that moment finds no file, or a complete store,
+/// never the empty file a new database starts as (which
+/// [`prepare_events_file`] refuses). A crash while making it can leave the
+/// temporary file behind, never a file at `path`. When another process
+/// made the store first, its store is opened (or, for
+/// [`SqliteOptions::create_new`], refused as [`OpenError::AlreadyExists`]).
+fn create_whole(path: &Path, options: &SqliteOptions) -> Result<(), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // tempfile makes the file readable and writable by its owner only
+    // (0600), whatever the umask (RELIABILITY S4).
+    let temporary = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".new")
+        .tempfile_in(dir)
+        .map_err(io)?
+        .into_temp_path();
+    {
+        let mut conn = connect(&temporary, options, Role::Writer)?;
+        migrate(&mut conn, &temporary)?;
+        // Out of WAL mode for the move, so that the file alone is the whole
+        // store (no `-wal` or `-shm` of the temporary name is left); the
+        // first open of `path` sets WAL mode again.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+            .map_err(|e| OpenError::sqlite(path, e))?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(OpenError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("a new store stayed in journal mode {mode}"),
+            });
+        }
+        conn.close().map_err(|(_, e)| OpenError::sqlite(path, e))?;
+    }
+    match temporary.persist_noclobber(path) {
+        Ok(()) => {
+            // The new name is made durable with the directory.
+            #[cfg(unix)]
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+            Ok(())
+        }
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Another process made it first; the temporary file goes with `e`.
+            if options.create_new {
+                Err(OpenError::AlreadyExists {
+                    path: path.to_path_buf(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) => Err(io(e.error)),
+    }
+}
+
 /// For a read-only open: the file must exist and be at least one page
-/// long, as [`prepare_file`] checks an existing file.
+/// long, as [`prepare_file`] checks an existing file; an empty one may be
+/// a truncated copy ([`OpenError::EmptyFile`]).
 fn check_existing(path: &Path) -> Result<(), OpenError> {
     let len = std::fs::metadata(path)
         .map_err(|source| OpenError::Io {
@@ -128,6 +241,11 @@ fn check_existing(path: &Path) -> Result<(), OpenError> {
             source,
         })?
         .len();
+    if len == 0 {
+        return Err(OpenError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
     if (1..512).contains(&len) {
         return Err(OpenError::NotADatabase {
             path: path.to_path_buf(),

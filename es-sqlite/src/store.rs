@@ -122,13 +122,17 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens the database at `path` with the default options, creating it
-    /// (readable by its owner only) or migrating its schema as needed.
+    /// (readable by its owner only) or migrating its schema as needed. A
+    /// new store is made whole beside `path` and moved into place, so a
+    /// file at `path` is never a store half made.
     ///
     /// # Errors
     ///
     /// An [`OpenError`] naming the file: not an es database, a newer
-    /// schema, insecure permissions, a lock held past the busy timeout, ...
-    /// Nothing is written to a file that cannot be opened.
+    /// schema, insecure permissions, a lock held past the busy timeout, an
+    /// existing empty file ([`OpenError::EmptyFile`]: perhaps a truncated
+    /// copy; see [`SqliteOptions::create_new`]), ... Nothing is written to
+    /// a file that cannot be opened.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
         SqliteOptions::default().open(path)
     }
@@ -309,6 +313,9 @@ impl SqliteStore {
                 )?))
             }
         };
+        if !options.read_only {
+            schema::prepare_events_file(path, options)?;
+        }
         let mut writer_conn = schema::connect(path, options, Role::Writer)?;
         schema::verify(&writer_conn, path, options.verify)?;
         let inline = options.inline.clone().with_keys(keys.clone());

@@ -821,13 +821,19 @@ fn t14_sqlite_header_followed_by_garbage_is_refused() {
 }
 
 #[test]
-fn t14_empty_file_becomes_a_new_store() {
-    // SQLite treats an empty file as an empty database: the store creates
-    // its schema in it, as in the file it creates itself.
+fn t14_an_empty_file_is_refused_unless_a_new_store_is_asked_for() {
+    // SQLite treats an empty file as an empty database, and a truncated
+    // copy is one: it is refused, untouched, unless a new store is asked
+    // for (`empty_file.rs` has the rest).
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("events.db");
     std::fs::write(&db, b"").unwrap();
-    let store = SqliteStore::open(&db).unwrap();
+    let result = open_untouched(&db);
+    assert!(
+        matches!(result, Err(OpenError::EmptyFile { .. })),
+        "{result:?}"
+    );
+    let store = SqliteStore::options().create_new().open(&db).unwrap();
     let s = stream("x-1");
     let done = es_core::blocking::block_on(store.append(
         &s,
