@@ -75,7 +75,9 @@
 //! Once any read or write meets damage (`Error::Corrupt`), the store and
 //! all its clones refuse every write with `Error::WritesRefused` until it
 //! is opened again ([`SqliteStore::damage_found`] says what was found);
-//! reads go on. An existing empty (0-byte) file, perhaps a truncated copy,
+//! reads go on. [`SqliteStore::salvage`] reads past every damaged row
+//! and page, to list the damage and recover every event that still reads
+//! back whole. An existing empty (0-byte) file, perhaps a truncated copy,
 //! is refused ([`OpenError::EmptyFile`]) unless a new store is asked for
 //! ([`SqliteOptions::create_new`]).
 //!
@@ -146,6 +148,7 @@ mod read_model;
 mod read_models;
 mod reader;
 mod runner;
+mod salvage;
 mod schema;
 mod snapshots;
 mod status;
@@ -168,6 +171,7 @@ pub use runner::Runner;
 /// The SQLite bindings read models are written with: a handler gets a
 /// [`rusqlite::Connection`], and so does a query.
 pub use rusqlite;
+pub use salvage::{DamageKind, DamagedEvent, SalvageReport, Salvaged};
 pub use status::{ProjectionKind, ProjectionStatus, ProjectionsError};
 pub use store::SqliteStore;
 pub use writer::{WriteStats, WriterPanic};

@@ -24,6 +24,7 @@ use crate::options::{PersonalData, SqliteOptions};
 use crate::pool::Pool;
 use crate::read_model::{FromRow, ReadModelError};
 use crate::reader::{self, ReadJob};
+use crate::salvage::{self, SalvageReport, Salvaged};
 use crate::schema::{self, Role};
 use crate::stream::{PagedStream, Source};
 use crate::writer::{self, Job, Outcome, Work};
@@ -410,6 +411,77 @@ impl SqliteStore {
     /// lives in the open store, not in the file.
     pub fn damage_found(&self) -> Option<&str> {
         self.inner.damage.found()
+    }
+
+    /// Salvages the log: calls `each` with what each position of `$all`
+    /// from `from` holds, in position order, to the end of the log (or
+    /// until `each` breaks): an event that reads back whole
+    /// ([`Salvaged::Event`]: its checksum holds, its stream's row is
+    /// sound) or the damage found there ([`Salvaged::Damaged`]). Unlike
+    /// [`read_all`](EventStore::read_all), which stops at the first
+    /// damage, a salvage reads past every damaged row and page; `es
+    /// verify` and `es export --salvage` are built on it. Open the store
+    /// with [`Verify::Off`](crate::Verify::Off) to salvage a file whose
+    /// structure is damaged (the default check at open refuses it).
+    /// Personal fields stay sealed, as stored.
+    ///
+    /// Runs on the calling thread, to the end, in one read transaction
+    /// (the write-ahead log is not checkpointed past it meanwhile): a
+    /// tool's read, not one for a serving program's executor. Damage found
+    /// is recorded as any read's is (see
+    /// [`damage_found`](SqliteStore::damage_found)).
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
+    /// use es_core::blocking::block_on;
+    /// use es_sqlite::Salvaged;
+    ///
+    /// let store = es_sqlite::SqliteStore::open_temporary()?;
+    /// let stream = StreamId::new("ticket-1")?;
+    /// let opened = NewEvent::new("ticket", "ticket-opened", 1, "{}");
+    /// block_on(store.append(&stream, ExpectedVersion::NoStream, vec![opened]))?;
+    /// let mut events = Vec::new();
+    /// let report = block_on(store.salvage(1, |item| {
+    ///     if let Salvaged::Event(event) = item {
+    ///         events.push(event);
+    ///     }
+    ///     ControlFlow::Continue(())
+    /// }))?;
+    /// assert_eq!((events.len(), report.damaged, report.end), (1, 0, 1));
+    /// assert!(report.is_complete());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read at all, or neither the `event_types`
+    /// summary nor the events table says where the log ends
+    /// (`Error::Corrupt`).
+    pub fn salvage<F>(
+        &self,
+        from: u64,
+        mut each: F,
+    ) -> impl Future<Output = Result<SalvageReport>> + Send + 'static
+    where
+        F: FnMut(Salvaged) -> ControlFlow<()> + Send,
+    {
+        let mut first = None;
+        let salvaged = self.pool().with(|conn| {
+            salvage::run(conn, from, &mut |item| {
+                if let (None, Salvaged::Damaged(found)) = (&first, &item) {
+                    first = Some(crate::error::corrupt(format!(
+                        "position {}: {}",
+                        found.position, found.detail
+                    )));
+                }
+                each(item)
+            })
+        });
+        if let Some(found) = &first {
+            self.damage().note(found);
+        }
+        std::future::ready(salvaged)
     }
 
     /// Where reads and writes record the damage they meet.
