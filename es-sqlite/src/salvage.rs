@@ -73,10 +73,11 @@ pub struct DamagedEvent {
     /// The position.
     pub position: u64,
     /// The stream the damaged row names, when the row and its stream's row
-    /// read: as stored, not verified.
+    /// read; for a row that cannot be read, the stream the index on
+    /// (stream, version) names for the position, when it does: as stored,
+    /// not verified.
     pub stream: Option<String>,
-    /// The version the damaged row holds, when it reads: as stored, not
-    /// verified.
+    /// The version the damaged row holds, or the index names, likewise.
     pub version: Option<u64>,
     /// What kind of damage.
     pub kind: DamageKind,
@@ -161,6 +162,10 @@ struct Scan<'c, 'f> {
     events: u64,
     damaged: u64,
     misplaced: u64,
+    /// Each position the stream-and-version index holds, with its stream
+    /// key and version, sorted: read once, at the first position whose
+    /// row cannot be read (`None` until then).
+    index: Option<Vec<(i64, i64, i64)>>,
     /// The next position expected.
     next: u64,
     end: u64,
@@ -184,6 +189,7 @@ pub(crate) fn run(
         events: 0,
         damaged: 0,
         misplaced: 0,
+        index: None,
         next: from.max(1),
         end,
     };
@@ -297,10 +303,20 @@ impl Scan<'_, '_> {
         });
         match found {
             Ok(Some(())) => {}
-            Ok(None) => self.damaged(position, None, None, DamageKind::Missing, "no row holds it"),
+            Ok(None) => {
+                let (stream, version) = self.indexed(position);
+                self.damaged(
+                    position,
+                    stream,
+                    version,
+                    DamageKind::Missing,
+                    "no row holds it",
+                );
+            }
             Err(e) => {
                 let detail = format!("SQLite cannot read it: {e}");
-                self.damaged(position, None, None, DamageKind::Unreadable, &detail);
+                let (stream, version) = self.indexed(position);
+                self.damaged(position, stream, version, DamageKind::Unreadable, &detail);
             }
         }
     }
@@ -334,6 +350,22 @@ impl Scan<'_, '_> {
         if !self.stopped {
             self.item(row, position);
         }
+    }
+
+    /// The stream and version the stream-and-version index holds for a
+    /// position whose row cannot be read, when it does.
+    fn indexed(&mut self, position: u64) -> (Option<String>, Option<u64>) {
+        let conn = self.conn;
+        let index = self.index.get_or_insert_with(|| read_index(conn));
+        let Ok(at) = index.binary_search_by_key(&to_i64(position), |&(p, _, _)| p) else {
+            return (None, None);
+        };
+        let (_, pk, version) = index[at];
+        let stream = match self.stream(pk) {
+            Ok((id, _)) => Some(id.to_string()),
+            Err((id, _)) => id.clone(),
+        };
+        (stream, u64::try_from(version).ok())
     }
 
     /// The stream and version a row names, as stored.
@@ -421,6 +453,39 @@ impl Scan<'_, '_> {
             self.stopped = true;
         }
     }
+}
+
+/// The most entries of the stream-and-version index read to name the
+/// streams and versions of rows that cannot be read (24 bytes each).
+const INDEX_ENTRIES: usize = 4_000_000;
+
+/// (position, stream key, version) of every entry of the index on
+/// (stream key, version), sorted by position, as far as it can be read;
+/// nothing when it holds more than [`INDEX_ENTRIES`]. A covering scan of
+/// the index: the table's pages are not read.
+fn read_index(conn: &Connection) -> Vec<(i64, i64, i64)> {
+    let mut entries = Vec::new();
+    let scanned = conn
+        .prepare(
+            "SELECT position, stream_pk, version FROM events \
+             WHERE stream_pk >= -9223372036854775808 ORDER BY stream_pk, version",
+        )
+        .and_then(|mut query| {
+            let mut rows = query.query([])?;
+            while let Some(row) = rows.next()? {
+                if entries.len() == INDEX_ENTRIES {
+                    entries.clear();
+                    break;
+                }
+                entries.push((row.get(0)?, row.get(1)?, row.get(2)?));
+            }
+            Ok(())
+        });
+    if let Err(e) = scanned {
+        tracing::debug!(error = %e, read = entries.len(), "the stream-and-version index reads only in part");
+    }
+    entries.sort_unstable();
+    entries
 }
 
 /// Whether an index confirms that the event of `row` (its stream key and

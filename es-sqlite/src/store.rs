@@ -464,7 +464,7 @@ impl SqliteStore {
         mut each: F,
     ) -> impl Future<Output = Result<SalvageReport>> + Send + 'static
     where
-        F: FnMut(Salvaged) -> ControlFlow<()> + Send,
+        F: FnMut(Salvaged) -> ControlFlow<()>,
     {
         let mut first = None;
         let salvaged = self.pool().with(|conn| {

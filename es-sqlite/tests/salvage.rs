@@ -423,6 +423,13 @@ fn a_salvage_reads_past_damaged_rows_pages_and_streams() {
     );
     for position in &on_page {
         assert_eq!(kinds[position], DamageKind::Unreadable, "{position}");
+        // Named as the index on (stream, version) holds them.
+        let found = damaged.iter().find(|d| d.position == *position).unwrap();
+        let event = &original[usize::try_from(*position).unwrap() - 1];
+        assert_eq!(
+            (found.stream.as_deref(), found.version),
+            (Some(event.stream_id.as_str()), Some(event.version))
+        );
     }
     let ledger_7: BTreeSet<u64> = original
         .iter()
