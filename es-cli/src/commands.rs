@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,9 +14,10 @@ use es_core::{
     StreamId, StreamWrite,
 };
 use es_sqlite::rusqlite::{Connection, OpenFlags};
-use es_sqlite::{ChainError, ChainHead, SqliteStore, Verify};
+use es_sqlite::{ChainError, ChainHead, Salvaged, SqliteStore, Verify};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::damage::{Damaged, Ranges};
 use crate::follow::Follow;
 use crate::record::Line;
 use crate::view::{self, ProjectionRow, TypeRow};
@@ -33,14 +35,28 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Projections { .. } => projections(cli, out),
         Command::Verify { head, .. } => verify(cli, out, *head),
         Command::Export {
-            out: Some(file), ..
+            out: file,
+            salvage,
+            report,
+            ..
         } => {
-            let created = File::create(file)
-                .map_err(|e| Failure::Input(format!("cannot create `{}`: {e}", file.display())))?;
-            export(cli, BufWriter::new(created), true)
+            let report = report.as_deref();
+            match file {
+                Some(file) => {
+                    let created = File::create(file).map_err(|e| {
+                        Failure::Input(format!("cannot create `{}`: {e}", file.display()))
+                    })?;
+                    if *salvage {
+                        export_salvage(cli, BufWriter::new(created), true, report)
+                    } else {
+                        export(cli, BufWriter::new(created), true)
+                    }
+                }
+                None if *salvage => export_salvage(cli, BufWriter::new(out), false, report),
+                None => export(cli, BufWriter::new(out), false),
+            }
         }
-        Command::Export { out: None, .. } => export(cli, BufWriter::new(out), false),
-        Command::Import { file } => import(cli, out, file),
+        Command::Import { file, renumber } => import(cli, out, file, *renumber),
         Command::Tail { from, .. } => tail(cli, out, *from),
         Command::Serve { addr, .. } => {
             drop(out);
@@ -288,6 +304,10 @@ struct Check {
     name: &'static str,
     ok: bool,
     detail: String,
+    /// The damaged ranges of positions, each with the streams and versions
+    /// its rows name (the `events` check).
+    #[serde(skip_serializing_if = "Ranges::is_empty")]
+    damaged: Ranges,
 }
 
 fn verify(cli: &Cli, mut out: impl Write, head: Option<ChainHead>) -> Done {
@@ -307,6 +327,9 @@ fn report(cli: &Cli, out: &mut impl Write, checks: &[Check]) -> Done {
         } else {
             let status = if check.ok { "ok" } else { "FAILED" };
             writeln!(out, "{:<10} {status:<6}  {}", check.name, check.detail)?;
+            for line in check.damaged.lines() {
+                writeln!(out, "{:<20}{line}", "")?;
+            }
         }
     }
     let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
@@ -327,14 +350,24 @@ fn integrity(db: &Path) -> Result<Check, Failure> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| cannot(&e))?;
-    let found: Vec<String> = conn
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut check| {
-            check
-                .query_map([], |r| r.get(0))
-                .and_then(Iterator::collect)
-        })
-        .map_err(|e| cannot(&e))?;
+    let checked: Result<Vec<String>, _> =
+        conn.prepare("PRAGMA integrity_check")
+            .and_then(|mut check| {
+                check
+                    .query_map([], |r| r.get(0))
+                    .and_then(Iterator::collect)
+            });
+    let found = match checked {
+        Ok(found) => found,
+        // So damaged that SQLite cannot finish the check: a finding, and
+        // the other checks still run.
+        Err(e)
+            if e.sqlite_error_code() == Some(es_sqlite::rusqlite::ErrorCode::DatabaseCorrupt) =>
+        {
+            vec![format!("SQLite cannot finish the check: {e}")]
+        }
+        Err(e) => return Err(cannot(&e)),
+    };
     let ok = found == ["ok"];
     Ok(Check {
         name: "integrity",
@@ -344,53 +377,72 @@ fn integrity(db: &Path) -> Result<Check, Failure> {
         } else {
             found.join("; ")
         },
+        damaged: Ranges::default(),
     })
 }
 
-/// Reads every event through the store (checksums, gapless positions) and
-/// checks that each stream's versions follow one another.
+/// Reads every position of the log through a salvage (checksums,
+/// positions confirmed, gapless), past damage, listing every damaged range,
+/// and checks that each stream's versions follow one another where no
+/// damage explains a gap.
 fn events_check(store: &SqliteStore) -> Result<Check, Failure> {
-    let last = block_on(store.last_position()).map_err(|e| Failure::store(&e))?;
+    let last = block_on(store.last_position()).unwrap_or(0);
     let bar = bar(last, "reading events");
-    let mut versions = HashMap::<StreamId, u64>::new();
-    let mut events = store.read_all(1);
+    let mut versions = HashMap::<String, u64>::new();
+    let mut jumps = Vec::new();
+    let mut ranges = Ranges::default();
     let mut read = 0u64;
-    let mut problem = None;
-    while let Some(event) = block_on(next(&mut events)) {
-        match event {
-            Ok(event) => {
-                let before = versions.insert(event.stream_id.clone(), event.version);
-                if event.version != before.unwrap_or(0) + 1 {
-                    problem = Some(format!(
-                        "position {}: stream `{}` has version {} after version {}",
-                        event.position,
-                        event.stream_id,
-                        event.version,
-                        before.unwrap_or(0)
-                    ));
-                    break;
-                }
+    let salvaged = block_on(store.salvage(1, |item| {
+        bar.set_position(item.position());
+        match item {
+            Salvaged::Event(event) => {
                 read += 1;
-                bar.set_position(event.position);
+                let stream = event.stream_id.to_string();
+                let before = versions.insert(stream.clone(), event.version).unwrap_or(0);
+                if event.version != before + 1 {
+                    jumps.push((stream, before, event.version, event.position));
+                }
             }
-            Err(e) => {
-                problem = Some(format!("after {read} events: {}", chain(&e)));
-                break;
-            }
+            Salvaged::Damaged(found) => ranges.add(Damaged::from(&found)),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }))
+    .map_err(|e| Failure::store(&e))?;
+    bar.finish_and_clear();
+    let mut problems = Vec::new();
+    if !ranges.is_empty() {
+        problems.push(format!(
+            "{read} of {} events read back whole; {} damaged, in {} ranges of positions:",
+            salvaged.end,
+            ranges.positions(),
+            ranges.len()
+        ));
+    }
+    // A stream whose versions jump where no damaged position can hold the
+    // missing ones: rows deleted, or an index that hides them.
+    for (stream, before, version, position) in jumps {
+        if !ranges.may_hold(&stream) {
+            problems.push(format!(
+                "position {position}: stream `{stream}` has version {version} after version {before}"
+            ));
         }
     }
-    bar.finish_and_clear();
-    if problem.is_none() && read != last {
-        problem = Some(format!(
-            "read {read} events, but the last position is {last}"
+    if salvaged.misplaced > 0 {
+        problems.push(format!(
+            "{} rows whose stored position is damaged were set aside",
+            salvaged.misplaced
         ));
     }
     Ok(Check {
         name: "events",
-        ok: problem.is_none(),
-        detail: problem.unwrap_or_else(|| {
+        ok: problems.is_empty(),
+        detail: if problems.is_empty() {
             format!("{read} events read: checksums, versions and positions are sound")
-        }),
+        } else {
+            problems.join("; ")
+        },
+        damaged: ranges,
     })
 }
 
@@ -414,6 +466,7 @@ fn chain_check(store: &SqliteStore, head: Option<ChainHead>) -> Result<Check, Fa
         name: "chain",
         ok,
         detail,
+        damaged: Ranges::default(),
     })
 }
 
@@ -431,6 +484,122 @@ fn export(cli: &Cli, mut out: impl Write, progress: bool) -> Done {
     })?;
     bar.finish_and_clear();
     out.flush()?;
+    Ok(())
+}
+
+/// What `export --salvage` did: the report it prints (on standard error)
+/// and writes to `--report`.
+#[derive(serde::Serialize)]
+struct SalvageSummary {
+    /// Events exported.
+    exported: u64,
+    /// Positions skipped: damaged, or an event whose payload is not JSON.
+    skipped: u64,
+    /// The last position the log should hold.
+    end: u64,
+    /// Rows whose stored position is damaged, set aside.
+    misplaced: u64,
+    /// Every position up to the end was looked at.
+    complete: bool,
+    /// The skipped positions, as ranges.
+    damaged: Ranges,
+}
+
+/// Every event that still reads back whole, past damage, as JSON lines;
+/// then the report of what was skipped. Exit 1 when anything was.
+fn export_salvage(
+    cli: &Cli,
+    mut out: impl Write,
+    progress: bool,
+    report_file: Option<&Path>,
+) -> Done {
+    // Not checked at open: damage is what a salvage is for.
+    let store = open_read(cli.db(), Verify::Off)?;
+    let last = block_on(store.last_position()).unwrap_or(0);
+    let bar = if progress {
+        bar(last, "salvaging")
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut ranges = Ranges::default();
+    let mut exported = 0u64;
+    let mut failed = None;
+    let salvaged = block_on(store.salvage(1, |item| {
+        bar.set_position(item.position());
+        match item {
+            Salvaged::Event(event) => match Line::of(&event) {
+                Ok(line) => {
+                    if let Err(e) = json_line(&mut out, &line) {
+                        failed = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                    exported += 1;
+                }
+                Err(e) => ranges.add(Damaged {
+                    position: event.position,
+                    stream: Some(event.stream_id.to_string()),
+                    version: Some(event.version),
+                    kind: "payload",
+                    detail: format!("its payload is not JSON: {e}"),
+                }),
+            },
+            Salvaged::Damaged(found) => ranges.add(Damaged::from(&found)),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }));
+    bar.finish_and_clear();
+    if let Some(e) = failed {
+        return Err(Stop::Output(e));
+    }
+    let salvaged = salvaged?;
+    out.flush()?;
+    let summary = SalvageSummary {
+        exported,
+        skipped: ranges.positions(),
+        end: salvaged.end,
+        misplaced: salvaged.misplaced,
+        complete: salvaged.is_complete(),
+        damaged: ranges,
+    };
+    if let Some(file) = report_file {
+        let written = serde_json::to_vec_pretty(&summary)
+            .map_err(io::Error::other)
+            .and_then(|mut json| {
+                json.push(b'\n');
+                std::fs::write(file, json)
+            });
+        written.map_err(|e| {
+            Failure::Input(format!("cannot write the report `{}`: {e}", file.display()))
+        })?;
+    }
+    let mut err = io::stderr().lock();
+    if cli.json {
+        json_line(&mut err, &summary)?;
+    } else if summary.skipped == 0 {
+        writeln!(err, "salvage: {exported} events exported; nothing skipped")?;
+    } else {
+        writeln!(
+            err,
+            "salvage: {exported} events exported; {} of the {} positions skipped, in {} ranges:",
+            summary.skipped,
+            summary.end,
+            summary.damaged.len()
+        )?;
+        for line in summary.damaged.lines() {
+            writeln!(err, "  {line}")?;
+        }
+    }
+    if summary.misplaced > 0 && !cli.json {
+        writeln!(
+            err,
+            "salvage: {} rows whose stored position is damaged were set aside",
+            summary.misplaced
+        )?;
+    }
+    if summary.skipped > 0 || summary.misplaced > 0 {
+        return Err(Failure::Findings("damaged events were skipped".to_owned()).into());
+    }
     Ok(())
 }
 
@@ -456,9 +625,10 @@ fn lines(file: &Path) -> Result<impl Iterator<Item = Result<(usize, Line), Failu
 }
 
 /// Checks the whole file before anything is written: every line an event,
-/// stream ids valid, each stream's versions consecutive and of one
-/// aggregate type, no event id twice. Returns the number of events.
-fn check_file(file: &Path) -> Result<u64, Failure> {
+/// stream ids valid, each stream's versions consecutive (with `renumber`:
+/// increasing) and of one aggregate type, no event id twice. Returns the
+/// number of events.
+fn check_file(file: &Path, renumber: bool) -> Result<u64, Failure> {
     let mut streams = HashMap::<String, (String, u64)>::new();
     let mut ids = HashSet::new();
     let mut count = 0;
@@ -477,9 +647,19 @@ fn check_file(file: &Path) -> Result<u64, Failure> {
                         line.stream, line.aggregate_type
                     )));
                 }
-                if line.version != *version + 1 {
+                let follows = if renumber {
+                    line.version > *version
+                } else {
+                    line.version == *version + 1
+                };
+                if !follows {
+                    let hint = if line.version > *version {
+                        " (a salvage skips damaged events: `import --renumber` closes the gaps)"
+                    } else {
+                        ""
+                    };
                     return Err(bad(format!(
-                        "stream `{}` version {} follows version {version}",
+                        "stream `{}` version {} follows version {version}{hint}",
                         line.stream, line.version
                     )));
                 }
@@ -508,12 +688,16 @@ struct Batch {
     events: usize,
 }
 
-fn import(cli: &Cli, mut out: impl Write, file: &Path) -> Done {
-    let total = check_file(file)?;
+fn import(cli: &Cli, mut out: impl Write, file: &Path, renumber: bool) -> Done {
+    let total = check_file(file, renumber)?;
     let store = SqliteStore::open(cli.db()).map_err(|e| Failure::store(&e))?;
     let bar = bar(total, "importing");
     let (mut appended, mut repeated) = (0u64, 0u64);
     let mut batch = Batch::default();
+    // With `renumber`: each stream's last version so far, and the streams
+    // whose versions changed.
+    let mut renumbered = HashMap::<String, u64>::new();
+    let mut changed = HashSet::<String>::new();
     let mut flush = |batch: &mut Batch| -> Result<(), Stop> {
         let writes = std::mem::take(&mut batch.writes);
         let events = std::mem::take(&mut batch.events) as u64;
@@ -536,6 +720,16 @@ fn import(cli: &Cli, mut out: impl Write, file: &Path) -> Done {
         let (number, line) = line?;
         let stream = StreamId::new(&line.stream)
             .map_err(|e| Failure::Input(format!("line {number}: {e}")))?;
+        let version = if renumber {
+            let last = renumbered.entry(line.stream.clone()).or_insert(0);
+            *last += 1;
+            if *last != line.version {
+                changed.insert(line.stream.clone());
+            }
+            *last
+        } else {
+            line.version
+        };
         let continues = batch.writes.last().is_some_and(|(_, w)| w.stream == stream);
         if !continues
             && (batch.events >= IMPORT_BATCH
@@ -556,7 +750,7 @@ fn import(cli: &Cli, mut out: impl Write, file: &Path) -> Done {
             Some((_, write)) if write.stream == stream => write.events.push(event),
             _ => batch.writes.push((
                 number,
-                StreamWrite::new(stream, expected(line.version), vec![event]),
+                StreamWrite::new(stream, expected(version), vec![event]),
             )),
         }
         batch.events += 1;
@@ -564,9 +758,13 @@ fn import(cli: &Cli, mut out: impl Write, file: &Path) -> Done {
     flush(&mut batch)?;
     bar.finish_and_clear();
     drop(store);
+    let renumbered = match changed.len() {
+        0 => String::new(),
+        n => format!("; the versions of {n} streams renumbered to close their gaps"),
+    };
     writeln!(
         out,
-        "{appended} events imported, {repeated} already stored, into `{}`",
+        "{appended} events imported, {repeated} already stored, into `{}`{renumbered}",
         cli.db().display()
     )?;
     Ok(())
