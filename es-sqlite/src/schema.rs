@@ -13,6 +13,15 @@ pub(crate) const APPLICATION_ID: i64 = 0x6573_5351;
 /// The schema version this code writes and reads (`PRAGMA user_version`).
 pub(crate) const SCHEMA_VERSION: i64 = 5;
 
+/// The size the write-ahead log is cut back to (`PRAGMA journal_size_limit`
+/// on every writing connection): SQLite truncates the `-wal` to it when it
+/// starts the log again from the beginning, after a checkpoint moved all of
+/// it into the database. Just over the 1,000 pages of 4 KiB after which
+/// SQLite checkpoints (`wal_autocheckpoint`), so a log that never grew
+/// past that is never cut, and one that grew while a reader held it open
+/// comes back to it. See `writer.rs` for the rest of the policy.
+pub(crate) const LOG_LIMIT: u64 = 4 * 1024 * 1024;
+
 /// Work a migration does in Rust, in its transaction, before its SQL.
 type Step = fn(&rusqlite::Transaction<'_>, &Path) -> Result<(), OpenError>;
 
@@ -299,6 +308,12 @@ pub(crate) fn connect(
         // written through this role too.
         conn.pragma_update(None, "secure_delete", true)
             .map_err(sqlite)?;
+        conn.query_row(
+            &format!("PRAGMA journal_size_limit = {LOG_LIMIT}"),
+            [],
+            |_| Ok(()),
+        )
+        .map_err(sqlite)?;
     }
     if let (Role::Writer, Some(pages)) = (role, options.max_page_count) {
         let pages = i64::try_from(pages).unwrap_or(i64::MAX);

@@ -356,7 +356,7 @@ impl SqliteStore {
         }
         let (write_tx, write_rx) = flume::bounded(1024);
         let thread_notifier = notifier.clone();
-        let max_batch = options.max_batch;
+        let limits = (options.max_batch, options.busy_timeout);
         let counters = Arc::new(writer::WriteCounters::default());
         let thread_counters = counters.clone();
         let thread_damage = damage.clone();
@@ -367,7 +367,7 @@ impl SqliteStore {
                     writer_conn,
                     &write_rx,
                     thread_notifier,
-                    (last, max_batch),
+                    (last, limits),
                     inline,
                     thread_counters,
                     thread_damage,
