@@ -47,7 +47,9 @@ fn until(db: &Path, limit: Duration, done: impl Fn(u64) -> bool) -> (u64, Option
     }
 }
 
-/// Two threads appending 8 events of 2 KB each per append until stopped.
+/// Two threads appending 8 events of 2 KB each per append until stopped,
+/// each at `ES_T5_RATE` appends a second (125 by default; 0: as fast as
+/// they can).
 struct Writers {
     stop: Arc<AtomicBool>,
     appended: Arc<AtomicU64>,
@@ -58,13 +60,25 @@ impl Writers {
     fn start(store: &SqliteStore) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let appended = Arc::new(AtomicU64::new(0));
+        let rate: u32 = std::env::var("ES_T5_RATE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(125);
+        let pause = Duration::from_secs(1).checked_div(rate);
         let threads = (0..2)
             .map(|w| {
                 let (store, stop, appended) = (store.clone(), stop.clone(), appended.clone());
                 std::thread::spawn(move || {
                     let stream = StreamId::new(format!("load-{w}")).unwrap();
                     let memo = "w".repeat(2_000);
+                    let start = Instant::now();
+                    let mut sent = 0;
                     while !stop.load(Ordering::Relaxed) {
+                        if let Some(pause) = pause {
+                            sent += 1;
+                            let due = start + pause * sent;
+                            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                        }
                         let events = (0..8)
                             .map(|n| {
                                 let payload = format!(r#"{{"n":{n},"memo":"{memo}"}}"#);
