@@ -125,6 +125,15 @@
 //! first batch that commits again moves the log into the database file and
 //! truncates it, so the store recovers fully once space is freed.
 //!
+//! ## The write-ahead log
+//!
+//! A reader holding a snapshot keeps the log from being moved into the
+//! database file, so it grows meanwhile. Every writing connection sets
+//! `journal_size_limit` to 4 MiB, so the log is cut back to 4 MiB when
+//! SQLite starts it again after the reader; and a writer idle for 200 ms
+//! with a larger log truncates it to nothing with a checkpoint that waits
+//! for no reader.
+//!
 //! ## Several processes
 //!
 //! Processes on one machine may share a database file: every write
