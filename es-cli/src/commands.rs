@@ -1,23 +1,22 @@
 //! What each command does.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Duration;
 
 use es_core::blocking::block_on;
+use es_core::export::{ExportedEvent, ImportBatch, ImportBatches, ImportCheck, ImportRefusal};
 use es_core::store::next;
-use es_core::{
-    Error, EventStore, EventStream, ExpectedVersion, NewEvent, Payload, ReadRange, RecordedEvent,
-    StreamId, StreamWrite,
-};
+use es_core::{Error, EventStore, EventStream, ReadRange, RecordedEvent, StreamId};
 use es_sqlite::rusqlite::{Connection, OpenFlags};
-use es_sqlite::{ChainError, ChainHead, SqliteStore, Verify};
+use es_sqlite::{ChainError, ChainHead, Salvaged, SqliteStore, Verify};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::damage::{Damaged, Ranges};
 use crate::follow::Follow;
-use crate::record::Line;
 use crate::view::{self, ProjectionRow, TypeRow};
 use crate::{Cli, Command, Failure, chain};
 
@@ -33,14 +32,28 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Projections { .. } => projections(cli, out),
         Command::Verify { head, .. } => verify(cli, out, *head),
         Command::Export {
-            out: Some(file), ..
+            out: file,
+            salvage,
+            report,
+            ..
         } => {
-            let created = File::create(file)
-                .map_err(|e| Failure::Input(format!("cannot create `{}`: {e}", file.display())))?;
-            export(cli, BufWriter::new(created), true)
+            let report = report.as_deref();
+            match file {
+                Some(file) => {
+                    let created = File::create(file).map_err(|e| {
+                        Failure::Input(format!("cannot create `{}`: {e}", file.display()))
+                    })?;
+                    if *salvage {
+                        export_salvage(cli, BufWriter::new(created), true, report)
+                    } else {
+                        export(cli, BufWriter::new(created), true)
+                    }
+                }
+                None if *salvage => export_salvage(cli, BufWriter::new(out), false, report),
+                None => export(cli, BufWriter::new(out), false),
+            }
         }
-        Command::Export { out: None, .. } => export(cli, BufWriter::new(out), false),
-        Command::Import { file } => import(cli, out, file),
+        Command::Import { file, renumber } => import(cli, out, file, *renumber),
         Command::Tail { from, .. } => tail(cli, out, *from),
         Command::Serve { addr, .. } => {
             drop(out);
@@ -182,7 +195,7 @@ fn streams(cli: &Cli, mut out: impl Write) -> Done {
 
 /// Prints one event: a JSON line, or a few lines of text.
 fn print_event(json: bool, out: &mut impl Write, event: &RecordedEvent) -> Done {
-    let line = Line::of(event).map_err(|e| {
+    let line = ExportedEvent::of(event).map_err(|e| {
         Failure::Store(format!(
             "the payload at position {} is not JSON: {e}",
             event.position
@@ -288,6 +301,10 @@ struct Check {
     name: &'static str,
     ok: bool,
     detail: String,
+    /// The damaged ranges of positions, each with the streams and versions
+    /// its rows name (the `events` check).
+    #[serde(skip_serializing_if = "Ranges::is_empty")]
+    damaged: Ranges,
 }
 
 fn verify(cli: &Cli, mut out: impl Write, head: Option<ChainHead>) -> Done {
@@ -307,6 +324,9 @@ fn report(cli: &Cli, out: &mut impl Write, checks: &[Check]) -> Done {
         } else {
             let status = if check.ok { "ok" } else { "FAILED" };
             writeln!(out, "{:<10} {status:<6}  {}", check.name, check.detail)?;
+            for line in check.damaged.lines() {
+                writeln!(out, "{:<20}{line}", "")?;
+            }
         }
     }
     let failed: Vec<&str> = checks.iter().filter(|c| !c.ok).map(|c| c.name).collect();
@@ -327,14 +347,24 @@ fn integrity(db: &Path) -> Result<Check, Failure> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| cannot(&e))?;
-    let found: Vec<String> = conn
-        .prepare("PRAGMA integrity_check")
-        .and_then(|mut check| {
-            check
-                .query_map([], |r| r.get(0))
-                .and_then(Iterator::collect)
-        })
-        .map_err(|e| cannot(&e))?;
+    let checked: Result<Vec<String>, _> =
+        conn.prepare("PRAGMA integrity_check")
+            .and_then(|mut check| {
+                check
+                    .query_map([], |r| r.get(0))
+                    .and_then(Iterator::collect)
+            });
+    let found = match checked {
+        Ok(found) => found,
+        // So damaged that SQLite cannot finish the check: a finding, and
+        // the other checks still run.
+        Err(e)
+            if e.sqlite_error_code() == Some(es_sqlite::rusqlite::ErrorCode::DatabaseCorrupt) =>
+        {
+            vec![format!("SQLite cannot finish the check: {e}")]
+        }
+        Err(e) => return Err(cannot(&e)),
+    };
     let ok = found == ["ok"];
     Ok(Check {
         name: "integrity",
@@ -344,53 +374,72 @@ fn integrity(db: &Path) -> Result<Check, Failure> {
         } else {
             found.join("; ")
         },
+        damaged: Ranges::default(),
     })
 }
 
-/// Reads every event through the store (checksums, gapless positions) and
-/// checks that each stream's versions follow one another.
+/// Reads every position of the log through a salvage (checksums,
+/// positions confirmed, gapless), past damage, listing every damaged range,
+/// and checks that each stream's versions follow one another where no
+/// damage explains a gap.
 fn events_check(store: &SqliteStore) -> Result<Check, Failure> {
-    let last = block_on(store.last_position()).map_err(|e| Failure::store(&e))?;
+    let last = block_on(store.last_position()).unwrap_or(0);
     let bar = bar(last, "reading events");
-    let mut versions = HashMap::<StreamId, u64>::new();
-    let mut events = store.read_all(1);
+    let mut versions = HashMap::<String, u64>::new();
+    let mut jumps = Vec::new();
+    let mut ranges = Ranges::default();
     let mut read = 0u64;
-    let mut problem = None;
-    while let Some(event) = block_on(next(&mut events)) {
-        match event {
-            Ok(event) => {
-                let before = versions.insert(event.stream_id.clone(), event.version);
-                if event.version != before.unwrap_or(0) + 1 {
-                    problem = Some(format!(
-                        "position {}: stream `{}` has version {} after version {}",
-                        event.position,
-                        event.stream_id,
-                        event.version,
-                        before.unwrap_or(0)
-                    ));
-                    break;
-                }
+    let salvaged = block_on(store.salvage(1, |item| {
+        bar.set_position(item.position());
+        match item {
+            Salvaged::Event(event) => {
                 read += 1;
-                bar.set_position(event.position);
+                let stream = event.stream_id.to_string();
+                let before = versions.insert(stream.clone(), event.version).unwrap_or(0);
+                if event.version != before + 1 {
+                    jumps.push((stream, before, event.version, event.position));
+                }
             }
-            Err(e) => {
-                problem = Some(format!("after {read} events: {}", chain(&e)));
-                break;
-            }
+            Salvaged::Damaged(found) => ranges.add(Damaged::from(&found)),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }))
+    .map_err(|e| Failure::store(&e))?;
+    bar.finish_and_clear();
+    let mut problems = Vec::new();
+    if !ranges.is_empty() {
+        problems.push(format!(
+            "{read} of {} events read back whole; {} damaged, in {} ranges of positions:",
+            salvaged.end,
+            ranges.positions(),
+            ranges.len()
+        ));
+    }
+    // A stream whose versions jump where no damaged position can hold the
+    // missing ones: rows deleted, or an index that hides them.
+    for (stream, before, version, position) in jumps {
+        if !ranges.may_hold(&stream) {
+            problems.push(format!(
+                "position {position}: stream `{stream}` has version {version} after version {before}"
+            ));
         }
     }
-    bar.finish_and_clear();
-    if problem.is_none() && read != last {
-        problem = Some(format!(
-            "read {read} events, but the last position is {last}"
+    if salvaged.misplaced > 0 {
+        problems.push(format!(
+            "{} rows whose stored position is damaged were set aside",
+            salvaged.misplaced
         ));
     }
     Ok(Check {
         name: "events",
-        ok: problem.is_none(),
-        detail: problem.unwrap_or_else(|| {
+        ok: problems.is_empty(),
+        detail: if problems.is_empty() {
             format!("{read} events read: checksums, versions and positions are sound")
-        }),
+        } else {
+            problems.join("; ")
+        },
+        damaged: ranges,
     })
 }
 
@@ -414,6 +463,7 @@ fn chain_check(store: &SqliteStore, head: Option<ChainHead>) -> Result<Check, Fa
         name: "chain",
         ok,
         detail,
+        damaged: Ranges::default(),
     })
 }
 
@@ -434,8 +484,127 @@ fn export(cli: &Cli, mut out: impl Write, progress: bool) -> Done {
     Ok(())
 }
 
-/// The lines of an export file, numbered from 1, blank lines skipped.
-fn lines(file: &Path) -> Result<impl Iterator<Item = Result<(usize, Line), Failure>>, Failure> {
+/// What `export --salvage` did: the report it prints (on standard error)
+/// and writes to `--report`.
+#[derive(serde::Serialize)]
+struct SalvageSummary {
+    /// Events exported.
+    exported: u64,
+    /// Positions skipped: damaged, or an event whose payload is not JSON.
+    skipped: u64,
+    /// The last position the log should hold.
+    end: u64,
+    /// Rows whose stored position is damaged, set aside.
+    misplaced: u64,
+    /// Every position up to the end was looked at.
+    complete: bool,
+    /// The skipped positions, as ranges.
+    damaged: Ranges,
+}
+
+/// Every event that still reads back whole, past damage, as JSON lines;
+/// then the report of what was skipped. Exit 1 when anything was.
+fn export_salvage(
+    cli: &Cli,
+    mut out: impl Write,
+    progress: bool,
+    report_file: Option<&Path>,
+) -> Done {
+    // Not checked at open: damage is what a salvage is for.
+    let store = open_read(cli.db(), Verify::Off)?;
+    let last = block_on(store.last_position()).unwrap_or(0);
+    let bar = if progress {
+        bar(last, "salvaging")
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut ranges = Ranges::default();
+    let mut exported = 0u64;
+    let mut failed = None;
+    let salvaged = block_on(store.salvage(1, |item| {
+        bar.set_position(item.position());
+        match item {
+            Salvaged::Event(event) => match ExportedEvent::of(&event) {
+                Ok(line) => {
+                    if let Err(e) = json_line(&mut out, &line) {
+                        failed = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                    exported += 1;
+                }
+                Err(e) => ranges.add(Damaged {
+                    position: event.position,
+                    stream: Some(event.stream_id.to_string()),
+                    version: Some(event.version),
+                    kind: "payload",
+                    detail: format!("its payload is not JSON: {e}"),
+                }),
+            },
+            Salvaged::Damaged(found) => ranges.add(Damaged::from(&found)),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }));
+    bar.finish_and_clear();
+    if let Some(e) = failed {
+        return Err(Stop::Output(e));
+    }
+    let salvaged = salvaged?;
+    out.flush()?;
+    let summary = SalvageSummary {
+        exported,
+        skipped: ranges.positions(),
+        end: salvaged.end,
+        misplaced: salvaged.misplaced,
+        complete: salvaged.is_complete(),
+        damaged: ranges,
+    };
+    if let Some(file) = report_file {
+        let written = serde_json::to_vec_pretty(&summary)
+            .map_err(io::Error::other)
+            .and_then(|mut json| {
+                json.push(b'\n');
+                std::fs::write(file, json)
+            });
+        written.map_err(|e| {
+            Failure::Input(format!("cannot write the report `{}`: {e}", file.display()))
+        })?;
+    }
+    let mut err = io::stderr().lock();
+    if cli.json {
+        json_line(&mut err, &summary)?;
+    } else if summary.skipped == 0 {
+        writeln!(err, "salvage: {exported} events exported; nothing skipped")?;
+    } else {
+        writeln!(
+            err,
+            "salvage: {exported} events exported; {} of the {} positions skipped, in {} ranges:",
+            summary.skipped,
+            summary.end,
+            summary.damaged.len()
+        )?;
+        for line in summary.damaged.lines() {
+            writeln!(err, "  {line}")?;
+        }
+    }
+    if summary.misplaced > 0 && !cli.json {
+        writeln!(
+            err,
+            "salvage: {} rows whose stored position is damaged were set aside",
+            summary.misplaced
+        )?;
+    }
+    if summary.skipped > 0 || summary.misplaced > 0 {
+        return Err(Failure::Findings("damaged events were skipped".to_owned()).into());
+    }
+    Ok(())
+}
+
+/// The events of an export file, each with its line number (from 1),
+/// blank lines skipped.
+fn lines(
+    file: &Path,
+) -> Result<impl Iterator<Item = Result<(usize, ExportedEvent), Failure>>, Failure> {
     let opened = File::open(file)
         .map_err(|e| Failure::Input(format!("cannot open `{}`: {e}", file.display())))?;
     let name = file.display().to_string();
@@ -444,86 +613,48 @@ fn lines(file: &Path) -> Result<impl Iterator<Item = Result<(usize, Line), Failu
         .enumerate()
         .filter_map(move |(n, text)| {
             let number = n + 1;
-            let parsed = match text {
-                Err(e) => Err(Failure::Input(format!("{name}: line {number}: {e}"))),
-                Ok(text) if text.trim().is_empty() => return None,
-                Ok(text) => serde_json::from_str::<Line>(&text)
-                    .map(|line| (number, line))
-                    .map_err(|e| Failure::Input(format!("{name}: line {number}: {e}"))),
-            };
-            Some(parsed)
+            let bad =
+                |e: &dyn std::fmt::Display| Failure::Input(format!("{name}: line {number}: {e}"));
+            match text {
+                Err(e) => Some(Err(bad(&e))),
+                Ok(text) => ExportedEvent::parse(&text)
+                    .map_err(|e| bad(&e))
+                    .transpose()
+                    .map(|parsed| parsed.map(|event| (number, event))),
+            }
         }))
 }
 
-/// Checks the whole file before anything is written: every line an event,
-/// stream ids valid, each stream's versions consecutive and of one
-/// aggregate type, no event id twice. Returns the number of events.
-fn check_file(file: &Path) -> Result<u64, Failure> {
-    let mut streams = HashMap::<String, (String, u64)>::new();
-    let mut ids = HashSet::new();
-    let mut count = 0;
+/// Checks the whole file before anything is written ([`ImportCheck`]):
+/// returns the number of events.
+fn check_file(file: &Path, renumber: bool) -> Result<u64, Failure> {
+    let mut check = ImportCheck::new(renumber);
     for line in lines(file)? {
-        let (number, line) = line?;
-        let bad = |why: String| Failure::Input(format!("{}: line {number}: {why}", file.display()));
-        StreamId::new(&line.stream).map_err(|e| bad(format!("stream `{}`: {e}", line.stream)))?;
-        if !ids.insert(line.event_id) {
-            return Err(bad(format!("event id {} appears twice", line.event_id)));
-        }
-        match streams.get_mut(&line.stream) {
-            Some((aggregate_type, version)) => {
-                if *aggregate_type != line.aggregate_type {
-                    return Err(bad(format!(
-                        "stream `{}` is of aggregate type `{aggregate_type}`, not `{}`",
-                        line.stream, line.aggregate_type
-                    )));
-                }
-                if line.version != *version + 1 {
-                    return Err(bad(format!(
-                        "stream `{}` version {} follows version {version}",
-                        line.stream, line.version
-                    )));
-                }
-                *version = line.version;
-            }
-            None if line.version == 0 => return Err(bad("version 0 (versions start at 1)".into())),
-            None => {
-                streams.insert(
-                    line.stream.clone(),
-                    (line.aggregate_type.clone(), line.version),
-                );
-            }
-        }
-        count += 1;
+        let (number, event) = line?;
+        check.check(&event).map_err(|e| {
+            let hint = if matches!(e, ImportRefusal::VersionGap { .. }) {
+                " (`import --renumber`)"
+            } else {
+                ""
+            };
+            Failure::Input(format!("{}: line {number}: {e}{hint}", file.display()))
+        })?;
     }
-    Ok(count)
+    Ok(check.events())
 }
 
 /// The most events appended in one transaction by `import`.
 const IMPORT_BATCH: usize = 500;
 
-/// A batch of writes, each with the file's line number of its first event.
-#[derive(Default)]
-struct Batch {
-    writes: Vec<(usize, StreamWrite)>,
-    events: usize,
-}
-
-fn import(cli: &Cli, mut out: impl Write, file: &Path) -> Done {
-    let total = check_file(file)?;
+fn import(cli: &Cli, mut out: impl Write, file: &Path, renumber: bool) -> Done {
+    let total = check_file(file, renumber)?;
     let store = SqliteStore::open(cli.db()).map_err(|e| Failure::store(&e))?;
     let bar = bar(total, "importing");
     let (mut appended, mut repeated) = (0u64, 0u64);
-    let mut batch = Batch::default();
-    let mut flush = |batch: &mut Batch| -> Result<(), Stop> {
-        let writes = std::mem::take(&mut batch.writes);
-        let events = std::mem::take(&mut batch.events) as u64;
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let first_line = writes[0].0;
-        let results = block_on(store.append_to_streams(writes.into_iter().map(|w| w.1).collect()))
-            .map_err(|e| import_error(file, first_line, &e))?;
-        let n: u64 = events;
+    let mut append = |batch: ImportBatch| -> Result<(), Stop> {
+        let results = block_on(store.append_to_streams(batch.writes))
+            .map_err(|e| import_error(file, batch.first_line, &e))?;
+        let n = batch.events as u64;
         if results.iter().all(|r| r.repeated) {
             repeated += n;
         } else {
@@ -532,52 +663,31 @@ fn import(cli: &Cli, mut out: impl Write, file: &Path) -> Done {
         bar.inc(n);
         Ok(())
     };
+    let mut batches = ImportBatches::new(renumber, IMPORT_BATCH);
     for line in lines(file)? {
-        let (number, line) = line?;
-        let stream = StreamId::new(&line.stream)
+        let (number, event) = line?;
+        let full = batches
+            .push(number, event)
             .map_err(|e| Failure::Input(format!("line {number}: {e}")))?;
-        let continues = batch.writes.last().is_some_and(|(_, w)| w.stream == stream);
-        if !continues
-            && (batch.events >= IMPORT_BATCH
-                || batch.writes.iter().any(|(_, w)| w.stream == stream))
-        {
-            flush(&mut batch)?;
+        if let Some(batch) = full {
+            append(batch)?;
         }
-        let event = NewEvent {
-            event_id: line.event_id,
-            aggregate_type: line.aggregate_type.into(),
-            name: line.name.into(),
-            schema_version: line.schema_version,
-            payload: Payload::new(line.payload.get()),
-            occurred_at: Some(line.occurred_at),
-            metadata: line.metadata,
-        };
-        match batch.writes.last_mut() {
-            Some((_, write)) if write.stream == stream => write.events.push(event),
-            _ => batch.writes.push((
-                number,
-                StreamWrite::new(stream, expected(line.version), vec![event]),
-            )),
-        }
-        batch.events += 1;
     }
-    flush(&mut batch)?;
+    if let Some(batch) = batches.finish() {
+        append(batch)?;
+    }
     bar.finish_and_clear();
     drop(store);
+    let renumbered = match batches.renumbered_streams() {
+        0 => String::new(),
+        n => format!("; the versions of {n} streams renumbered to close their gaps"),
+    };
     writeln!(
         out,
-        "{appended} events imported, {repeated} already stored, into `{}`",
+        "{appended} events imported, {repeated} already stored, into `{}`{renumbered}",
         cli.db().display()
     )?;
     Ok(())
-}
-
-/// The version a stream must be at before an event of version `version`.
-fn expected(version: u64) -> ExpectedVersion {
-    match version {
-        0 | 1 => ExpectedVersion::NoStream,
-        v => ExpectedVersion::Exact(v - 1),
-    }
 }
 
 /// An append of an import that failed: the input does not fit the store

@@ -10,7 +10,9 @@
 //! es projections tickets.db                  # read models, inline models, checkpoints: lag, parked
 //! es verify tickets.db --head 42:9f…         # integrity, checksums, contiguity, audit chain
 //! es export tickets.db --out all.jsonl       # one event per line
+//! es export --salvage bad.db --out s.jsonl   # every event that still reads, and what was skipped
 //! es --db copy.db import all.jsonl           # into a new or existing store, idempotent
+//! es --db new.db import --renumber s.jsonl   # a salvage, its streams' gaps closed
 //! es tail tickets.db --from 1                # follow $all
 //! es serve tickets.db --addr 127.0.0.1:8081  # the same, and projections, as a web page
 //! ```
@@ -32,16 +34,26 @@
 //! `$all` as server-sent events), with failures as RFC 9457 problem
 //! documents; it prints `listening on http://ADDR` and runs until Ctrl-C.
 //!
-//! Exit codes: 0 ok, 1 `verify` found damage or tampering, 2 bad usage or
-//! bad input (an address `serve` cannot listen on too), 3 the store cannot
-//! be opened or read.
+//! `verify` reads every position of the log, past damage (a salvage,
+//! [`SqliteStore::salvage`](es_sqlite::SqliteStore::salvage)), and lists
+//! every damaged range of positions with the streams and versions its rows
+//! name. `export --salvage` writes every event that still reads back whole
+//! (checksum and position verified), and a report of what it skipped (on
+//! standard error, as JSON with `--json`; and as JSON in `--report FILE`);
+//! `import --renumber` imports such a file into a new store, renumbering
+//! each stream's versions from 1 where damaged events left gaps.
+//!
+//! Exit codes: 0 ok, 1 `verify` found damage or tampering, or `export
+//! --salvage` skipped damaged events (all it could read is exported), 2 bad
+//! usage or bad input (an address `serve` cannot listen on too), 3 the
+//! store cannot be opened or read.
 //!
 //! Sealed personal fields ([`Personal`](es_core::Personal)) are shown,
 //! exported and imported as stored, sealed: the inspector has no keys.
 
 mod commands;
+mod damage;
 mod follow;
-mod record;
 mod serve;
 mod view;
 
@@ -53,7 +65,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// What ends a command other than success, and its exit code.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Failure {
-    /// `verify` found something (exit 1); what it found is printed already.
+    /// `verify` found something, or `export --salvage` skipped damaged
+    /// events (exit 1); what it found is printed already.
     #[error("{0}")]
     Findings(String),
     /// Bad usage or bad input (exit 2).
@@ -96,6 +109,8 @@ Examples:
   es streams tickets.db
   es events ticket-t-1 tickets.db --from 2
   es verify tickets.db
+  es export --salvage damaged.db --out salvage.jsonl --report skipped.json
+  es --db new.db import --renumber salvage.jsonl
   es projections tickets.db
   es tail tickets.db --from 1
   es serve tickets.db --addr 127.0.0.1:8081
@@ -109,9 +124,14 @@ created, a file of an older schema is not migrated, nothing is written.
 Sealed personal fields (`Personal<T>`) are shown, exported and imported as
 stored, sealed: the inspector has no keys, and needs none.
 
+A damaged file: `verify` lists every damaged range of positions; `export
+--salvage` exports every event that still reads back whole and reports what
+it skipped; `import --renumber` imports that into a new store, closing the
+gaps the skipped events left in their streams' versions.
+
 Exit codes:
   0  ok
-  1  `verify` found damage or tampering
+  1  `verify` found damage or tampering; `export --salvage` skipped damaged events
   2  bad usage, or bad input (an import file, a --head, an --addr to serve on)
   3  the store cannot be opened or read (missing, not an es store, older schema, damaged)";
 
@@ -223,8 +243,10 @@ pub(crate) enum Command {
         store: StoreFile,
     },
     /// Checks the file (`PRAGMA integrity_check`), every event's checksum and
-    /// the contiguity of versions and positions (by reading every event),
-    /// and the audit chain; exit 1 when anything is wrong.
+    /// the contiguity of versions and positions (by reading every position,
+    /// past damage: every damaged range is listed, with the streams and
+    /// versions its rows name), and the audit chain; exit 1 when anything is
+    /// wrong.
     Verify {
         /// A head kept earlier (`POSITION:HASH`, as `verify` prints it):
         /// proves that nothing at or before it changed, even if the chain
@@ -237,10 +259,24 @@ pub(crate) enum Command {
     /// Writes every event, in `$all` order, as JSON lines: stream, aggregate
     /// type, version, position, event id, name, schema version, recorded at,
     /// occurred at, metadata, and the payload as stored.
+    ///
+    /// With --salvage, for a damaged file: every event that still reads
+    /// back whole (its checksum holds and its position is confirmed),
+    /// reading past damage, and a report of the damaged ranges skipped, on
+    /// standard error (JSON with --json) and in --report FILE (JSON); exit
+    /// 1 when anything was skipped. The file's structure is not checked
+    /// first, so a file the other commands refuse can be salvaged.
     Export {
         /// The file to write (default: standard output).
         #[arg(long, value_name = "OUT")]
         out: Option<PathBuf>,
+        /// Exports every event that still reads, past damage, and reports
+        /// what was skipped.
+        #[arg(long)]
+        salvage: bool,
+        /// With --salvage: also writes the report, as JSON, to this file.
+        #[arg(long, value_name = "FILE", requires = "salvage")]
+        report: Option<PathBuf>,
         #[command(flatten)]
         store: StoreFile,
     },
@@ -249,10 +285,17 @@ pub(crate) enum Command {
     /// and recorded-at times are the new store's. Running it again changes
     /// nothing. The whole file is checked first: a bad line is reported with
     /// its number and nothing is written. The store is named with --db
-    /// (default: events.db).
+    /// (default: events.db); an existing empty file is refused (it may be a
+    /// truncated copy): name a new file.
     Import {
         /// The JSON lines file, as `export` writes it.
         file: PathBuf,
+        /// Renumbers each stream's versions from 1, in the file's order,
+        /// where they have gaps: for a salvage (`export --salvage`), whose
+        /// skipped events leave gaps, imported into a new store. Versions
+        /// must still increase within each stream.
+        #[arg(long)]
+        renumber: bool,
     },
     /// Serves the inspector as a read-only web page (streams, a stream's
     /// events, a live tail of `$all`, projections and their lag) and its

@@ -43,9 +43,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::follow::Follow;
-use crate::record::Line;
 use crate::view::{self, ProjectionRow, StreamRow, TypeRow};
 use crate::{Failure, chain};
+use es_core::export::ExportedEvent;
 
 /// The address `es serve` listens on unless told otherwise.
 pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:8081";
@@ -414,7 +414,7 @@ async fn stream_events(
     State(app): State<App>,
     stream: Result<Path<String>, PathRejection>,
     query: Result<Query<RangeQuery>, QueryRejection>,
-) -> Result<Json<Vec<Line>>, Problem> {
+) -> Result<Json<Vec<ExportedEvent>>, Problem> {
     let Path(stream) = stream.map_err(|e| Problem::new(StatusCode::NOT_FOUND, e.body_text()))?;
     let Query(query) = query.map_err(|e| Problem::query(&e))?;
     let id = StreamId::new(&stream).map_err(|e| {
@@ -444,7 +444,7 @@ async fn stream_events(
     let mut lines = Vec::new();
     while let Some(event) = next(&mut events).await {
         let event = event.map_err(|e| Problem::store(&e))?;
-        lines.push(Line::of(&event).map_err(|e| Problem::payload(&event, &e))?);
+        lines.push(ExportedEvent::of(&event).map_err(|e| Problem::payload(&event, &e))?);
     }
     Ok(Json(lines))
 }
@@ -484,7 +484,7 @@ async fn all(
         };
         let event = event.map_err(|e| Problem::store(&e))?;
         after = event.position + 1;
-        lines.push(Line::of(&event).map_err(|e| Problem::payload(&event, &e))?);
+        lines.push(ExportedEvent::of(&event).map_err(|e| Problem::payload(&event, &e))?);
     }
     Ok(Json(Page {
         events: lines,
@@ -498,7 +498,7 @@ async fn all(
 #[derive(Serialize)]
 struct Page {
     /// The events from `from`, at most `limit` of them.
-    events: Vec<Line>,
+    events: Vec<ExportedEvent>,
     /// The first position asked for.
     from: u64,
     /// The position to ask for the next page from.
@@ -571,7 +571,8 @@ impl From<es_core::Error> for Ended {
 fn follow_into(mut follow: Follow, events: &mpsc::Sender<Event>) {
     loop {
         let read = follow.read(|event| {
-            let line = Line::of(&event).map_err(|e| Ended::Failed(Problem::payload(&event, &e)))?;
+            let line = ExportedEvent::of(&event)
+                .map_err(|e| Ended::Failed(Problem::payload(&event, &e)))?;
             let sent = Event::default()
                 .id(event.position.to_string())
                 .json_data(&line)

@@ -149,6 +149,19 @@ pub enum Error {
     /// The store cannot be written (a read-only file or medium).
     #[error("the store is read-only")]
     ReadOnly,
+    /// The store refuses every write (append, snapshot, checkpoint) because
+    /// damage was found in its file since it was opened: nothing of this
+    /// write was tried. Reads go on, and report the damage they meet. Not
+    /// retryable: verify the file, restore or salvage it, and open the store
+    /// again (a backend documents how). Distinct from [`Error::Corrupt`],
+    /// which says that an operation itself met damage.
+    #[error(
+        "the store refuses writes since damage was found in its file ({detail}); verify the file, restore or salvage it, then open the store again"
+    )]
+    WritesRefused {
+        /// The first damage found, as [`Error::Corrupt`] reported it.
+        detail: String,
+    },
     /// An inline read model (one updated inside the append's transaction)
     /// refused an event of this append: nothing of the append was written.
     #[error("an inline read model refused this append; nothing of it was written")]

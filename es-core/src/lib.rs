@@ -60,6 +60,7 @@ mod envelope;
 mod error;
 mod event;
 pub mod evolution;
+pub mod export;
 mod gate;
 mod id;
 mod metadata;

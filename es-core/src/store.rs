@@ -126,9 +126,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// [`Error::Limit`], [`Error::InvalidName`], [`Error::InvalidEvent`] or
     /// [`Error::AggregateMismatch`] for an append that breaks the rules;
     /// [`Error::StorageFull`], [`Error::Busy`], [`Error::ReadOnly`],
-    /// [`Error::Io`], [`Error::SyncFailed`], [`Error::Closed`] or
-    /// [`Error::Backend`] when the store cannot write. Nothing of a failed
-    /// append is stored, except after [`Error::SyncFailed`], when it may be.
+    /// [`Error::Io`], [`Error::SyncFailed`], [`Error::WritesRefused`],
+    /// [`Error::Corrupt`], [`Error::Closed`] or [`Error::Backend`] when the
+    /// store cannot write. Nothing of a failed append is stored, except
+    /// after [`Error::SyncFailed`], when it may be.
     fn append_to_streams(
         &self,
         writes: Vec<StreamWrite>,

@@ -26,6 +26,28 @@ pub enum OpenError {
         /// The database path.
         path: PathBuf,
     },
+    /// The file exists and is empty (0 bytes): it may be a truncated copy
+    /// of a store (a copy cut short, a disk that filled during a backup),
+    /// so it is not made into a new, empty store, which would hide the
+    /// loss. Nothing was written to it. To start a new store in it, open
+    /// it with [`SqliteOptions::create_new`](crate::SqliteOptions::create_new),
+    /// or delete it (a missing file is created).
+    #[error(
+        "`{}` is an empty file (0 bytes), perhaps a truncated copy of a store; refusing to make a new store of it (delete it, or ask for a new store explicitly)",
+        path.display()
+    )]
+    EmptyFile {
+        /// The database path.
+        path: PathBuf,
+    },
+    /// [`SqliteOptions::create_new`](crate::SqliteOptions::create_new) was
+    /// asked for, and the file (or a write-ahead log beside it) is not
+    /// empty; it was left untouched.
+    #[error("`{}` already holds data; a new store was asked for, so it was left untouched", path.display())]
+    AlreadyExists {
+        /// The database path.
+        path: PathBuf,
+    },
     /// The file is not an SQLite database (or its header is damaged).
     #[error("`{}` is not an SQLite database, or its header is damaged", path.display())]
     NotADatabase {
@@ -122,6 +144,26 @@ pub enum OpenError {
 }
 
 impl OpenError {
+    /// A read of the store's file at open that failed: an I/O error as
+    /// [`OpenError::Io`], anything else as damage ([`OpenError::Corrupt`]).
+    pub(crate) fn of_read(path: &std::path::Path, e: Error) -> Self {
+        let path = path.to_path_buf();
+        match e {
+            Error::Io { detail } => OpenError::Io {
+                path,
+                source: std::io::Error::other(detail),
+            },
+            Error::SyncFailed => OpenError::Io {
+                path,
+                source: std::io::Error::other(Error::SyncFailed),
+            },
+            e => OpenError::Corrupt {
+                path,
+                detail: e.to_string(),
+            },
+        }
+    }
+
     pub(crate) fn sqlite(path: &std::path::Path, e: rusqlite::Error) -> Self {
         let path = path.to_path_buf();
         match e.sqlite_error_code() {

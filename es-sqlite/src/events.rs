@@ -64,7 +64,7 @@ pub(crate) fn to_i64(n: u64) -> i64 {
 
 /// The columns `Columns::read` reads, in order. A fold selects the first
 /// nine only: it knows the stream key, and needs no position.
-const EVENT_COLUMNS: &str = "e.version, e.event_id, e.recorded_at, e.occurred_at, e.name, \
+pub(crate) const EVENT_COLUMNS: &str = "e.version, e.event_id, e.recorded_at, e.occurred_at, e.name, \
                              e.schema_version, e.payload, e.metadata, e.checksum, e.position, e.stream_pk";
 const FOLD_COLUMNS: &str = "e.version, e.event_id, e.recorded_at, e.occurred_at, e.name, \
                             e.schema_version, e.payload, e.metadata, e.checksum";
@@ -527,7 +527,11 @@ impl<'r> Columns<'r> {
 }
 
 /// One stored event, owned.
-fn event(row: &Row<'_>, stream_id: StreamId, aggregate_type: Arc<str>) -> Result<RecordedEvent> {
+pub(crate) fn event(
+    row: &Row<'_>,
+    stream_id: StreamId,
+    aggregate_type: Arc<str>,
+) -> Result<RecordedEvent> {
     let c = Columns::read(row, &stream_id, None, true)?;
     let metadata = match c.metadata {
         None => Metadata::default(),

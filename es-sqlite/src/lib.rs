@@ -72,6 +72,15 @@
 //! file's structure ([`Verify`]). A damaged file is a typed error, never a
 //! different answer.
 //!
+//! Once any read or write meets damage (`Error::Corrupt`), the store and
+//! all its clones refuse every write with `Error::WritesRefused` until it
+//! is opened again ([`SqliteStore::damage_found`] says what was found);
+//! reads go on. [`SqliteStore::salvage`] reads past every damaged row
+//! and page, to list the damage and recover every event that still reads
+//! back whole. An existing empty (0-byte) file, perhaps a truncated copy,
+//! is refused ([`OpenError::EmptyFile`]) unless a new store is asked for
+//! ([`SqliteOptions::create_new`]).
+//!
 //! ## The audit chain
 //!
 //! A checksum finds damage, not a deliberate edit: whoever can write the
@@ -124,6 +133,15 @@
 //! failed flush held may never reach the disk even if a retried flush
 //! succeeds. The append that saw it may or may not be stored.
 //!
+//! ## The write-ahead log
+//!
+//! A reader holding a snapshot keeps the log from being moved into the
+//! database file, so it grows meanwhile. Every writing connection sets
+//! `journal_size_limit` to 4 MiB, so the log is cut back to 4 MiB when
+//! SQLite starts it again after the reader; and a writer idle for 200 ms
+//! with a larger log truncates it to nothing with a checkpoint that waits
+//! for no reader.
+//!
 //! ## Several processes
 //!
 //! Processes on one machine may share a database file: every write
@@ -136,6 +154,7 @@ mod append;
 mod chain;
 mod checkpoints;
 mod checksum;
+mod damage;
 mod error;
 mod events;
 mod inline;
@@ -146,6 +165,7 @@ mod read_model;
 mod read_models;
 mod reader;
 mod runner;
+mod salvage;
 mod schema;
 mod snapshots;
 mod status;
@@ -168,6 +188,7 @@ pub use runner::Runner;
 /// The SQLite bindings read models are written with: a handler gets a
 /// [`rusqlite::Connection`], and so does a query.
 pub use rusqlite;
+pub use salvage::{DamageKind, DamagedEvent, SalvageReport, Salvaged};
 pub use status::{ProjectionKind, ProjectionStatus, ProjectionsError};
 pub use store::SqliteStore;
 pub use writer::{WriteStats, WriterPanic};

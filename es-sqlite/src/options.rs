@@ -84,6 +84,7 @@ pub struct SqliteOptions {
     pub(crate) personal: Option<PersonalData>,
     pub(crate) read_only: bool,
     pub(crate) vfs: Option<String>,
+    pub(crate) create_new: bool,
 }
 
 /// Where the keys of personal data come from.
@@ -120,6 +121,7 @@ impl Default for SqliteOptions {
             personal: None,
             read_only: false,
             vfs: None,
+            create_new: false,
         }
     }
 }
@@ -297,7 +299,8 @@ impl SqliteOptions {
     /// migrated, and the log is not checkpointed on close. A file of the
     /// current schema opens; one of an older schema is refused with
     /// [`OpenError::SchemaTooOld`] (open it once for writing to upgrade
-    /// it), an empty one with [`OpenError::ReadOnly`]. Every read works as
+    /// it), an empty (0-byte) one with [`OpenError::EmptyFile`], an SQLite
+    /// database without a store's schema with [`OpenError::ReadOnly`]. Every read works as
     /// usual; every write fails with `Error::ReadOnly` and writes nothing.
     /// Inline read models are not created or caught up: their tables are
     /// read as they are.
@@ -340,11 +343,44 @@ impl SqliteOptions {
         self
     }
 
+    /// Asks for a new store: the file must be missing or empty (0 bytes),
+    /// and becomes a new, empty store; a file with anything in it (or a
+    /// non-empty write-ahead log beside it) is refused with
+    /// [`OpenError::AlreadyExists`] and left untouched.
+    ///
+    /// Without it (the default), a missing file is created and an existing
+    /// store is opened, but an existing empty file is refused with
+    /// [`OpenError::EmptyFile`]: a 0-byte file where a store should be is
+    /// more often a truncated copy than a new store, and opening it as a new
+    /// one would hide the loss.
+    ///
+    /// ```
+    /// use es_sqlite::{OpenError, SqliteStore};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("events.db");
+    /// std::fs::write(&path, b"")?; // a copy cut short, or a file made on purpose
+    /// assert!(matches!(SqliteStore::open(&path), Err(OpenError::EmptyFile { .. })));
+    /// drop(SqliteStore::options().create_new().open(&path)?); // asked for: a new store
+    /// assert!(matches!(
+    ///     SqliteStore::options().create_new().open(&path),
+    ///     Err(OpenError::AlreadyExists { .. })
+    /// ));
+    /// drop(SqliteStore::open(&path)?); // an existing store opens as usual
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn create_new(mut self) -> Self {
+        self.create_new = true;
+        self
+    }
+
     /// Opens (creating or migrating) the database at `path`.
     ///
     /// # Errors
     ///
-    /// As [`SqliteStore::open`]; with [`personal_data`](SqliteOptions::personal_data),
+    /// As [`SqliteStore::open`]; with [`create_new`](SqliteOptions::create_new),
+    /// [`OpenError::AlreadyExists`]; with [`personal_data`](SqliteOptions::personal_data),
     /// [`OpenError::Keys`] when the key-encryption key is not the key file's.
     pub fn open(self, path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
         SqliteStore::open_with(path.as_ref(), &self, None)

@@ -13,6 +13,15 @@ pub(crate) const APPLICATION_ID: i64 = 0x6573_5351;
 /// The schema version this code writes and reads (`PRAGMA user_version`).
 pub(crate) const SCHEMA_VERSION: i64 = 5;
 
+/// The size the write-ahead log is cut back to (`PRAGMA journal_size_limit`
+/// on every writing connection): SQLite truncates the `-wal` to it when it
+/// starts the log again from the beginning, after a checkpoint moved all of
+/// it into the database. Just over the 1,000 pages of 4 KiB after which
+/// SQLite checkpoints (`wal_autocheckpoint`), so a log that never grew
+/// past that is never cut, and one that grew while a reader held it open
+/// comes back to it. See `writer.rs` for the rest of the policy.
+pub(crate) const LOG_LIMIT: u64 = 4 * 1024 * 1024;
+
 /// Work a migration does in Rust, in its transaction, before its SQL.
 type Step = fn(&rusqlite::Transaction<'_>, &Path) -> Result<(), OpenError>;
 
@@ -81,7 +90,9 @@ pub(crate) enum Role {
 }
 
 /// Creates the file readable and writable by its owner only (RELIABILITY S4)
-/// unless it exists; refuses an existing file that everyone may write.
+/// unless it exists; refuses an existing file that everyone may write. For
+/// read-model files and the key file; the events file is first prepared by
+/// [`prepare_events_file`].
 pub(crate) fn prepare_file(path: &Path) -> Result<(), OpenError> {
     let io = |source| OpenError::Io {
         path: path.to_path_buf(),
@@ -119,8 +130,118 @@ pub(crate) fn prepare_file(path: &Path) -> Result<(), OpenError> {
     }
 }
 
+/// Before a writable open of the events file: a missing file becomes a new
+/// store, made whole beside it and moved into place ([`create_whole`]); an
+/// empty (0-byte) one is refused ([`OpenError::EmptyFile`]) unless a new
+/// store was asked for ([`SqliteOptions::create_new`]), which refuses any
+/// file that holds something ([`OpenError::AlreadyExists`]).
+pub(crate) fn prepare_events_file(path: &Path, options: &SqliteOptions) -> Result<(), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > 0 => {
+            if options.create_new {
+                return Err(OpenError::AlreadyExists {
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(())
+        }
+        Ok(_) if !options.create_new => Err(OpenError::EmptyFile {
+            path: path.to_path_buf(),
+        }),
+        Ok(_) => {
+            // Asked for: SQLite makes a new database in the empty file, as
+            // long as no log beside it holds pages that it would replay.
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            match std::fs::metadata(&wal) {
+                Ok(log) if log.len() > 0 => Err(OpenError::AlreadyExists {
+                    path: path.to_path_buf(),
+                }),
+                _ => Ok(()),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_whole(path, options),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Makes a new store at `path` all at once: its schema is written into a
+/// temporary file in the same directory (private to its owner, named
+/// `.NAME.XXXXXX.new`), which is then moved to `path` unless something is
+/// there by then. So a file at `path` is never a store half made: another
+/// process opening it at that moment finds no file, or a complete store,
+/// never the empty file a new database starts as (which
+/// [`prepare_events_file`] refuses). A crash while making it can leave the
+/// temporary file behind, never a file at `path`. When another process
+/// made the store first, its store is opened (or, for
+/// [`SqliteOptions::create_new`], refused as [`OpenError::AlreadyExists`]).
+fn create_whole(path: &Path, options: &SqliteOptions) -> Result<(), OpenError> {
+    let io = |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // tempfile makes the file readable and writable by its owner only
+    // (0600), whatever the umask (RELIABILITY S4).
+    let temporary = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".new")
+        .tempfile_in(dir)
+        .map_err(io)?
+        .into_temp_path();
+    {
+        let mut conn = connect(&temporary, options, Role::Writer)?;
+        migrate(&mut conn, &temporary)?;
+        // Out of WAL mode for the move, so that the file alone is the whole
+        // store (no `-wal` or `-shm` of the temporary name is left); the
+        // first open of `path` sets WAL mode again.
+        let mode = switch_journal(&conn, "PRAGMA journal_mode = DELETE")
+            .map_err(|e| OpenError::sqlite(path, e))?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(OpenError::Corrupt {
+                path: path.to_path_buf(),
+                detail: format!("a new store stayed in journal mode {mode}"),
+            });
+        }
+        conn.close().map_err(|(_, e)| OpenError::sqlite(path, e))?;
+    }
+    match temporary.persist_noclobber(path) {
+        Ok(()) => {
+            // The new name is made durable with the directory.
+            #[cfg(unix)]
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
+            Ok(())
+        }
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Another process made it first; the temporary file goes with `e`.
+            if options.create_new {
+                Err(OpenError::AlreadyExists {
+                    path: path.to_path_buf(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) => Err(io(e.error)),
+    }
+}
+
 /// For a read-only open: the file must exist and be at least one page
-/// long, as [`prepare_file`] checks an existing file.
+/// long, as [`prepare_file`] checks an existing file; an empty one may be
+/// a truncated copy ([`OpenError::EmptyFile`]).
 fn check_existing(path: &Path) -> Result<(), OpenError> {
     let len = std::fs::metadata(path)
         .map_err(|source| OpenError::Io {
@@ -128,6 +249,11 @@ fn check_existing(path: &Path) -> Result<(), OpenError> {
             source,
         })?
         .len();
+    if len == 0 {
+        return Err(OpenError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
     if (1..512).contains(&len) {
         return Err(OpenError::NotADatabase {
             path: path.to_path_buf(),
@@ -185,6 +311,12 @@ pub(crate) fn connect(
         // written through this role too.
         conn.pragma_update(None, "secure_delete", true)
             .map_err(sqlite)?;
+        conn.query_row(
+            &format!("PRAGMA journal_size_limit = {LOG_LIMIT}"),
+            [],
+            |_| Ok(()),
+        )
+        .map_err(sqlite)?;
     }
     if let (Role::Writer, Some(pages)) = (role, options.max_page_count) {
         let pages = i64::try_from(pages).unwrap_or(i64::MAX);
@@ -213,13 +345,34 @@ pub(crate) fn verify(conn: &Connection, path: &Path, verify: Verify) -> Result<(
         Verify::Quick => "PRAGMA quick_check(10)",
         Verify::Off => return Ok(()),
     };
-    let mut check = conn
-        .prepare(pragma)
-        .map_err(|e| OpenError::sqlite(path, e))?;
-    let found: Vec<String> = check
-        .query_map([], |r| r.get(0))
-        .and_then(Iterator::collect)
-        .map_err(|e| OpenError::sqlite(path, e))?;
+    let check = || -> Result<Vec<String>, OpenError> {
+        let mut check = conn
+            .prepare(pragma)
+            .map_err(|e| OpenError::sqlite(path, e))?;
+        check
+            .query_map([], |r| r.get(0))
+            .and_then(Iterator::collect)
+            .map_err(|e| OpenError::sqlite(path, e))
+    };
+    let mut found = check()?;
+    // The check reports a page it could not read (an I/O error, which it
+    // does not return as one) among its findings, with what follows from
+    // the page missing. Once more: a read that failed once and not again
+    // was the disk's, not the file's; one that fails again is an I/O error,
+    // not proof of damage either way.
+    if unreadable(&found) {
+        tracing::warn!(path = %path.display(), found = %found.join("; "), "the integrity check could not read a page; checking again");
+        found = check()?;
+        if unreadable(&found) {
+            return Err(OpenError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(format!(
+                    "the integrity check cannot read the file: {}",
+                    found.join("; ")
+                )),
+            });
+        }
+    }
     if found == ["ok"] {
         Ok(())
     } else {
@@ -228,6 +381,22 @@ pub(crate) fn verify(conn: &Connection, path: &Path, verify: Verify) -> Result<(
             detail: found.join("; "),
         })
     }
+}
+
+/// Whether an integrity check's findings include a page it could not read:
+/// SQLite's words for a failed page read, "failed to get page N" or
+/// "unable to get the page. error code=C" with an I/O error's code
+/// (`SQLITE_IOERR`, 10, in its low byte).
+fn unreadable(found: &[String]) -> bool {
+    found.iter().any(|line| {
+        line.contains("failed to get page")
+            || line
+                .split("unable to get the page. error code=")
+                .nth(1)
+                .and_then(|code| code.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| code & 0xff == rusqlite::ffi::SQLITE_IOERR)
+    })
 }
 
 /// Puts the file in WAL mode and brings its schema to [`SCHEMA_VERSION`].
@@ -267,7 +436,14 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), OpenErro
 /// would drop that commit's error (a failed write or flush) and report
 /// `wal` for a file left in its old mode.
 pub(crate) fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
-    let mut pragma = conn.prepare("PRAGMA journal_mode = WAL")?;
+    switch_journal(conn, "PRAGMA journal_mode = WAL")
+}
+
+/// A `journal_mode` pragma run to its end, as [`switch_to_wal`] explains:
+/// the new mode, or the error of its commit (or, out of WAL mode, of its
+/// checkpoint).
+fn switch_journal(conn: &Connection, pragma: &str) -> rusqlite::Result<String> {
+    let mut pragma = conn.prepare(pragma)?;
     let mut rows = pragma.query([])?;
     let mode = match rows.next()? {
         Some(row) => row.get(0)?,

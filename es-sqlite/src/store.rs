@@ -16,6 +16,7 @@ use es_core::{
 };
 
 use crate::chain::{self, ChainError, ChainHead, ChainReport};
+use crate::damage::Damage;
 use crate::error::OpenError;
 use crate::events;
 use crate::keys::SqliteKeyStore;
@@ -23,6 +24,7 @@ use crate::options::{PersonalData, SqliteOptions};
 use crate::pool::Pool;
 use crate::read_model::{FromRow, ReadModelError};
 use crate::reader::{self, ReadJob};
+use crate::salvage::{self, SalvageReport, Salvaged};
 use crate::schema::{self, Role};
 use crate::stream::{PagedStream, Source};
 use crate::writer::{self, Job, Outcome, Work};
@@ -74,6 +76,9 @@ struct Inner {
     counters: Arc<writer::WriteCounters>,
     /// Set after a failed flush to disk: writes are refused.
     sync_failed: Arc<writer::SyncFailed>,
+    /// The first damage found in the file, shared with the pool, the
+    /// streams and the writer: once set, every write is refused.
+    damage: Arc<Damage>,
     /// Keeps a temporary database's directory until the store is dropped.
     _temporary: Option<tempfile::TempDir>,
 }
@@ -120,13 +125,17 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens the database at `path` with the default options, creating it
-    /// (readable by its owner only) or migrating its schema as needed.
+    /// (readable by its owner only) or migrating its schema as needed. A
+    /// new store is made whole beside `path` and moved into place, so a
+    /// file at `path` is never a store half made.
     ///
     /// # Errors
     ///
     /// An [`OpenError`] naming the file: not an es database, a newer
-    /// schema, insecure permissions, a lock held past the busy timeout, ...
-    /// Nothing is written to a file that cannot be opened.
+    /// schema, insecure permissions, a lock held past the busy timeout, an
+    /// existing empty file ([`OpenError::EmptyFile`]: perhaps a truncated
+    /// copy; see [`SqliteOptions::create_new`]), ... Nothing is written to
+    /// a file that cannot be opened.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, OpenError> {
         SqliteOptions::default().open(path)
     }
@@ -280,6 +289,9 @@ impl SqliteStore {
                 .recv_async()
                 .await
                 .map_err(|_| ChainError::Store(Error::Closed));
+            if let Ok(Err(ChainError::Store(error))) = &verified {
+                store.damage().note(error);
+            }
             // The store (and a temporary one's directory) lives until the
             // verification is done.
             drop(store);
@@ -304,6 +316,9 @@ impl SqliteStore {
                 )?))
             }
         };
+        if !options.read_only {
+            schema::prepare_events_file(path, options)?;
+        }
         let mut writer_conn = schema::connect(path, options, Role::Writer)?;
         let sync_failed = Arc::new(writer::SyncFailed::default());
         if !options.read_only {
@@ -318,20 +333,20 @@ impl SqliteStore {
             schema::migrate(&mut writer_conn, path)?;
             inline.prepare(&mut writer_conn, path)?;
         }
-        let last = events::last_position(&writer_conn).map_err(|e| OpenError::Corrupt {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+        let last =
+            events::last_position(&writer_conn).map_err(|e| OpenError::of_read(path, e))?;
         let notifier = Notifier::new(last);
         let io = |source| OpenError::Io {
             path: path.to_path_buf(),
             source,
         };
 
+        let damage = Arc::new(Damage::default());
         let pool = Pool::new(
             path.to_path_buf(),
             options.clone(),
             schema::connect(path, options, Role::Reader)?,
+            damage.clone(),
         );
         let (read_tx, read_rx) = flume::unbounded();
         let mut reader_threads = Vec::with_capacity(options.readers);
@@ -346,9 +361,10 @@ impl SqliteStore {
         }
         let (write_tx, write_rx) = flume::bounded(1024);
         let thread_notifier = notifier.clone();
-        let max_batch = options.max_batch;
+        let limits = (options.max_batch, options.busy_timeout);
         let counters = Arc::new(writer::WriteCounters::default());
         let thread_counters = (counters.clone(), sync_failed.clone());
+        let thread_damage = damage.clone();
         let writer_thread = std::thread::Builder::new()
             .name("es-sqlite-writer".into())
             .spawn(move || {
@@ -356,9 +372,10 @@ impl SqliteStore {
                     writer_conn,
                     &write_rx,
                     thread_notifier,
-                    (last, max_batch),
+                    (last, limits),
                     inline,
                     thread_counters,
+                    thread_damage,
                 );
             })
             .map_err(io)?;
@@ -377,9 +394,105 @@ impl SqliteStore {
                 keys,
                 counters,
                 sync_failed,
+                damage,
                 _temporary: temporary,
             }),
         })
+    }
+
+    /// The first damage this store found in its file since it was opened
+    /// (what [`Error::Corrupt`] said), or `None`. Once it is `Some`, every
+    /// write of the store and of all its clones (appends, snapshots,
+    /// checkpoints, [`flush`](SqliteStore::flush)) fails with
+    /// [`Error::WritesRefused`] and writes nothing; reads go on, and report
+    /// the damage they meet. For a health check.
+    ///
+    /// What an operator does then: stop the program (or drop every handle
+    /// of the store); run `es verify FILE`, which lists every damaged range
+    /// of positions; restore the file from a backup, or salvage it (`es
+    /// export --salvage FILE --out salvage.jsonl`, then `es --db NEW import
+    /// --renumber salvage.jsonl`) and put the new file in its place; open
+    /// the store again. A store opened again on the same damaged file
+    /// accepts writes until a read meets the damage again: the refusal
+    /// lives in the open store, not in the file.
+    pub fn damage_found(&self) -> Option<&str> {
+        self.inner.damage.found()
+    }
+
+    /// Salvages the log: calls `each` with what each position of `$all`
+    /// from `from` holds, in position order, to the end of the log (or
+    /// until `each` breaks): an event that reads back whole
+    /// ([`Salvaged::Event`]: its checksum holds, its stream's row is
+    /// sound) or the damage found there ([`Salvaged::Damaged`]). Unlike
+    /// [`read_all`](EventStore::read_all), which stops at the first
+    /// damage, a salvage reads past every damaged row and page; `es
+    /// verify` and `es export --salvage` are built on it. Open the store
+    /// with [`Verify::Off`](crate::Verify::Off) to salvage a file whose
+    /// structure is damaged (the default check at open refuses it).
+    /// Personal fields stay sealed, as stored.
+    ///
+    /// Runs on the calling thread, to the end, in one read transaction
+    /// (the write-ahead log is not checkpointed past it meanwhile): a
+    /// tool's read, not one for a serving program's executor. Damage found
+    /// is recorded as any read's is (see
+    /// [`damage_found`](SqliteStore::damage_found)).
+    ///
+    /// ```
+    /// use std::ops::ControlFlow;
+    /// use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
+    /// use es_core::blocking::block_on;
+    /// use es_sqlite::Salvaged;
+    ///
+    /// let store = es_sqlite::SqliteStore::open_temporary()?;
+    /// let stream = StreamId::new("ticket-1")?;
+    /// let opened = NewEvent::new("ticket", "ticket-opened", 1, "{}");
+    /// block_on(store.append(&stream, ExpectedVersion::NoStream, vec![opened]))?;
+    /// let mut events = Vec::new();
+    /// let report = block_on(store.salvage(1, |item| {
+    ///     if let Salvaged::Event(event) = item {
+    ///         events.push(event);
+    ///     }
+    ///     ControlFlow::Continue(())
+    /// }))?;
+    /// assert_eq!((events.len(), report.damaged, report.end), (1, 0, 1));
+    /// assert!(report.is_complete());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read at all, or neither the `event_types`
+    /// summary nor the events table says where the log ends
+    /// (`Error::Corrupt`).
+    pub fn salvage<F>(
+        &self,
+        from: u64,
+        mut each: F,
+    ) -> impl Future<Output = Result<SalvageReport>> + Send + 'static
+    where
+        F: FnMut(Salvaged) -> ControlFlow<()>,
+    {
+        let mut first = None;
+        let salvaged = self.pool().with(|conn| {
+            salvage::run(conn, from, &mut |item| {
+                if let (None, Salvaged::Damaged(found)) = (&first, &item) {
+                    first = Some(crate::error::corrupt(format!(
+                        "position {}: {}",
+                        found.position, found.detail
+                    )));
+                }
+                each(item)
+            })
+        });
+        if let Some(found) = &first {
+            self.damage().note(found);
+        }
+        std::future::ready(salvaged)
+    }
+
+    /// Where reads and writes record the damage they meet.
+    pub(crate) fn damage(&self) -> &Damage {
+        &self.inner.damage
     }
 
     /// What this store's writer has committed since it was opened: commits,
@@ -683,6 +796,10 @@ impl SnapshotStore for SqliteStore {
         let Some(writer) = &self.inner.writer else {
             return;
         };
+        if self.damage_found().is_some() {
+            tracing::debug!("the store refuses writes; a snapshot is dropped");
+            return;
+        }
         let job = Job {
             work: Work::SaveSnapshot(snapshot),
             reply: None,

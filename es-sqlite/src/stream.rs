@@ -110,6 +110,9 @@ impl PagedStream {
         } = read;
         let mut page = page;
         if let Some(error) = error {
+            // Damage met on the caller's thread or on a reader thread: the
+            // store refuses writes from now on.
+            self.store.damage().note(&error);
             self.exhausted = true;
             self.failure = Some(error);
         }
@@ -121,7 +124,9 @@ impl PagedStream {
             let (at, detail) = gap;
             page.truncate(at);
             self.exhausted = true;
-            self.failure = Some(crate::error::corrupt(detail));
+            let error = crate::error::corrupt(detail);
+            self.store.damage().note(&error);
+            self.failure = Some(error);
         }
         if let Some(last) = page.last() {
             self.next = match self.source {

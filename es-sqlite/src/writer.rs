@@ -32,6 +32,35 @@
 //! disk. SQLite's automatic checkpoint ignores a failure, so the writer's
 //! connection runs that checkpoint itself ([`watch_checkpoints`]).
 //!
+//! # Damage
+//!
+//! Once any read or write of the store found damage in the file
+//! (`Error::Corrupt`; see `damage.rs`), every request is answered with
+//! `Error::WritesRefused` and no transaction is started, until the store
+//! is opened again.
+//!
+//! # The write-ahead log
+//!
+//! SQLite moves the log into the database file (a passive checkpoint)
+//! after a commit leaves it over 1,000 pages (`wal_autocheckpoint`), and
+//! starts it again from the beginning once all of it was moved and no
+//! reader still reads from it. A reader that holds a snapshot (a long read
+//! transaction, of this process or another) keeps every frame after its
+//! snapshot in the log, so the log grows meanwhile; SQLite never gives
+//! that space back by itself. Two things do:
+//!
+//! - every writing connection sets `journal_size_limit` to 4 MiB
+//!   (`schema::LOG_LIMIT`): when SQLite starts the log again, its commit
+//!   cuts the `-wal` back to 4 MiB, so while appends go on the log shrinks
+//!   at the first checkpoint after the reader ends;
+//! - when the `-wal` is over 4 MiB after a commit and no request comes for
+//!   200 ms, the writer runs a `TRUNCATE` checkpoint without waiting for
+//!   readers (its busy timeout is 0 for it), and again every 200 ms it
+//!   stays idle until one succeeds: an idle store's log goes to 0 bytes
+//!   once the reader is gone.
+//!
+//! Measured in `tests/wal_growth.rs` (RELIABILITY T5).
+//!
 //! # A full disk
 //!
 //! After a write fails with `StorageFull`, the write-ahead log may hold
@@ -41,8 +70,10 @@
 
 use std::ffi::c_int;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use es_core::store::backend::{CheckedAppend, Notifier, shared_error};
 use es_core::{AppendResult, Error, Result, Snapshot, StreamId, Timestamp};
@@ -50,9 +81,15 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::append::{self, Failure, Head};
 use crate::chain::{self, ChainHash};
+use crate::damage::Damage;
 use crate::error::{is_sync_failure, store_error};
 use crate::inline::InlineModels;
+use crate::schema::LOG_LIMIT;
 use crate::{checkpoints, snapshots};
+
+/// How long the writer waits for a request, once the log is over
+/// [`LOG_LIMIT`], before it truncates the log.
+const IDLE: Duration = Duration::from_millis(200);
 
 /// A request to the writer, and where to send its answer (`None`: nobody
 /// waits for it).
@@ -178,15 +215,25 @@ pub(crate) fn run(
     conn: Connection,
     jobs: &flume::Receiver<Job>,
     notifier: Notifier,
-    (last_position, max_batch): (u64, usize),
+    (last_position, (max_batch, busy_timeout)): (u64, (usize, Duration)),
     inline: InlineModels,
     (counters, sync_failed): (Arc<WriteCounters>, Arc<SyncFailed>),
+    damage: Arc<Damage>,
 ) {
+    let wal = conn.path().filter(|p| !p.is_empty()).map(|p| {
+        let mut wal = std::ffi::OsString::from(p);
+        wal.push("-wal");
+        PathBuf::from(wal)
+    });
     let mut writer = Writer {
         conn,
+        wal,
+        log_large: false,
+        busy_timeout,
         notifier,
         counters,
         sync_failed,
+        damage,
         inline,
         head: Head {
             position: last_position,
@@ -198,7 +245,22 @@ pub(crate) fn run(
     // A panic is caught per batch in `commit`; one outside it (none is
     // known) still leaves nothing waiting: see below.
     let stopped = catch_unwind(AssertUnwindSafe(|| {
-        while let Ok(first) = jobs.recv() {
+        loop {
+            let first = if writer.log_large {
+                match jobs.recv_timeout(IDLE) {
+                    Ok(job) => job,
+                    Err(flume::RecvTimeoutError::Timeout) => {
+                        writer.truncate_idle_log();
+                        continue;
+                    }
+                    Err(flume::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                }
+            };
             fail::fail_point!("es-sqlite::writer::between-batches");
             let mut batch = Vec::with_capacity(16);
             batch.push(first);
@@ -220,10 +282,20 @@ pub(crate) fn run(
 
 struct Writer {
     conn: Connection,
+    /// The `-wal` file.
+    wal: Option<PathBuf>,
+    /// The `-wal` was over [`LOG_LIMIT`] after the last commit: it is
+    /// truncated once the writer is idle.
+    log_large: bool,
+    /// The connection's busy timeout, set again after an idle checkpoint.
+    busy_timeout: Duration,
     notifier: Notifier,
     counters: Arc<WriteCounters>,
     /// Set after a failed flush: every write is refused.
     sync_failed: Arc<SyncFailed>,
+    /// Damage found by any read or write: once found, every request is
+    /// refused.
+    damage: Arc<Damage>,
     /// The inline read models, run inside each append's savepoint.
     inline: InlineModels,
     /// The head of the log, current when `data_version` is: the first batch
@@ -240,7 +312,9 @@ struct Writer {
 }
 
 impl Writer {
-    /// Runs one batch and answers each of its requests.
+    /// Runs one batch and answers each of its requests; once a flush
+    /// failed or damage was found, refuses them all without starting a
+    /// transaction.
     fn commit(&mut self, batch: Vec<Job>) {
         if self.sync_failed.is_set() {
             for job in batch {
@@ -248,8 +322,24 @@ impl Writer {
             }
             return;
         }
+        if let Some(refusal) = self.damage.refusal() {
+            let error = Arc::new(refusal);
+            for job in batch {
+                answer(job.reply, Err(shared_error(&error)));
+            }
+            return;
+        }
         let before = self.head;
         let ran = catch_unwind(AssertUnwindSafe(|| self.run_batch(&batch)));
+        match &ran {
+            Ok(Ok(answers)) => {
+                for error in answers.iter().filter_map(|a| a.as_ref().err()) {
+                    self.damage.note(error);
+                }
+            }
+            Ok(Err(error)) => self.damage.note(error),
+            Err(_) => {}
+        }
         let committed = matches!(ran, Ok(Ok(_)));
         if !committed {
             // Rolled back: the head may have been read in the batch, so it
@@ -303,6 +393,9 @@ impl Writer {
         // before it is answered: the space is free again when it is.
         if self.full && committed {
             self.truncate_log();
+        }
+        if committed {
+            self.log_large = self.log_len() > LOG_LIMIT;
         }
         for (job, answer_of) in batch.into_iter().zip(answers) {
             if let (None, Err(error)) = (&job.reply, &answer_of) {
@@ -396,6 +489,49 @@ impl Writer {
             Ok(_) => tracing::debug!("the log checkpoint after a full disk waits for readers"),
             Err(error) if is_sync_failure(&error) => self.sync_failed.set(),
             Err(error) => tracing::debug!(%error, "the log checkpoint after a full disk failed"),
+        }
+    }
+
+    /// The size of the `-wal` file (0 when there is none).
+    fn log_len(&self) -> u64 {
+        self.wal
+            .as_ref()
+            .and_then(|wal| std::fs::metadata(wal).ok())
+            .map_or(0, |m| m.len())
+    }
+
+    /// While idle with a large log: a `TRUNCATE` checkpoint that waits for
+    /// no reader (busy timeout 0 for it). When a reader still holds the
+    /// log, it moves what it can, and is tried again after the next idle
+    /// wait.
+    fn truncate_idle_log(&mut self) {
+        if let Err(error) = self.conn.busy_timeout(Duration::ZERO) {
+            tracing::debug!(%error, "cannot set the busy timeout for a checkpoint");
+            return;
+        }
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        if let Err(error) = self.conn.busy_timeout(self.busy_timeout) {
+            tracing::warn!(%error, "cannot set the busy timeout again after a checkpoint");
+        }
+        match done {
+            Ok(0) => {
+                tracing::debug!("the write-ahead log is checkpointed and truncated while idle");
+                self.log_large = false;
+            }
+            Ok(_) => tracing::debug!("a reader holds the write-ahead log; truncating it later"),
+            Err(error) if is_sync_failure(&error) => {
+                // Writes are refused from now on: nothing to truncate for.
+                self.sync_failed.set();
+                self.log_large = false;
+            }
+            Err(error) => tracing::debug!(%error, "the idle checkpoint failed"),
+        }
+        if self.log_len() <= LOG_LIMIT {
+            self.log_large = false;
         }
     }
 

@@ -517,12 +517,19 @@ async fn t14_damaged_columns_are_corrupt_errors() {
         assert_eq!(tallies.load("a").await.unwrap().total, 1, "{what}");
         assert_eq!(tallies.load_at("b", 1).await.unwrap().total, 10, "{what}");
 
-        // Reading from past the damage works; the store still accepts
-        // appends to other streams.
+        // Reading from past the damage works; having met damage, the store
+        // refuses appends, to other streams too (`damage.rs`).
         let after = collect(store.read_stream(&stream("tally-b"), ReadRange::starting_at(3))).await;
         assert_eq!(after.len(), 1, "{what}");
         assert!(after[0].is_ok(), "{what}: {after:?}");
-        tallies.execute("c", |_| Added { n: 5 }).await.unwrap();
+        let refused = tallies.execute("c", |_| Added { n: 5 }).await;
+        assert!(
+            matches!(
+                refused,
+                Err(ExecuteError::Store(Error::WritesRefused { .. }))
+            ),
+            "{what}: {refused:?}"
+        );
     }
 }
 
@@ -595,22 +602,23 @@ async fn t14_damaged_stream_rows_are_corrupt_errors() {
     }
     let store = open_damaged(&db);
     let b = stream("tally-b");
+    let before = store.last_position().await.unwrap();
+    let added = || vec![NewEvent::new("tally", "added", 1, r#"{"n":1}"#)];
+    let appended = store.append(&b, ExpectedVersion::Any, added()).await;
+    assert!(
+        matches!(appended, Err(Error::Corrupt { .. })),
+        "an append to a stream with a negative version: {appended:?}"
+    );
     expect_corrupt(
         "negative stream version",
         "stream_version",
         store.stream_version(&b).await,
     );
-    let before = store.last_position().await.unwrap();
-    let appended = store
-        .append(
-            &b,
-            ExpectedVersion::Any,
-            vec![NewEvent::new("tally", "added", 1, r#"{"n":1}"#)],
-        )
-        .await;
+    // The writer met the damage: every later write is refused.
+    let appended = store.append(&b, ExpectedVersion::Any, added()).await;
     assert!(
-        matches!(appended, Err(Error::Corrupt { .. })),
-        "an append to a stream with a negative version: {appended:?}"
+        matches!(appended, Err(Error::WritesRefused { .. })),
+        "{appended:?}"
     );
     assert_eq!(store.last_position().await.unwrap(), before);
 }
@@ -813,13 +821,19 @@ fn t14_sqlite_header_followed_by_garbage_is_refused() {
 }
 
 #[test]
-fn t14_empty_file_becomes_a_new_store() {
-    // SQLite treats an empty file as an empty database: the store creates
-    // its schema in it, as in the file it creates itself.
+fn t14_an_empty_file_is_refused_unless_a_new_store_is_asked_for() {
+    // SQLite treats an empty file as an empty database, and a truncated
+    // copy is one: it is refused, untouched, unless a new store is asked
+    // for (`empty_file.rs` has the rest).
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("events.db");
     std::fs::write(&db, b"").unwrap();
-    let store = SqliteStore::open(&db).unwrap();
+    let result = open_untouched(&db);
+    assert!(
+        matches!(result, Err(OpenError::EmptyFile { .. })),
+        "{result:?}"
+    );
+    let store = SqliteStore::options().create_new().open(&db).unwrap();
     let s = stream("x-1");
     let done = es_core::blocking::block_on(store.append(
         &s,

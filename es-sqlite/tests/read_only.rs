@@ -58,7 +58,7 @@ fn an_empty_file_is_refused_untouched() -> TestResult {
     std::fs::write(&path, b"")?;
     let refused = SqliteStore::options().read_only().open(&path);
     assert!(
-        matches!(refused, Err(OpenError::ReadOnly { .. })),
+        matches!(refused, Err(OpenError::EmptyFile { .. })),
         "{refused:?}"
     );
     assert_eq!(std::fs::metadata(&path)?.len(), 0);

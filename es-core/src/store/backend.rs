@@ -291,8 +291,10 @@ pub fn check_append(limits: &Limits, writes: Vec<StreamWrite>) -> Result<Checked
 }
 
 /// One failure given to every request of a failed batch: the fieldless
-/// errors and [`Error::Io`] as themselves, anything else as [`Error::Backend`] sharing the
-/// original, which stays reachable as its `source()`.
+/// errors, [`Error::Io`], [`Error::Corrupt`] and [`Error::WritesRefused`]
+/// as themselves (a caller matches on them to stop writing), anything else
+/// as [`Error::Backend`] sharing the original, which stays reachable as its
+/// `source()`.
 pub fn shared_error(error: &Arc<Error>) -> Error {
     match &**error {
         Error::Busy => Error::Busy,
@@ -301,6 +303,12 @@ pub fn shared_error(error: &Arc<Error>) -> Error {
         Error::Closed => Error::Closed,
         Error::SyncFailed => Error::SyncFailed,
         Error::Io { detail } => Error::Io {
+            detail: detail.clone(),
+        },
+        Error::Corrupt { detail } => Error::Corrupt {
+            detail: detail.clone(),
+        },
+        Error::WritesRefused { detail } => Error::WritesRefused {
             detail: detail.clone(),
         },
         _ => Error::Backend(Box::new(SharedError(error.clone()))),

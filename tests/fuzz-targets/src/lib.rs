@@ -19,6 +19,7 @@
 //! | [`stream_ids`] | stream ids and aggregate ids: validation and round trip |
 //! | [`open_sealed`] | a payload with sealed personal fields opened with a subject's key |
 //! | [`http_request`] | a request body to each command of the Ticket service, answered in process |
+//! | [`import_file`] | an export file, checked and imported as `es import` does, twice |
 
 // A fuzz target reports a broken promise by panicking: that is its whole
 // job, so its panics are not documented one by one. The upcaster
@@ -45,6 +46,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("stream_ids", stream_ids),
     ("open_sealed", open_sealed),
     ("http_request", http_request),
+    ("import_file", import_file),
 ];
 
 /// A stored event of `aggregate_type`, `name` at `version`, with `payload`.
@@ -281,4 +283,114 @@ pub fn http_request(data: &[u8]) {
             .unwrap_or_else(|e| panic!("{route}: {status}: not a problem document ({e})"));
         assert_eq!(problem["status"], status.as_u16(), "{route}: {problem}");
     }
+}
+
+/// An export file (any bytes; the first chooses renumbering and the batch
+/// size) read as `es import` reads it: each line an exported event or a
+/// parse error; a line that parses writes back and parses again to the
+/// same text. A file whose every line parses and passes
+/// [`ImportCheck`](es_core::export::ImportCheck), its streams beginning at
+/// version 1 or renumbered, imports whole into an empty store, with each
+/// stream's events in the file's order under their ids; importing it
+/// again appends nothing.
+pub fn import_file(data: &[u8]) {
+    import_file_imported(data);
+}
+
+/// [`import_file`], saying whether the file was imported (it parsed,
+/// passed the check and began its streams at version 1 or was
+/// renumbered), so that tests know the import was reached.
+pub fn import_file_imported(data: &[u8]) -> bool {
+    use es_core::export::{ExportedEvent, ImportBatches, ImportCheck};
+    use es_core::{EventStore, InMemoryStore, ReadRange, blocking::block_on};
+
+    let Some((&first, rest)) = data.split_first() else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return false;
+    };
+    let renumber = first & 1 == 1;
+    let batch = usize::from(first >> 1) % 8 + 1;
+    let mut events = Vec::new();
+    let mut whole = true;
+    let mut check = ImportCheck::new(renumber);
+    for line in text.lines() {
+        match ExportedEvent::parse(line) {
+            Ok(None) => {}
+            Ok(Some(event)) => {
+                let written = serde_json::to_string(&event)
+                    .unwrap_or_else(|e| panic!("an exported event does not write: {e}"));
+                let again = ExportedEvent::parse(&written)
+                    .unwrap_or_else(|e| panic!("{written} does not parse again: {e}"));
+                let again = serde_json::to_string(&again).ok();
+                assert_eq!(again.as_deref(), Some(written.as_str()), "a line changes");
+                whole &= check.check(&event).is_ok();
+                events.push(event);
+            }
+            Err(_) => whole = false,
+        }
+    }
+    if !whole {
+        return false;
+    }
+    assert_eq!(check.events(), events.len() as u64);
+    let mut firsts = std::collections::HashMap::new();
+    for event in &events {
+        firsts.entry(event.stream.as_str()).or_insert(event.version);
+    }
+    if !renumber && firsts.values().any(|&v| v != 1) {
+        // Continues streams an empty store does not hold.
+        return false;
+    }
+    let store = InMemoryStore::new();
+    let import = |events: Vec<ExportedEvent>| {
+        let (mut appended, mut repeated) = (0, 0);
+        let mut batches = ImportBatches::new(renumber, batch);
+        let mut append = |batch: es_core::export::ImportBatch| {
+            let results = block_on(store.append_to_streams(batch.writes)).unwrap_or_else(|e| {
+                panic!(
+                    "a checked file is refused at line {}: {e}",
+                    batch.first_line
+                )
+            });
+            if results.iter().all(|r| r.repeated) {
+                repeated += batch.events;
+            } else {
+                appended += batch.events;
+            }
+        };
+        for (n, event) in events.into_iter().enumerate() {
+            let full = batches
+                .push(n + 1, event)
+                .unwrap_or_else(|e| panic!("a checked stream id is refused: {e}"));
+            full.into_iter().for_each(&mut append);
+        }
+        batches.finish().into_iter().for_each(&mut append);
+        (appended, repeated)
+    };
+    let total = events.len();
+    assert_eq!(import(events.clone()), (total, 0), "the first import");
+    assert_eq!(import(events.clone()), (0, total), "the second import");
+    let mut streams = std::collections::BTreeMap::<&str, Vec<Uuid>>::new();
+    for event in &events {
+        streams
+            .entry(&event.stream)
+            .or_default()
+            .push(event.event_id);
+    }
+    for (stream, ids) in streams {
+        let id = StreamId::new(stream).unwrap_or_else(|e| panic!("checked: {e}"));
+        let stored = block_on(async {
+            let mut read = store.read_stream(&id, ReadRange::all());
+            let mut stored = Vec::new();
+            while let Some(event) = es_core::store::next(&mut read).await {
+                let event = event.unwrap_or_else(|e| panic!("{stream} does not read: {e}"));
+                stored.push(event.event_id);
+            }
+            stored
+        });
+        assert_eq!(stored, ids, "{stream}");
+    }
+    true
 }

@@ -46,6 +46,15 @@ pub enum Op {
         /// The file.
         file: usize,
     },
+    /// The file was there, with `data`, when the VFS first opened it: made
+    /// outside its view (by another VFS, or written under another name and
+    /// moved into place, as a new store is), so taken as on disk as found.
+    Existing {
+        /// The file.
+        file: usize,
+        /// Its content then.
+        data: Vec<u8>,
+    },
 }
 
 impl Op {
@@ -56,7 +65,8 @@ impl Op {
             | Op::Truncate { file, .. }
             | Op::Sync { file }
             | Op::FailedSync { file }
-            | Op::Delete { file } => *file,
+            | Op::Delete { file }
+            | Op::Existing { file, .. } => *file,
         }
     }
 }
@@ -204,6 +214,10 @@ impl Replay<'_> {
                 self.durable[file] = None;
                 self.pending[file].clear();
             }
+            Op::Existing { data, .. } => {
+                self.durable[file] = Some(data.clone());
+                self.pending[file].clear();
+            }
         }
     }
 }
@@ -237,7 +251,7 @@ fn apply(content: &mut Option<Vec<u8>>, op: &Op, tear: Option<&mut Rng>) {
             let size = usize::try_from(*size).unwrap_or(usize::MAX);
             content.get_or_insert_with(Vec::new).resize(size, 0);
         }
-        Op::Sync { .. } | Op::FailedSync { .. } | Op::Delete { .. } => {}
+        Op::Sync { .. } | Op::FailedSync { .. } | Op::Delete { .. } | Op::Existing { .. } => {}
     }
 }
 

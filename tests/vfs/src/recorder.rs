@@ -151,6 +151,15 @@ impl Recorder {
             return Some(*id);
         }
         let id = inner.log.files.len();
+        // A file with content at its first open was made outside the VFS's
+        // view (see `Op::Existing`). An empty one is the file this open
+        // just created, or one with nothing to lose: absent, as before any
+        // write. A file that cannot be read is taken as absent too.
+        if let Ok(data) = std::fs::read(&path)
+            && !data.is_empty()
+        {
+            inner.log.ops.push(Op::Existing { file: id, data });
+        }
         inner.log.files.push(path.clone());
         inner.ids.insert(path, id);
         Some(id)
