@@ -333,8 +333,7 @@ impl SqliteStore {
             schema::migrate(&mut writer_conn, path)?;
             inline.prepare(&mut writer_conn, path)?;
         }
-        let last =
-            events::last_position(&writer_conn).map_err(|e| OpenError::of_read(path, e))?;
+        let last = events::last_position(&writer_conn).map_err(|e| OpenError::of_read(path, e))?;
         let notifier = Notifier::new(last);
         let io = |source| OpenError::Io {
             path: path.to_path_buf(),

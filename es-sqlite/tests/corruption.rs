@@ -15,7 +15,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::Rng;
+use common::{Rng, scratch_dir};
 use es_core::prelude::*;
 use es_core::store::next;
 use es_core::{Error, RecordedEvent, Snapshot};
@@ -230,8 +230,8 @@ fn lost_a_suffix(seen: &Observed, baseline: &Observed) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t8_single_byte_flips_in_the_db_are_detected_and_in_the_wal_lose_only_a_suffix() {
     count_panics();
-    let work = tempfile::tempdir().unwrap();
-    let pristine = tempfile::tempdir().unwrap();
+    let work = scratch_dir();
+    let pristine = scratch_dir();
     let (db, wal) = populated_copy(work.path(), pristine.path()).await;
     let db_bytes = std::fs::read(&db).unwrap();
     let wal_bytes = std::fs::read(&wal).unwrap();
@@ -244,7 +244,7 @@ async fn t8_single_byte_flips_in_the_db_are_detected_and_in_the_wal_lose_only_a_
 
     // The copy as it is: the baseline every flip is compared with.
     let baseline = {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch_dir();
         std::fs::write(dir.path().join("events.db"), &db_bytes).unwrap();
         std::fs::write(dir.path().join("events.db-wal"), &wal_bytes).unwrap();
         let store = open(dir.path()).unwrap();
@@ -271,7 +271,7 @@ async fn t8_single_byte_flips_in_the_db_are_detected_and_in_the_wal_lose_only_a_
         let flip = u8::try_from(1 + rng.below(255)).unwrap();
         target[at] ^= flip;
 
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch_dir();
         std::fs::write(dir.path().join("events.db"), &db).unwrap();
         std::fs::write(dir.path().join("events.db-wal"), &wal).unwrap();
         let count = &mut counts[usize::from(in_wal)];
@@ -316,8 +316,8 @@ async fn t8_single_byte_flips_in_the_db_are_detected_and_in_the_wal_lose_only_a_
 /// database file, or in the `-wal`, and reads the event back.
 async fn flip_inside_a_payload(in_wal: bool) -> Result<Vec<RecordedEvent>, Error> {
     const MARKER: &[u8] = b"payload-marker-QWERTYUIOP";
-    let work = tempfile::tempdir().unwrap();
-    let copy = tempfile::tempdir().unwrap();
+    let work = scratch_dir();
+    let copy = scratch_dir();
     let db = work.path().join("events.db");
     let store = SqliteStore::options().readers(1).open(&db).unwrap();
     let stream = StreamId::new("marked").unwrap();
@@ -393,7 +393,7 @@ async fn t8_flips_inside_event_payload_bytes_are_detected() {
 /// it and refuses the file.
 #[tokio::test]
 async fn t8_a_damaged_index_key_is_refused_at_open() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch_dir();
     let db = dir.path().join("events.db");
     {
         let store = SqliteStore::open(&db).unwrap();

@@ -14,7 +14,7 @@ mod bank;
 mod common;
 
 use bank::{Balances, balances, deposited, noted, taken, withdrawn};
-use common::Rng;
+use common::{Rng, scratch_dir};
 use es_core::blocking::block_on;
 use es_core::{EventStore, ExpectedVersion, StreamId};
 use es_sqlite::{ReadModelError, ReadModels, RunOptions, SqliteStore};
@@ -59,7 +59,8 @@ fn t9_failpoints_resumed_model_equals_rebuild() {
         }
     }));
     let mut crashed = 0;
-    let store = SqliteStore::open_temporary().unwrap();
+    let scratch = scratch_dir();
+    let store = SqliteStore::open(scratch.path().join("events.db")).unwrap();
     history(&store, 7);
     let head = block_on(store.last_position()).unwrap();
     let fresh = ReadModels::open_in(&store, store.path().with_extension("fresh")).unwrap();
@@ -69,10 +70,13 @@ fn t9_failpoints_resumed_model_equals_rebuild() {
     let want_taken = fresh.query::<Balances, _>(taken).unwrap();
     for point in POINTS {
         for pass in 0..PASSES {
-            let dir = tempfile::tempdir().unwrap();
+            let dir = scratch_dir();
             let models = ReadModels::open_in(&store, dir.path()).unwrap();
-            // Small batches: many batches, each of several events.
-            let options = RunOptions::new().batch(3);
+            // Small batches: many batches, each of several events. A short
+            // poll interval: a runner dropped while idle stops within it.
+            let options = RunOptions::new()
+                .batch(3)
+                .poll_interval(std::time::Duration::from_millis(5));
             fail::cfg(*point, &format!("{pass}*off->1*panic(crash here)->off")).unwrap();
             let first = models
                 .start_with(Balances::default(), options.clone())

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Rng, all_events, check_integrity, role, spawn_child, stream_events};
+use common::{Rng, all_events, check_integrity, role, scratch_dir, spawn_child, stream_events};
 use es_core::blocking::block_on;
 use es_core::evolution::{
     CopiedFrom, EventCopy, MOVED, Migration, MigrationError, MovedPolicy, copy_id, moved_to,
@@ -194,7 +194,7 @@ fn decided(e: &RecordedEvent) -> String {
 
 #[test]
 fn split_merge_and_transform_through_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch_dir();
     let store = SqliteStore::open(dir.path().join("copy.db")).unwrap();
     seed_lead(&store, 12, 700);
     seed_interleaved(&store, 20, 300, &mut Rng::new(7));
@@ -300,7 +300,7 @@ fn split_merge_and_transform_through_sqlite() {
 
 #[test]
 fn the_repository_reports_or_follows_a_moved_sqlite_stream() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch_dir();
     let store = SqliteStore::open(dir.path().join("moved.db")).unwrap();
     seed_lead(&store, 12, 9);
     let leads = Repository::<Lead, _>::new(store.clone());
@@ -394,7 +394,7 @@ fn copy_file(store: SqliteStore, from: &Path, to: &Path) {
 
 #[test]
 fn a_run_stopped_after_n_appends_is_completed_by_a_rerun() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch_dir();
     let pristine = dir.path().join("pristine.db");
     let store = SqliteStore::open(&pristine).unwrap();
     seed_lead(&store, 12, 300);
@@ -488,7 +488,7 @@ fn stream_copy_kill_9_mid_copy() {
     }
     let cycles = env_number("ES_COPY_CYCLES", 10);
     let mut rng = Rng::new(env_number("ES_COPY_SEED", 0xC0_FFEE));
-    let dir = tempfile::tempdir().unwrap();
+    let dir = scratch_dir();
     let (pristine, reference_db, db) = (
         dir.path().join("pristine.db"),
         dir.path().join("reference.db"),
