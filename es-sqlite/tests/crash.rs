@@ -314,8 +314,25 @@ fn t1_kill_9_crash_loop() {
         let db = PathBuf::from(std::env::var(common::DB).expect("database path"));
         return child(&db, env_number("ES_T1_CHILD_SEED", 1));
     }
-    let cycles = env_number("ES_T1_CYCLES", 50);
-    let seed = env_number("ES_T1_SEED", 0x5EED);
+    crash_loop(0);
+}
+
+/// The loop's second half, on a store of its own: the two halves run in
+/// parallel (its children run as [`TEST`]).
+#[test]
+fn t1_kill_9_crash_loop_second_half() {
+    crash_loop(1);
+}
+
+/// Half `half` (0 or 1) of the `ES_T1_CYCLES` cycles (50 by default).
+fn crash_loop(half: u64) {
+    let total = env_number("ES_T1_CYCLES", 50);
+    let cycles = if half == 0 {
+        total.div_ceil(2)
+    } else {
+        total / 2
+    };
+    let seed = env_number("ES_T1_SEED", 0x5EED) ^ half;
     let dir = scratch_dir();
     let db = dir.path().join("t1.db");
     let mut rng = Rng::new(seed);
@@ -363,13 +380,13 @@ fn t1_kill_9_crash_loop() {
         }
     }
     eprintln!(
-        "T1: {cycles} cycles, {} batches attempted, {} acknowledged, {} events stored, {killed_mid_write} kills with appends in flight",
+        "T1 (half {half}): {cycles} cycles, {} batches attempted, {} acknowledged, {} events stored, {killed_mid_write} kills with appends in flight",
         oracle.attempted.len(),
         oracle.acked.len(),
         oracle.seen.len()
     );
     eprintln!(
-        "T13 on T1: {} history lines, {} operations ({} appends, {} reads, {} in flight at a kill), checked {checks} times (every {every} cycles): {} violations",
+        "T13 on T1 (half {half}): {} history lines, {} operations ({} appends, {} reads, {} in flight at a kill), checked {checks} times (every {every} cycles): {} violations",
         lines_of_history.len(),
         report.operations,
         report.appends,

@@ -87,10 +87,28 @@ fn t9_kill_9_read_model_runner() {
         child(Path::new(&db), seed);
         return;
     }
-    let cycles: u64 = std::env::var("ES_T9_CYCLES").map_or(30, |v| v.parse().unwrap());
+    kill_loop(0);
+}
+
+/// The loop's second half, on a store of its own: the two halves run in
+/// parallel (its children run as [`TEST`]).
+#[test]
+fn t9_kill_9_read_model_runner_second_half() {
+    kill_loop(1);
+}
+
+/// Half `half` (0 or 1) of the `ES_T9_CYCLES` cycles (30 by default).
+fn kill_loop(half: u64) {
+    let total: u64 = std::env::var("ES_T9_CYCLES").map_or(30, |v| v.parse().unwrap());
+    let cycles = if half == 0 {
+        total.div_ceil(2)
+    } else {
+        total / 2
+    };
     let seed: u64 = std::env::var("ES_T9_SEED")
-        .map_or_else(|_| u64::from(std::process::id()), |v| v.parse().unwrap());
-    println!("T9 kill loop: {cycles} cycles, seed {seed}");
+        .map_or_else(|_| u64::from(std::process::id()), |v| v.parse().unwrap())
+        ^ half;
+    println!("T9 kill loop (half {half}): {cycles} cycles, seed {seed}");
     let mut rng = Rng::new(seed);
     let dir = scratch_dir();
     let db = dir.path().join("events.db");
