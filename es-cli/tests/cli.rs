@@ -11,7 +11,7 @@ use es_sqlite::SqliteStore;
 use ticket::Ticket;
 
 mod common;
-use common::{all, tickets};
+use common::{all, stderr, stdout, tickets};
 
 /// Runs `es --db DB ARGS...`.
 fn es(db: &Path, args: &[&str]) -> Output {
@@ -21,14 +21,6 @@ fn es(db: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("the es binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::all;
+use common::{all, stderr, stdout};
 use es_core::blocking::block_on;
 use es_core::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamId, StreamWrite};
 use es_sqlite::SqliteStore;
@@ -25,14 +25,6 @@ fn es(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("the es binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
 }
 
 fn text(path: &Path) -> &str {

@@ -1,9 +1,10 @@
-//! What the inspector's tests share: a store of the Ticket example, and
-//! every event of a file.
+//! What the inspector's tests share: a store of the Ticket example,
+//! every event of a file, and the text of an `es` run's output.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // a test fails by panicking; not every test uses all
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use es_core::blocking::{Repository, block_on};
 use es_core::store::next;
@@ -42,4 +43,14 @@ pub(crate) fn all(path: &Path) -> Vec<RecordedEvent> {
         all.push(event.unwrap());
     }
     all
+}
+
+/// What a run printed on its standard output.
+pub(crate) fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// What a run printed on its standard error.
+pub(crate) fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
 }
