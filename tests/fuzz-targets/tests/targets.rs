@@ -12,6 +12,14 @@ use std::path::PathBuf;
 use es_fuzz_targets::{SEALED_PLAIN, TARGETS, sealing};
 use proptest::prelude::*;
 
+/// `PROPTEST_CASES` when set (the long tier raises it), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The files of `fuzz/<dir>/<target>/`, if any.
 fn inputs(dir: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -95,7 +103,7 @@ fn jsonish() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2_000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2_000)))]
 
     #[test]
     fn t14_targets_take_arbitrary_bytes(data in prop::collection::vec(any::<u8>(), 0..256)) {
@@ -118,7 +126,7 @@ proptest! {
 
 proptest! {
     // Each case is a request through the service and an append or two.
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(cases(300)))]
 
     #[test]
     fn t14_the_service_answers_any_body(data in jsonish()) {
@@ -127,7 +135,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2_000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2_000)))]
 
     /// The sealed payload opens to what was sealed; with any one byte of
     /// its sealed value changed, it does not open.
@@ -179,7 +187,7 @@ fn export_line() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2_000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2_000)))]
 
     /// Export files of well-formed lines, most of them refused by the
     /// check (a gap, an id twice, a stream of two types), some accepted:
