@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use es_core::blocking::block_on;
 use es_core::export::{ExportedEvent, ImportBatch, ImportBatches, ImportCheck, ImportRefusal};
-use es_core::store::next;
+use es_core::store::{Limits, next};
 use es_core::{Error, EventStore, EventStream, ReadRange, RecordedEvent, StreamId};
 use es_sqlite::rusqlite::{Connection, OpenFlags};
 use es_sqlite::{ChainError, ChainHead, Salvaged, SqliteStore, Verify};
@@ -628,7 +628,8 @@ fn lines(
 /// Checks the whole file before anything is written ([`ImportCheck`]):
 /// returns the number of events.
 fn check_file(file: &Path, renumber: bool) -> Result<u64, Failure> {
-    let mut check = ImportCheck::new(renumber);
+    // The limits of the store `import` opens (the defaults).
+    let mut check = ImportCheck::new(renumber, Limits::default());
     for line in lines(file)? {
         let (number, event) = line?;
         check.check(&event).map_err(|e| {
@@ -642,9 +643,6 @@ fn check_file(file: &Path, renumber: bool) -> Result<u64, Failure> {
     }
     Ok(check.events())
 }
-
-/// The most events appended in one transaction by `import`.
-const IMPORT_BATCH: usize = 500;
 
 fn import(cli: &Cli, mut out: impl Write, file: &Path, renumber: bool) -> Done {
     let total = check_file(file, renumber)?;
@@ -663,7 +661,7 @@ fn import(cli: &Cli, mut out: impl Write, file: &Path, renumber: bool) -> Done {
         bar.inc(n);
         Ok(())
     };
-    let mut batches = ImportBatches::new(renumber, IMPORT_BATCH);
+    let mut batches = ImportBatches::new(renumber, &Limits::default());
     for line in lines(file)? {
         let (number, event) = line?;
         let full = batches

@@ -188,6 +188,61 @@ fn export_then_import_gives_identical_events_and_repeats_change_nothing() {
     assert_eq!(copied.load("t-2").unwrap().version, 3);
 }
 
+/// A stream longer than one append (1,000 events by default) imports in
+/// several; it was refused as over the limit.
+#[test]
+fn a_stream_longer_than_one_append_imports_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("long.db");
+    let store = SqliteStore::open(&db).unwrap();
+    let stream = es_core::StreamId::new("log-1").unwrap();
+    for _ in 0..5 {
+        let events = (0..500)
+            .map(|n| es_core::NewEvent::new("log", "noted", 1, format!("{{\"n\":{n}}}")))
+            .collect();
+        block_on(store.append(&stream, es_core::ExpectedVersion::Any, events)).unwrap();
+    }
+    drop(store);
+    let file = dir.path().join("long.jsonl");
+    let out = es(&db, &["export", "--out", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let copy = dir.path().join("copy.db");
+    let out = es(&copy, &["import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("2500 events imported"),
+        "{}",
+        stdout(&out)
+    );
+    let (from, to) = (all(&db), all(&copy));
+    assert_eq!(to.len(), 2500);
+    for (a, b) in from.iter().zip(&to) {
+        assert_eq!(
+            (a.version, a.event_id, a.payload()),
+            (b.version, b.event_id, b.payload())
+        );
+    }
+}
+
+/// An event name no store accepts is refused by the check, before anything
+/// is written (the T14 import fuzzer found it refused by the store midway).
+#[test]
+fn t14_an_invalid_event_name_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let exported = stdout(&es(&db, &["export"]));
+    let mut lines: Vec<String> = exported.lines().map(str::to_owned).collect();
+    lines[6] = lines[6].replacen("\"name\":\"", "\"name\":\"bad`", 1);
+    let file = dir.path().join("bad-name.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let copy = dir.path().join("copy.db");
+    let out = es(&copy, &["import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("line 7"), "{}", stderr(&out));
+    assert!(!copy.exists(), "nothing is written");
+}
+
 #[test]
 fn a_bad_line_is_named_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,7 @@
 //! ```
 //! use es_core::export::{ExportedEvent, ImportBatches, ImportCheck};
 //! use es_core::blocking::block_on;
+//! use es_core::store::Limits;
 //! use es_core::{EventStore, InMemoryStore, StreamId};
 //!
 //! let file = concat!(
@@ -33,14 +34,14 @@
 //!     .filter_map(|line| ExportedEvent::parse(line).transpose())
 //!     .collect::<Result<_, _>>()?;
 //!
-//! let mut check = ImportCheck::new(false);
+//! let mut check = ImportCheck::new(false, Limits::default());
 //! for event in &events {
 //!     check.check(event)?;
 //! }
 //! assert_eq!(check.events(), 2);
 //!
 //! let store = InMemoryStore::new();
-//! let mut batches = ImportBatches::new(false, 500);
+//! let mut batches = ImportBatches::new(false, &Limits::default());
 //! for (line, event) in events.into_iter().enumerate() {
 //!     if let Some(batch) = batches.push(line + 1, event)? {
 //!         block_on(store.append_to_streams(batch.writes))?;
@@ -59,8 +60,10 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::store::Limits;
+use crate::store::backend::check_append;
 use crate::{
-    ExpectedVersion, Metadata, NewEvent, Payload, RecordedEvent, StreamId, StreamIdError,
+    Error, ExpectedVersion, Metadata, NewEvent, Payload, RecordedEvent, StreamId, StreamIdError,
     StreamWrite, Timestamp, Uuid,
 };
 
@@ -148,9 +151,19 @@ impl ExportedEvent {
 }
 
 /// Why an export cannot be imported whole.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ImportRefusal {
+    /// The event breaks a rule every store applies to an event: a name or
+    /// aggregate type that is not a valid name, a payload or metadata over
+    /// the limits.
+    #[error("event {event_id}: {source}")]
+    Invalid {
+        /// The event.
+        event_id: Uuid,
+        /// The store's refusal.
+        source: Error,
+    },
     /// The stream id is not valid.
     #[error("stream `{stream}`: {source}")]
     InvalidStream {
@@ -204,7 +217,8 @@ pub enum ImportRefusal {
 }
 
 /// The first pass of an import: checks every event of a file before
-/// anything is written. A file it accepts whose streams each begin at
+/// anything is written, by the rules of every store for one event
+/// ([`check_append`], under the given [`Limits`]) and of the file. A file it accepts whose streams each begin at
 /// version 1 (or any file it accepts, with renumbering) appends whole into
 /// a store that holds none of its streams; a stream that begins later
 /// continues the stream of that name in the store, and is refused there
@@ -212,6 +226,7 @@ pub enum ImportRefusal {
 #[derive(Debug, Default)]
 pub struct ImportCheck {
     renumber: bool,
+    limits: Limits,
     /// Each stream's aggregate type and last version so far.
     streams: HashMap<String, (String, u64)>,
     ids: HashSet<Uuid>,
@@ -221,10 +236,12 @@ pub struct ImportCheck {
 impl ImportCheck {
     /// A check of a file whose streams' versions must each be the previous
     /// plus one or, with `renumber`, only increase (the gaps a salvage
-    /// leaves, which [`ImportBatches`] then closes).
-    pub fn new(renumber: bool) -> Self {
+    /// leaves, which [`ImportBatches`] then closes), for a store with
+    /// `limits`.
+    pub fn new(renumber: bool, limits: Limits) -> Self {
         ImportCheck {
             renumber,
+            limits,
             ..ImportCheck::default()
         }
     }
@@ -236,8 +253,18 @@ impl ImportCheck {
     /// The first thing that keeps the file from importing whole; the
     /// check can go on with the next event, but the file is refused.
     pub fn check(&mut self, event: &ExportedEvent) -> Result<(), ImportRefusal> {
-        StreamId::new(&event.stream).map_err(|source| ImportRefusal::InvalidStream {
-            stream: event.stream.clone(),
+        let stream =
+            StreamId::new(&event.stream).map_err(|source| ImportRefusal::InvalidStream {
+                stream: event.stream.clone(),
+                source,
+            })?;
+        let alone = StreamWrite::new(
+            stream,
+            ExpectedVersion::Any,
+            vec![event.clone().into_new_event()],
+        );
+        check_append(&self.limits, vec![alone]).map_err(|source| ImportRefusal::Invalid {
+            event_id: event.event_id,
             source,
         })?;
         if self.ids.contains(&event.event_id) {
@@ -301,8 +328,8 @@ impl ImportCheck {
 
 /// Appends of an import, in the file's order: the events of one stream in
 /// a row share one write, a batch never holds two writes of one stream, and
-/// a batch holds at most the given number of events unless one stream's run
-/// alone is longer (a run is never split).
+/// a batch stays within the store's [`Limits`] for one append (its events
+/// and bytes; a stream's run longer than that continues in the next batch).
 ///
 /// A stream's first event expects the stream missing when it is version 1
 /// (or with renumbering), else at the version before it: so a file that
@@ -312,9 +339,12 @@ impl ImportCheck {
 pub struct ImportBatches {
     renumber: bool,
     max_events: usize,
+    max_bytes: usize,
     pending: Vec<StreamWrite>,
     first_line: usize,
     events: usize,
+    /// Payload and metadata bytes in `pending`, as a store counts them.
+    bytes: usize,
     /// With `renumber`: each stream's last version so far.
     last: HashMap<String, u64>,
     /// The streams whose versions renumbering changed.
@@ -333,15 +363,17 @@ pub struct ImportBatch {
 }
 
 impl ImportBatches {
-    /// Batches of at most `max_events` events (at least 1); with
+    /// Batches that a store with `limits` accepts as one append; with
     /// `renumber`, each stream's versions are renumbered from 1.
-    pub fn new(renumber: bool, max_events: usize) -> Self {
+    pub fn new(renumber: bool, limits: &Limits) -> Self {
         ImportBatches {
             renumber,
-            max_events: max_events.max(1),
+            max_events: limits.max_events_per_append.max(1),
+            max_bytes: limits.max_append_bytes,
             pending: Vec::new(),
             first_line: 0,
             events: 0,
+            bytes: 0,
             last: HashMap::new(),
             changed: HashSet::new(),
         }
@@ -370,11 +402,12 @@ impl ImportBatches {
         } else {
             event.version
         };
+        let event = event.into_new_event();
+        let bytes = event.payload.len() + event.metadata.to_json().map_or(0, |m| m.len());
         let continues = self.pending.last().is_some_and(|w| w.stream == stream);
-        let full = if continues {
-            None
-        } else if self.events >= self.max_events || self.pending.iter().any(|w| w.stream == stream)
-        {
+        let over =
+            self.events + 1 > self.max_events || self.bytes.saturating_add(bytes) > self.max_bytes;
+        let full = if over || (!continues && self.pending.iter().any(|w| w.stream == stream)) {
             self.finish()
         } else {
             None
@@ -382,7 +415,6 @@ impl ImportBatches {
         if self.pending.is_empty() {
             self.first_line = line;
         }
-        let event = event.into_new_event();
         match self.pending.last_mut() {
             Some(write) if write.stream == stream => write.events.push(event),
             _ => self
@@ -390,6 +422,7 @@ impl ImportBatches {
                 .push(StreamWrite::new(stream, expected(version), vec![event])),
         }
         self.events += 1;
+        self.bytes = self.bytes.saturating_add(bytes);
         Ok(full)
     }
 
@@ -398,6 +431,7 @@ impl ImportBatches {
         if self.pending.is_empty() {
             return None;
         }
+        self.bytes = 0;
         Some(ImportBatch {
             first_line: self.first_line,
             writes: std::mem::take(&mut self.pending),
@@ -441,22 +475,29 @@ mod tests {
         }
     }
 
+    fn limits(max_events_per_append: usize) -> Limits {
+        Limits {
+            max_events_per_append,
+            ..Limits::default()
+        }
+    }
+
     #[test]
     fn the_check_refuses_what_cannot_import_whole() {
-        let mut check = ImportCheck::new(false);
+        let mut check = ImportCheck::new(false, Limits::default());
         check.check(&event("a-1", 1, 1)).unwrap();
-        assert_eq!(
+        assert!(matches!(
             check.check(&event("a-1", 3, 2)),
             Err(ImportRefusal::VersionGap {
-                stream: "a-1".into(),
                 version: 3,
-                previous: 1
+                previous: 1,
+                ..
             })
-        );
-        assert_eq!(
+        ));
+        assert!(matches!(
             check.check(&event("a-2", 1, 1)),
-            Err(ImportRefusal::DuplicateId(Uuid::from_u128(1)))
-        );
+            Err(ImportRefusal::DuplicateId(id)) if id == Uuid::from_u128(1)
+        ));
         assert!(matches!(
             check.check(&event("", 1, 3)),
             Err(ImportRefusal::InvalidStream { .. })
@@ -471,9 +512,35 @@ mod tests {
             check.check(&other),
             Err(ImportRefusal::AggregateMismatch { .. })
         ));
+        // What a store refuses of one event, the check refuses first.
+        let mut badly_named = event("a-4", 1, 6);
+        badly_named.name = "ticket-opene`".into();
+        assert!(matches!(
+            check.check(&badly_named),
+            Err(ImportRefusal::Invalid {
+                source: Error::InvalidName { .. },
+                ..
+            })
+        ));
+        let mut large = event("a-5", 1, 7);
+        large.payload = RawValue::from_string(format!("\"{}\"", "x".repeat(100))).unwrap();
+        let mut small = ImportCheck::new(
+            false,
+            Limits {
+                max_payload_bytes: 64,
+                ..Limits::default()
+            },
+        );
+        assert!(matches!(
+            small.check(&large),
+            Err(ImportRefusal::Invalid {
+                source: Error::Limit(_),
+                ..
+            })
+        ));
         assert_eq!(check.events(), 1);
 
-        let mut renumbering = ImportCheck::new(true);
+        let mut renumbering = ImportCheck::new(true, Limits::default());
         renumbering.check(&event("a-1", 1, 1)).unwrap();
         renumbering.check(&event("a-1", 3, 2)).unwrap();
         assert!(matches!(
@@ -483,27 +550,51 @@ mod tests {
     }
 
     #[test]
-    fn batches_keep_runs_whole_and_streams_apart() {
-        let mut batches = ImportBatches::new(false, 2);
+    fn batches_stay_within_the_limits_and_keep_streams_apart() {
+        let mut batches = ImportBatches::new(false, &limits(2));
         assert!(batches.push(1, event("a-1", 1, 1)).unwrap().is_none());
         assert!(batches.push(2, event("a-1", 2, 2)).unwrap().is_none());
-        // A run continues past the limit.
-        assert!(batches.push(3, event("a-1", 3, 3)).unwrap().is_none());
-        let full = batches.push(4, event("a-2", 1, 4)).unwrap().unwrap();
-        assert_eq!((full.first_line, full.events, full.writes.len()), (1, 3, 1));
-        assert!(batches.push(5, event("a-3", 1, 5)).unwrap().is_none());
-        // a-2 again: not in the batch that holds a-2 already.
-        let full = batches.push(6, event("a-2", 2, 6)).unwrap().unwrap();
-        assert_eq!((full.first_line, full.events, full.writes.len()), (4, 2, 2));
+        // A run longer than an append continues in the next batch.
+        let full = batches.push(3, event("a-1", 3, 3)).unwrap().unwrap();
+        assert_eq!((full.first_line, full.events, full.writes.len()), (1, 2, 1));
+        assert_eq!(full.writes[0].expected, ExpectedVersion::NoStream);
+        assert!(batches.push(4, event("a-2", 1, 4)).unwrap().is_none());
+        let full = batches.push(5, event("a-3", 1, 5)).unwrap().unwrap();
+        assert_eq!((full.first_line, full.events, full.writes.len()), (3, 2, 2));
+        assert_eq!(full.writes[0].expected, ExpectedVersion::Exact(2));
         let last = batches.finish().unwrap();
-        assert_eq!(last.first_line, 6);
-        assert_eq!(last.writes[0].expected, ExpectedVersion::Exact(1));
+        assert_eq!((last.first_line, last.events), (5, 1));
         assert!(batches.finish().is_none());
+
+        // a-1, a-2, then a-1 again: not in the batch that holds a-1 already.
+        let mut apart = ImportBatches::new(false, &limits(10));
+        assert!(apart.push(1, event("a-1", 1, 1)).unwrap().is_none());
+        assert!(apart.push(2, event("a-2", 1, 2)).unwrap().is_none());
+        let full = apart.push(3, event("a-1", 2, 3)).unwrap().unwrap();
+        assert_eq!(full.events, 2);
+        let last = apart.finish().unwrap();
+        assert_eq!(last.writes[0].expected, ExpectedVersion::Exact(1));
+
+        // Bytes too: two 40-byte payloads do not share a 64-byte append.
+        let mut by_bytes = ImportBatches::new(
+            false,
+            &Limits {
+                max_append_bytes: 64,
+                ..Limits::default()
+            },
+        );
+        let big = |version, n| {
+            let mut e = event("a-1", version, n);
+            e.payload = RawValue::from_string(format!("\"{}\"", "x".repeat(38))).unwrap();
+            e
+        };
+        assert!(by_bytes.push(1, big(1, 1)).unwrap().is_none());
+        assert!(by_bytes.push(2, big(2, 2)).unwrap().is_some());
     }
 
     #[test]
     fn renumbering_closes_gaps() {
-        let mut batches = ImportBatches::new(true, 10);
+        let mut batches = ImportBatches::new(true, &limits(10));
         batches.push(1, event("a-1", 2, 1)).unwrap();
         batches.push(2, event("a-1", 5, 2)).unwrap();
         batches.push(3, event("a-2", 1, 3)).unwrap();

@@ -314,7 +314,11 @@ pub fn import_file_imported(data: &[u8]) -> bool {
     let batch = usize::from(first >> 1) % 8 + 1;
     let mut events = Vec::new();
     let mut whole = true;
-    let mut check = ImportCheck::new(renumber);
+    let limits = es_core::store::Limits {
+        max_events_per_append: batch,
+        ..es_core::store::Limits::default()
+    };
+    let mut check = ImportCheck::new(renumber, limits);
     for line in text.lines() {
         match ExportedEvent::parse(line) {
             Ok(None) => {}
@@ -346,7 +350,7 @@ pub fn import_file_imported(data: &[u8]) -> bool {
     let store = InMemoryStore::new();
     let import = |events: Vec<ExportedEvent>| {
         let (mut appended, mut repeated) = (0, 0);
-        let mut batches = ImportBatches::new(renumber, batch);
+        let mut batches = ImportBatches::new(renumber, &limits);
         let mut append = |batch: es_core::export::ImportBatch| {
             let results = block_on(store.append_to_streams(batch.writes)).unwrap_or_else(|e| {
                 panic!(
