@@ -1,0 +1,52 @@
+//! The PostgreSQL event store for [es](es_core): for applications that
+//! outgrow one SQLite file, or that run on several machines.
+//!
+//! [`PostgresStore`] implements every store trait of es-core (events,
+//! snapshots, checkpoints, forgetting with [`PostgresKeyStore`], the
+//! deploy check's summary), and passes the same conformance suite and
+//! model check as es-sqlite. Its tables live in one PostgreSQL schema
+//! (`es` by default), so several stores share a database.
+//!
+//! ```no_run
+//! use es_core::prelude::*;
+//! use es_postgres::PostgresStore;
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
+//! # pub struct Deposited { pub amount: u64 }
+//! # #[derive(Aggregate, Default, Debug)]
+//! # #[aggregate(id = "account", events(Deposited))]
+//! # pub struct Account { balance: u64 }
+//! # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.balance += e.amount; } }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PostgresStore::options()
+//!     .schema("bank")
+//!     .connect("postgresql://app@127.0.0.1/app")?;
+//! let accounts = Repository::<Account, _>::new(store);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Connections without TLS are allowed to a server on this machine only;
+//! see [`PostgresOptions::tls`].
+
+#![forbid(unsafe_code)]
+
+mod conn;
+mod error;
+mod keys;
+mod listen;
+mod options;
+mod read;
+mod schema;
+mod store;
+mod writer;
+
+pub use error::OpenError;
+pub use keys::PostgresKeyStore;
+pub use options::PostgresOptions;
+pub use store::{PostgresStore, WriteStats};
+
+/// The `postgres` client crate, whose types appear in this crate's API
+/// ([`PostgresOptions::connect_config`], [`OpenError`]).
+pub use postgres;
