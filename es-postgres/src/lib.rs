@@ -7,24 +7,25 @@
 //! model check as es-sqlite. Its tables live in one PostgreSQL schema
 //! (`es` by default), so several stores share a database.
 //!
-//! ```no_run
+//! ```
 //! use es_core::prelude::*;
 //! use es_postgres::PostgresStore;
 //! # use serde::{Deserialize, Serialize};
 //! # #[derive(Event, Serialize, Deserialize, Debug, Clone, PartialEq)]
 //! # pub struct Deposited { pub amount: u64 }
 //! # #[derive(Aggregate, Default, Debug)]
-//! # #[aggregate(id = "account", events(Deposited))]
+//! # #[aggregate(name = "account", events(Deposited))]
 //! # pub struct Account { balance: u64 }
-//! # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.balance += e.amount; } }
+//! # impl Apply<Deposited> for Account { fn apply(&mut self, e: &Deposited) { self.balance += e.amount } }
 //!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = PostgresStore::options()
-//!     .schema("bank")
-//!     .connect("postgresql://app@127.0.0.1/app")?;
-//! let accounts = Repository::<Account, _>::new(store);
-//! # Ok(())
-//! # }
+//! // e.g. postgresql://app@127.0.0.1/app
+//! let url = std::env::var("ES_POSTGRES_URL")?;
+//! # let schema = format!("doc_{}", es_core::Uuid::now_v7().simple());
+//! let store = PostgresStore::options().schema(schema).connect(&url)?;
+//! let accounts = es_core::blocking::Repository::<Account, _>::new(store);
+//! accounts.execute("a-1", |_| Deposited { amount: 5 })?;
+//! assert_eq!(accounts.load("a-1")?.balance, 5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! Connections without TLS are allowed to a server on this machine only;

@@ -57,16 +57,18 @@ const ALL_PAGE: i64 = 1024;
 /// Clones share one store; the threads stop when the last clone (and the
 /// last stream read from it) is dropped.
 ///
-/// ```no_run
+/// ```
 /// use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
 /// use es_postgres::PostgresStore;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let store = PostgresStore::connect("postgresql://app@127.0.0.1/app")?;
+/// # let url = std::env::var("ES_POSTGRES_URL")?;
+/// # let schema = format!("doc_{}", es_core::Uuid::now_v7().simple());
+/// let store = PostgresStore::options().schema(schema).connect(&url)?;
 /// let opened = NewEvent::new("ticket", "ticket-opened", 1, r#"{"title":"printer"}"#);
 /// let stream = StreamId::new("ticket-1")?;
-/// let done = pollster::block_on(store.append(&stream, ExpectedVersion::NoStream, vec![opened]))?;
-/// assert_eq!(done.version, 1);
+/// let done = es_core::blocking::block_on(store.append(&stream, ExpectedVersion::NoStream, vec![opened]))?;
+/// assert_eq!((done.version, done.first_position), (1, Some(1)));
 /// # Ok(())
 /// # }
 /// ```
