@@ -165,7 +165,7 @@ fn a_watch_wakes_on_another_process_commit_through_notify() {
         .unwrap();
     let listener = PostgresStore::options()
         .schema(schema)
-        .poll_interval(Duration::from_secs(60))
+        .poll_interval(Duration::from_mins(1))
         .connect(&common::url())
         .unwrap();
     let mut watch = listener.watch();
