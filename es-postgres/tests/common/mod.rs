@@ -14,6 +14,8 @@
 
 #![allow(dead_code, clippy::expect_used, unreachable_pub)]
 
+pub mod check;
+
 use es_postgres::{PostgresOptions, PostgresStore};
 
 /// The server's URL, or a failure that says how to get one.
