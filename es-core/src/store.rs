@@ -125,6 +125,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// [`Error::DuplicateEvent`] for an event id stored elsewhere;
     /// [`Error::Limit`], [`Error::InvalidName`], [`Error::InvalidEvent`] or
     /// [`Error::AggregateMismatch`] for an append that breaks the rules;
+    /// [`Error::CrossShard`] from a [`ShardedStore`](crate::ShardedStore)
+    /// for an append whose streams are in more than one shard;
     /// [`Error::StorageFull`], [`Error::Busy`], [`Error::ReadOnly`],
     /// [`Error::Io`], [`Error::SyncFailed`], [`Error::WritesRefused`],
     /// [`Error::Corrupt`], [`Error::Closed`] or [`Error::Backend`] when the
