@@ -115,7 +115,7 @@
 //! metadata and occurred-at time; its recorded-at time and position are the
 //! new store's, as for any import. It copies each source shard's `$all` in
 //! order, each event to the target shard of its stream, in appends within
-//! the target's [`Limits`], and it is resumable: it advances per-source-shard
+//! the target's [`Limits`](crate::Limits), and it is resumable: it advances per-source-shard
 //! checkpoints, so a second call copies only what was appended since, and an
 //! interrupted call copies nothing twice (events already in the target are
 //! recognised by stream, version and id, and skipped).
