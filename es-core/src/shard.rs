@@ -63,6 +63,10 @@
 //!   would be a distributed transaction, which sharding is meant to avoid.
 //!   Keep the streams of one atomic append in one shard, or use a process
 //!   manager or compensating events.
+//!   What appends to several streams at once meets the same rule: the
+//!   evolution tools' migrations (their copies and moved markers) and
+//!   [`Repository`](crate::Repository)'s commands over several aggregates
+//!   work on streams of one shard, and are refused across shards.
 //! - **Event ids are unique per shard.** An append whose event id is stored
 //!   in a stream of another shard is not detected as
 //!   [`Error::DuplicateEvent`] (that would need a global index, or a look

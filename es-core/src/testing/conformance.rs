@@ -1819,24 +1819,25 @@ pub fn feed_resumes_exactly_once<S: ConformanceStore>(store: ShardedStore<S>) {
         n
     };
     std::thread::scope(|scope| {
-        for w in 0..WRITERS {
-            let store = store.clone();
-            scope.spawn(move || {
-                for n in 0..EACH {
-                    let s = stream(&format!("feed-{w}-{}", n % 5));
-                    append(&store, &s, ExpectedVersion::Any, events(n % 2 + 1)).expect("append");
-                }
-            });
-        }
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = store.clone();
+                scope.spawn(move || {
+                    for n in 0..EACH {
+                        let s = stream(&format!("feed-{w}-{}", n % 5));
+                        append(&store, &s, ExpectedVersion::Any, events(n % 2 + 1))
+                            .expect("append");
+                    }
+                })
+            })
+            .collect();
         // Stop and resume, again and again, while the writers write.
-        let expected: u64 = (0..EACH).map(|n| n % 2 + 1).sum::<u64>() * WRITERS as u64;
-        loop {
+        while !writers
+            .iter()
+            .all(std::thread::ScopedJoinHandle::is_finished)
+        {
             let limit = xorshift(&mut rng) % 17;
             consume(limit);
-            let total: u64 = store.shards().iter().map(last_position).sum();
-            if total == expected {
-                break;
-            }
         }
     });
     while consume(u64::MAX) > 0 {}
@@ -1848,6 +1849,8 @@ pub fn feed_resumes_exactly_once<S: ConformanceStore>(store: ShardedStore<S>) {
         .collect();
     stored.sort_unstable();
     handled.sort_unstable();
+    let expected: u64 = (0..EACH).map(|n| n % 2 + 1).sum::<u64>() * WRITERS as u64;
+    assert_eq!(stored.len() as u64, expected);
     assert_eq!(handled, stored, "every event handled exactly once");
 }
 
