@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::damage::{Damaged, Ranges};
 use crate::follow::Follow;
 use crate::view::{self, ProjectionRow, TypeRow};
-use crate::{Cli, Command, Failure, chain};
+use crate::{Cli, Command, Failure, Shard, chain};
 
 /// Runs the command `cli` names.
 pub(crate) fn run(cli: &Cli) -> Result<(), Failure> {
@@ -53,7 +53,11 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Failure> {
                 None => export(cli, BufWriter::new(out), false),
             }
         }
-        Command::Import { file, renumber } => import(cli, out, file, *renumber),
+        Command::Import {
+            file,
+            renumber,
+            shard,
+        } => import(cli, out, file, *renumber, *shard),
         Command::Tail { from, .. } => tail(cli, out, *from),
         Command::Serve { addr, .. } => {
             drop(out);
@@ -625,6 +629,15 @@ fn lines(
         }))
 }
 
+/// Whether `event` is of `shard` (every event is, without one).
+fn in_shard(shard: Option<Shard>, event: &ExportedEvent) -> bool {
+    match (shard, StreamId::new(&event.stream)) {
+        (Some(shard), Ok(stream)) => es_core::shard::shard_of(&stream, shard.count) == shard.index,
+        // An invalid stream id is refused by the check, whatever the shard.
+        _ => true,
+    }
+}
+
 /// Checks the whole file before anything is written ([`ImportCheck`]):
 /// returns the number of events.
 fn check_file(file: &Path, renumber: bool) -> Result<u64, Failure> {
@@ -644,7 +657,13 @@ fn check_file(file: &Path, renumber: bool) -> Result<u64, Failure> {
     Ok(check.events())
 }
 
-fn import(cli: &Cli, mut out: impl Write, file: &Path, renumber: bool) -> Done {
+fn import(
+    cli: &Cli,
+    mut out: impl Write,
+    file: &Path,
+    renumber: bool,
+    shard: Option<Shard>,
+) -> Done {
     let total = check_file(file, renumber)?;
     let store = SqliteStore::open(cli.db()).map_err(|e| Failure::store(&e))?;
     let bar = bar(total, "importing");
@@ -662,8 +681,14 @@ fn import(cli: &Cli, mut out: impl Write, file: &Path, renumber: bool) -> Done {
         Ok(())
     };
     let mut batches = ImportBatches::new(renumber, &Limits::default());
+    let mut elsewhere = 0u64;
     for line in lines(file)? {
         let (number, event) = line?;
+        if !in_shard(shard, &event) {
+            elsewhere += 1;
+            bar.inc(1);
+            continue;
+        }
         let full = batches
             .push(number, event)
             .map_err(|e| Failure::Input(format!("line {number}: {e}")))?;
@@ -680,9 +705,16 @@ fn import(cli: &Cli, mut out: impl Write, file: &Path, renumber: bool) -> Done {
         0 => String::new(),
         n => format!("; the versions of {n} streams renumbered to close their gaps"),
     };
+    let others = match shard {
+        Some(shard) => format!(
+            "; {elsewhere} events of streams of other shards than {}/{} left out",
+            shard.index, shard.count
+        ),
+        None => String::new(),
+    };
     writeln!(
         out,
-        "{appended} events imported, {repeated} already stored, into `{}`{renumbered}",
+        "{appended} events imported, {repeated} already stored, into `{}`{renumbered}{others}",
         cli.db().display()
     )?;
     Ok(())

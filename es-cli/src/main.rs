@@ -13,6 +13,7 @@
 //! es export --salvage bad.db --out s.jsonl   # every event that still reads, and what was skipped
 //! es --db copy.db import all.jsonl           # into a new or existing store, idempotent
 //! es --db new.db import --renumber s.jsonl   # a salvage, its streams' gaps closed
+//! es --db new-0.db import --shard 0/3 all.jsonl  # only the streams of shard 0 of 3
 //! es tail tickets.db --from 1                # follow $all
 //! es serve tickets.db --addr 127.0.0.1:8081  # the same, and projections, as a web page
 //! ```
@@ -42,6 +43,13 @@
 //! standard error, as JSON with `--json`; and as JSON in `--report FILE`);
 //! `import --renumber` imports such a file into a new store, renumbering
 //! each stream's versions from 1 where damaged events left gaps.
+//!
+//! `import --shard I/M` imports only the streams that the stable shard
+//! hash ([`shard_of`](es_core::shard::shard_of)) sends to shard `I` of a
+//! [`ShardedStore`](es_core::ShardedStore) of `M` shards: resharding SQLite
+//! files by copy is `es export` of each old shard file, then `es import
+//! --shard I/M` of every export into each new shard file `I` (see
+//! [`es_core::shard`]).
 //!
 //! Exit codes: 0 ok, 1 `verify` found damage or tampering, or `export
 //! --salvage` skipped damaged events (all it could read is exported), 2 bad
@@ -115,6 +123,7 @@ Examples:
   es tail tickets.db --from 1
   es serve tickets.db --addr 127.0.0.1:8081
   es --db copy.db import all.jsonl
+  es --db new-0.db import --shard 0/3 old-0.jsonl   # resharding by copy
 
 The events file is the last argument of every command but `import` (or
 --db FILE; both: the same file, or a usage error; neither: events.db).
@@ -296,6 +305,13 @@ pub(crate) enum Command {
         /// must still increase within each stream.
         #[arg(long)]
         renumber: bool,
+        /// Imports only the streams of shard I of M (`0/3`, `1/3`, `2/3`):
+        /// those that es's stable shard hash (`es_core::shard::shard_of`)
+        /// sends to shard I of a sharded store of M shards. To reshard by
+        /// copy, import every export file into each new shard file with its
+        /// own `--shard I/M`.
+        #[arg(long, value_name = "I/M", value_parser = parse_shard)]
+        shard: Option<Shard>,
     },
     /// Serves the inspector as a read-only web page (streams, a stream's
     /// events, a live tail of `$all`, projections and their lag) and its
@@ -317,6 +333,27 @@ pub(crate) enum Command {
         #[command(flatten)]
         store: StoreFile,
     },
+}
+
+/// One shard of a sharded store: index `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shard {
+    /// Which, from 0.
+    pub(crate) index: u32,
+    /// Of how many, at least 1.
+    pub(crate) count: u32,
+}
+
+/// `I/M` with `I < M`.
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    let bad = || format!("`{text}` is not a shard I/M with 0 <= I < M (like `0/3`)");
+    let (index, count) = text.split_once('/').ok_or_else(bad)?;
+    let index: u32 = index.trim().parse().map_err(|_| bad())?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    if index >= count {
+        return Err(bad());
+    }
+    Ok(Shard { index, count })
 }
 
 fn main() -> ExitCode {

@@ -484,3 +484,66 @@ fn help_shows_the_file_argument() {
         .unwrap();
     assert!(stdout(&out).contains("<STREAM> [FILE]"), "{}", stdout(&out));
 }
+
+/// `import --shard I/M` imports only the streams of shard I of M, so the
+/// exports of a store imported with 0/2 and 1/2 split it into the two
+/// shard files of a `ShardedStore`; a shard out of range is a usage error.
+#[test]
+fn import_with_shard_takes_only_the_streams_of_that_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = tickets(dir.path());
+    let file = dir.path().join("all.jsonl");
+    let out = es(&db, &["export", "--out", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shards: Vec<_> = (0..2)
+        .map(|i| dir.path().join(format!("shard-{i}.db")))
+        .collect();
+    for (i, shard) in shards.iter().enumerate() {
+        let spec = format!("{i}/2");
+        let out = es(shard, &["import", "--shard", &spec, file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains("left out"), "{}", stdout(&out));
+    }
+    let original = all(&db);
+    let mut imported = 0;
+    for (i, shard) in shards.iter().enumerate() {
+        for event in all(shard) {
+            assert_eq!(
+                es_core::shard::shard_of(&event.stream_id, 2) as usize,
+                i,
+                "{} in shard {i}",
+                event.stream_id
+            );
+            imported += 1;
+        }
+    }
+    assert_eq!(imported, original.len());
+    let sharded = es_core::ShardedStore::new(
+        shards
+            .iter()
+            .map(|s| SqliteStore::open(s).unwrap())
+            .collect(),
+    )
+    .unwrap();
+    for event in &original {
+        let found = block_on(sharded.find_event(event.event_id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.stream_id.clone(), found.version),
+            (event.stream_id.clone(), event.version)
+        );
+    }
+    for bad in ["2/2", "1", "a/b", "0/0"] {
+        let out = es(
+            &shards[0],
+            &["import", "--shard", bad, file.to_str().unwrap()],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--shard {bad}: {}",
+            stderr(&out)
+        );
+    }
+}

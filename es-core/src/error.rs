@@ -177,6 +177,46 @@ pub enum Error {
         /// Where its events are now.
         to: Vec<StreamId>,
     },
+    /// An atomic append named streams of more than one shard of a
+    /// [`ShardedStore`](crate::ShardedStore): shards commit apart, so it
+    /// is refused, and nothing of it was written. Keep the streams of one
+    /// atomic append in one shard (see [`shard`](crate::shard)), or append
+    /// to each stream alone and tie the appends together with a process
+    /// manager or compensating events.
+    #[error(
+        "one atomic append names streams of several shards ({}); nothing was written: keep the streams of one atomic append in one shard, or append to each alone and tie them together with a process manager or compensating events",
+        stream_shards(.streams, .shards)
+    )]
+    CrossShard {
+        /// The streams of the append, in the order given.
+        streams: Vec<StreamId>,
+        /// The shard of each: `shards[i]` holds `streams[i]`.
+        shards: Vec<usize>,
+    },
+    /// A [`ShardedStore`](crate::ShardedStore) was given no shards, or
+    /// more than [`u32::MAX`].
+    #[error("a sharded store needs 1 to 4294967295 shards, not {shards}")]
+    ShardCount {
+        /// The number of shards given.
+        shards: usize,
+    },
+    /// Checkpoints of a sharded store's merged feed
+    /// ([`ShardCheckpoints`](crate::shard::ShardCheckpoints)) are for
+    /// another number of shards than the store has: a position of one
+    /// layout means nothing in another (as after a reshard). Rebuild the
+    /// projection from the beginning.
+    #[error(
+        "the checkpoints{} are for {found} shards, and the store has {shards}: rebuild the projection from the beginning",
+        checkpoint_name(.name.as_deref())
+    )]
+    ShardCheckpoints {
+        /// The projection's checkpoint name, when loaded by name.
+        name: Option<String>,
+        /// The number of shards the checkpoints are for.
+        found: u64,
+        /// The number of shards of the store.
+        shards: usize,
+    },
     /// Personal data or its keys: a sealed value that fails authentication,
     /// a key store that fails or was given the wrong key.
     #[error(transparent)]
@@ -207,6 +247,21 @@ fn command_name(name: Option<&str>) -> String {
         Some(name) => format!("command `{name}`"),
         None => "a command without a name".to_owned(),
     }
+}
+
+/// Streams and their shards for a message: "`a` in shard 0, `b` in shard 1".
+fn stream_shards(streams: &[StreamId], shards: &[usize]) -> String {
+    let each: Vec<String> = streams
+        .iter()
+        .zip(shards)
+        .map(|(s, i)| format!("`{s}` in shard {i}"))
+        .collect();
+    each.join(", ")
+}
+
+/// A checkpoint name for a message: " of `name`", or nothing.
+fn checkpoint_name(name: Option<&str>) -> String {
+    name.map(|n| format!(" of `{n}`")).unwrap_or_default()
 }
 
 /// Streams for a message: "`a`, `b`", or "no stream".

@@ -71,6 +71,7 @@ pub mod privacy;
 pub mod projection;
 pub mod registry;
 mod repository;
+pub mod shard;
 mod snapshot;
 pub mod store;
 mod time;
@@ -100,6 +101,7 @@ pub use registry::Registry;
 pub use repository::{
     Command, CommandConflict, ConflictPolicy, ExecuteError, Executed, Loaded, Repository,
 };
+pub use shard::ShardedStore;
 pub use snapshot::{Snapshot, SnapshotStore};
 pub use store::memory::InMemoryStore;
 pub use store::{

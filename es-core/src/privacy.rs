@@ -1121,6 +1121,52 @@ pub trait Forget: crate::EventStore + crate::SnapshotStore {
         subject: &str,
         metadata: crate::Metadata,
     ) -> impl Future<Output = crate::Result<Forgotten>> + Send;
+
+    /// The steps of [`forget`](Forget::forget) before its event: destroys
+    /// the subject's keys and deletes every snapshot, recording nothing.
+    /// A [`ShardedStore`](crate::ShardedStore) forgets a subject by
+    /// erasing it on every shard (its personal fields may be in streams of
+    /// any shard, and each shard may have its own key store), then
+    /// recording the one `es.subject-forgotten` event in the shard of
+    /// [`subject_stream`]. Re-running it is safe.
+    ///
+    /// The default refuses with [`Error::Backend`](crate::Error::Backend),
+    /// so a store that does not implement it cannot be forgotten through
+    /// a `ShardedStore`; the in-memory store and es-sqlite's implement it.
+    ///
+    /// # Errors
+    ///
+    /// When the key store or the store cannot be written: the keys are
+    /// destroyed first, call it again.
+    fn erase(&self, subject: &str) -> impl Future<Output = crate::Result<Erased>> + Send {
+        let _ = subject;
+        async {
+            Err(crate::Error::backend(
+                "this store does not implement `Forget::erase`, which forgetting through a sharded store needs",
+            ))
+        }
+    }
+}
+
+/// What [`Forget::erase`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Erased {
+    /// The keys destroyed (0 when it had none, or was forgotten before).
+    pub keys_destroyed: usize,
+    /// The snapshots deleted: every snapshot of the store.
+    pub snapshots_deleted: u64,
+}
+
+impl Erased {
+    /// What an erase did: `keys_destroyed` keys, `snapshots_deleted`
+    /// snapshots.
+    pub fn new(keys_destroyed: usize, snapshots_deleted: u64) -> Self {
+        Erased {
+            keys_destroyed,
+            snapshots_deleted,
+        }
+    }
 }
 
 /// Appends the `es.subject-forgotten` event of a forgetting: the last step

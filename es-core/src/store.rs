@@ -115,6 +115,12 @@ pub struct AppendResult {
 /// - **Answers after commit**: a result, a conflict included, is given only
 ///   once the transaction it depends on has committed, so what it reports is
 ///   readable at once by any reader (the conflict's `actual` version too).
+///
+/// A [`ShardedStore`](crate::ShardedStore) of more than one shard keeps
+/// every promise of one stream, and the others per shard: its positions
+/// and its `$all` are each shard's, merged; its atomic appends are of one
+/// shard; its event ids are unique per shard (see [`shard`](crate::shard)
+/// and [`sharded_store_conformance_tests!`](crate::sharded_store_conformance_tests)).
 pub trait EventStore: Send + Sync + 'static {
     /// Appends to several streams atomically, each with its own expected
     /// version. A stream may appear only once.
@@ -125,6 +131,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// [`Error::DuplicateEvent`] for an event id stored elsewhere;
     /// [`Error::Limit`], [`Error::InvalidName`], [`Error::InvalidEvent`] or
     /// [`Error::AggregateMismatch`] for an append that breaks the rules;
+    /// [`Error::CrossShard`] from a [`ShardedStore`](crate::ShardedStore)
+    /// for an append whose streams are in more than one shard;
     /// [`Error::StorageFull`], [`Error::Busy`], [`Error::ReadOnly`],
     /// [`Error::Io`], [`Error::SyncFailed`], [`Error::WritesRefused`],
     /// [`Error::Corrupt`], [`Error::Closed`] or [`Error::Backend`] when the

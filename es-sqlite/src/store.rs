@@ -29,7 +29,7 @@ use crate::schema::{self, Role};
 use crate::stream::{PagedStream, Source};
 use crate::writer::{self, Job, Outcome, Work};
 use crate::{checkpoints, snapshots};
-use es_core::privacy::{Forget, Forgotten, Keys};
+use es_core::privacy::{Erased, Forget, Forgotten, Keys};
 
 /// The embedded SQLite event store: one file, no server.
 ///
@@ -851,6 +851,28 @@ impl Forget for SqliteStore {
             .await?;
             store.truncate_log()?;
             Ok(forgotten)
+        }
+    }
+
+    /// Destroys the subject's keys in the key store and deletes every
+    /// snapshot, as [`forget`](Forget::forget) does, then checkpoints and
+    /// truncates the write-ahead log; records no event.
+    ///
+    /// # Errors
+    ///
+    /// As [`forget`](Forget::forget).
+    fn erase(&self, subject: &str) -> impl Future<Output = Result<Erased>> + Send {
+        let keys_destroyed = self.keys().map_or(Ok(0), |keys| keys.forget(subject));
+        let deleted = self.write(Work::DeleteAllSnapshots);
+        let store = self.clone();
+        async move {
+            let keys_destroyed = keys_destroyed?;
+            let snapshots_deleted = match deleted.await? {
+                Outcome::Count(n) => n,
+                Outcome::Appended(_) | Outcome::Done => 0,
+            };
+            store.truncate_log()?;
+            Ok(Erased::new(keys_destroyed, snapshots_deleted))
         }
     }
 }

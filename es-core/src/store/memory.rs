@@ -14,7 +14,7 @@ use crate::envelope::RecordedEvent;
 use crate::error::{Error, Result};
 use crate::id::StreamId;
 use crate::metadata::Metadata;
-use crate::privacy::{Forget, Forgotten, KeyStore, Keys};
+use crate::privacy::{Erased, Forget, Forgotten, KeyStore, Keys};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::backend::{Notifier, StoredAt, check_append, decide_append};
 use crate::store::{
@@ -373,27 +373,36 @@ impl Forget for InMemoryStore {
         subject: &str,
         metadata: Metadata,
     ) -> impl Future<Output = Result<Forgotten>> + Send {
-        let keys_destroyed = match &self.keys {
-            Some(keys) => keys.forget(subject),
-            None => Ok(0),
-        };
+        let erased = self.erase_now(subject);
         async move {
-            let keys_destroyed = keys_destroyed?;
-            let snapshots_deleted = {
-                let mut snapshots = lock(&self.shared.snapshots);
-                let n = snapshots.len() as u64;
-                snapshots.clear();
-                n
-            };
+            let erased = erased?;
             crate::privacy::record_forgotten(
                 self,
                 subject,
-                keys_destroyed,
-                snapshots_deleted,
+                erased.keys_destroyed,
+                erased.snapshots_deleted,
                 metadata,
             )
             .await
         }
+    }
+
+    fn erase(&self, subject: &str) -> impl Future<Output = Result<Erased>> + Send {
+        ready(self.erase_now(subject))
+    }
+}
+
+impl InMemoryStore {
+    /// Destroys the subject's keys, then deletes every snapshot.
+    fn erase_now(&self, subject: &str) -> Result<Erased> {
+        let keys_destroyed = match &self.keys {
+            Some(keys) => keys.forget(subject)?,
+            None => 0,
+        };
+        let mut snapshots = lock(&self.shared.snapshots);
+        let snapshots_deleted = snapshots.len() as u64;
+        snapshots.clear();
+        Ok(Erased::new(keys_destroyed, snapshots_deleted))
     }
 }
 

@@ -21,16 +21,128 @@ use crate::envelope::{NewEvent, RecordedEvent};
 use crate::error::{Conflict, Error, Result};
 use crate::id::StreamId;
 use crate::metadata::Metadata;
+use crate::shard::{ShardCheckpoints, ShardedStore, encode_position, shard_of};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::{AppendResult, EventStore, Limits, StreamWrite, next};
 use crate::time::Timestamp;
 use crate::version::{ExpectedVersion, ReadRange};
 
-pub use super::model::model_check;
+pub use super::model::{model_check, model_check_in};
 
 /// What the suite needs of a store.
 pub trait ConformanceStore: EventStore + SnapshotStore + CheckpointStore + Clone {}
 impl<S: EventStore + SnapshotStore + CheckpointStore + Clone> ConformanceStore for S {}
+
+/// Where a store under test keeps its streams and how it numbers
+/// positions: one `$all` for an ordinary store ([`Layout::single`]), or
+/// the shards of a [`ShardedStore`] ([`Layout::of`]). The cases that name
+/// positions, or append to several streams at once, take one (the `_in`
+/// functions), so one body checks both; with [`Layout::single`] each is
+/// exactly the case of the same name without `_in`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    shards: usize,
+}
+
+impl Layout {
+    /// One `$all`: every ordinary store.
+    pub fn single() -> Self {
+        Layout { shards: 1 }
+    }
+
+    /// The layout of `store`.
+    pub fn of<S>(store: &ShardedStore<S>) -> Self {
+        Layout {
+            shards: store.shards().len(),
+        }
+    }
+
+    /// The number of shards (1: one `$all`).
+    pub fn shards(self) -> usize {
+        self.shards
+    }
+
+    /// The shard of `stream`.
+    pub fn shard_of(self, stream: &StreamId) -> usize {
+        u32::try_from(self.shards).map_or(0, |n| shard_of(stream, n) as usize)
+    }
+
+    /// `base` when it is in the shard of `with` (always, with one shard),
+    /// else the first of `base-1`, `base-2`, ... that is: a stream to
+    /// append to atomically with `with`.
+    pub fn beside(self, with: &StreamId, base: &str) -> StreamId {
+        find_stream(base, |s| self.shard_of(s) == self.shard_of(with))
+    }
+
+    /// The first of `base`, `base-1`, `base-2`, ... that is in a shard
+    /// other than `with`'s; `None` with one shard.
+    pub fn apart(self, with: &StreamId, base: &str) -> Option<StreamId> {
+        (self.shards > 1).then(|| find_stream(base, |s| self.shard_of(s) != self.shard_of(with)))
+    }
+
+    fn tally(self) -> Tally {
+        Tally {
+            layout: self,
+            counts: vec![0; self.shards],
+            positions: Vec::new(),
+        }
+    }
+}
+
+/// The first of `base`, `base-1`, `base-2`, ... that `fits`.
+fn find_stream(base: &str, fits: impl Fn(&StreamId) -> bool) -> StreamId {
+    let first = stream(base);
+    if fits(&first) {
+        return first;
+    }
+    (1..1_000_000u32)
+        .map(|n| stream(&format!("{base}-{n}")))
+        .find(|s| fits(s))
+        .expect("some suffix lands in any shard")
+}
+
+/// The positions a store of one layout gives the events appended so far,
+/// as a case expects them.
+struct Tally {
+    layout: Layout,
+    /// Events per shard.
+    counts: Vec<u64>,
+    /// Every position given, in append order.
+    positions: Vec<u64>,
+}
+
+impl Tally {
+    /// The positions of `n` events appended to `stream`.
+    fn append(&mut self, stream: &StreamId, n: u64) -> Vec<u64> {
+        let shard = self.layout.shard_of(stream);
+        let given: Vec<u64> = (0..n)
+            .map(|_| {
+                self.counts[shard] += 1;
+                encode_position(shard, self.counts[shard], self.layout.shards)
+                    .expect("test positions are small")
+            })
+            .collect();
+        self.positions.extend(&given);
+        given
+    }
+
+    /// The store's last position.
+    fn last(&self) -> u64 {
+        self.positions.iter().copied().max().unwrap_or(0)
+    }
+
+    /// The positions `read_all(from)` reads, in order.
+    fn from(&self, from: u64) -> Vec<u64> {
+        let mut positions: Vec<u64> = self
+            .positions
+            .iter()
+            .copied()
+            .filter(|&p| p >= from)
+            .collect();
+        positions.sort_unstable();
+        positions
+    }
+}
 
 /// Makes one `#[test]` per conformance case for the store built by `$make`.
 ///
@@ -62,6 +174,76 @@ macro_rules! store_conformance_tests {
             #[test]
             fn $case() {
                 $crate::testing::conformance::$case($make);
+            }
+        )*
+    };
+}
+
+/// Makes one `#[test]` per conformance case for the
+/// [`ShardedStore`](crate::ShardedStore) built by `$make`: every case of
+/// [`store_conformance_tests!`](crate::store_conformance_tests) on the
+/// store's [`Layout`] (with one shard, each exactly as for any store), and
+/// the cases of sharding: positions gapless per shard, `read_all` the
+/// merge of the shards, appends across shards refused, concurrent appends
+/// across shards, the merged feed resumed exactly once, per-shard
+/// checkpoints, watches woken through a shard.
+///
+/// `$make` is evaluated once per test (and once more for the layout of the
+/// model check) and must give a fresh `ShardedStore` of empty shards with
+/// default [`Limits`], always of the same number of shards:
+///
+/// ```
+/// use es_core::{InMemoryStore, ShardedStore};
+///
+/// es_core::sharded_store_conformance_tests!(
+///     ShardedStore::new(vec![InMemoryStore::new(), InMemoryStore::new()]).expect("two shards")
+/// );
+/// ```
+#[macro_export]
+macro_rules! sharded_store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@cases $make;
+            expected_version_cases, read_stream_ranges, missing_stream_reads_empty,
+            repeat_append_is_idempotent, idempotency_matrix, duplicate_id_within_one_append,
+            limits_are_enforced, invalid_events_are_refused, aggregate_type_mismatch,
+            concurrent_appends_lose_no_update, hostile_stream_ids_round_trip, metadata_round_trips,
+            snapshots_keep_the_latest, checkpoints_round_trip,
+            extreme_expected_versions_are_conflicts, two_times_round_trip,
+            event_types_count_what_is_stored,
+            streams_live_in_their_shard, positions_are_gapless_per_shard,
+            read_all_is_the_merge_of_the_shards, cross_shard_appends_are_refused,
+            concurrent_appends_across_shards, every_shard_is_read, feed_resumes_exactly_once,
+            shard_checkpoints_round_trip, watch_wakes_on_a_commit_through_a_shard,
+        );
+        $crate::sharded_store_conformance_tests!(@layout $make;
+            append_and_read_back => append_and_read_back_in,
+            conflict_writes_nothing => conflict_writes_nothing_in,
+            positions_are_gapless_and_ordered => positions_are_gapless_and_ordered_in,
+            read_all_from_position => read_all_from_position_in,
+            duplicate_event_id_elsewhere => duplicate_event_id_elsewhere_in,
+            empty_append_checks_version => empty_append_checks_version_in,
+            multi_stream_append_is_atomic => multi_stream_append_is_atomic_in,
+            multi_stream_append_reports_the_first_refusal
+                => multi_stream_append_reports_the_first_refusal_in,
+            concurrent_appends_one_winner_per_version
+                => concurrent_appends_one_winner_per_version_in,
+            find_event_by_id => find_event_by_id_in,
+            read_correlated_events => read_correlated_events_in,
+            watch_wakes_on_commit => watch_wakes_on_commit_in,
+        );
+        #[test]
+        fn conformance_model_check() {
+            let layout = $crate::testing::conformance::Layout::of(&$make);
+            $crate::testing::conformance::model_check_in(layout, || $make);
+        }
+    };
+    (@layout $make:expr; $($case:ident => $with_layout:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let store = $make;
+                let layout = $crate::testing::conformance::Layout::of(&store);
+                $crate::testing::conformance::$with_layout(layout, store);
             }
         )*
     };
@@ -148,10 +330,17 @@ fn assert_conflict(
 /// Appended events read back with every field as written, versions from 1,
 /// positions from 1, recorded-at between the call's start and end.
 pub fn append_and_read_back<S: ConformanceStore>(store: S) {
+    append_and_read_back_in(Layout::single(), store);
+}
+
+/// [`append_and_read_back`] on a store of `layout`.
+pub fn append_and_read_back_in<S: ConformanceStore>(layout: Layout, store: S) {
     let s = stream("order-1");
     let written: Vec<NewEvent> = (0..3)
         .map(|n| event("order-placed", n).with_metadata(Metadata::new().actor("ada")))
         .collect();
+    let mut tally = layout.tally();
+    let positions = tally.append(&s, 3);
     let before = Timestamp::now();
     let result =
         append(&store, &s, ExpectedVersion::NoStream, written.clone()).expect("append succeeds");
@@ -161,8 +350,8 @@ pub fn append_and_read_back<S: ConformanceStore>(store: S) {
         AppendResult {
             stream_id: s.clone(),
             version: 3,
-            first_position: Some(1),
-            last_position: Some(3),
+            first_position: positions.first().copied(),
+            last_position: positions.last().copied(),
             repeated: false
         }
     );
@@ -172,7 +361,7 @@ pub fn append_and_read_back<S: ConformanceStore>(store: S) {
         let n = i as u64 + 1;
         assert_eq!(got.stream_id, s);
         assert_eq!(&*got.aggregate_type, "test");
-        assert_eq!((got.version, got.position), (n, n));
+        assert_eq!((got.version, got.position), (n, positions[i]));
         assert_eq!(got.event_id, want.event_id);
         assert_eq!(got.name, want.name);
         assert_eq!(got.schema_version, want.schema_version);
@@ -184,7 +373,7 @@ pub fn append_and_read_back<S: ConformanceStore>(store: S) {
         );
     }
     assert_eq!(version(&store, &s), 3);
-    assert_eq!(last_position(&store), 3);
+    assert_eq!(last_position(&store), tally.last());
 }
 
 /// Every [`ExpectedVersion`] against a missing and an existing stream.
@@ -238,7 +427,14 @@ pub fn expected_version_cases<S: ConformanceStore>(store: S) {
 
 /// A conflicting append changes nothing: versions and positions stay.
 pub fn conflict_writes_nothing<S: ConformanceStore>(store: S) {
+    conflict_writes_nothing_in(Layout::single(), store);
+}
+
+/// [`conflict_writes_nothing`] on a store of `layout`.
+pub fn conflict_writes_nothing_in<S: ConformanceStore>(layout: Layout, store: S) {
     let s = stream("c-1");
+    let mut tally = layout.tally();
+    tally.append(&s, 2);
     append(&store, &s, ExpectedVersion::NoStream, events(2)).expect("append");
     let before = (
         version(&store, &s),
@@ -256,32 +452,37 @@ pub fn conflict_writes_nothing<S: ConformanceStore>(store: S) {
     );
     // The next successful append takes the next position: no gap.
     let ok = append(&store, &s, ExpectedVersion::Exact(2), events(1)).expect("append");
-    assert_eq!(ok.first_position, Some(3));
+    assert_eq!(ok.first_position, tally.append(&s, 1).first().copied());
 }
 
 /// Interleaved appends to several streams: per-stream versions contiguous
 /// from 1, `$all` positions 1, 2, 3, ... in append order.
 pub fn positions_are_gapless_and_ordered<S: ConformanceStore>(store: S) {
+    positions_are_gapless_and_ordered_in(Layout::single(), store);
+}
+
+/// [`positions_are_gapless_and_ordered`] on a store of `layout`.
+pub fn positions_are_gapless_and_ordered_in<S: ConformanceStore>(layout: Layout, store: S) {
     let streams: Vec<StreamId> = (0..3).map(|i| stream(&format!("s-{i}"))).collect();
-    let mut expected_ids = Vec::new();
+    let mut tally = layout.tally();
+    let mut expected = Vec::new();
     for round in 0..4u64 {
         for s in &streams {
             let batch = events(round % 3 + 1);
-            expected_ids.extend(batch.iter().map(|e| e.event_id));
+            let positions = tally.append(s, batch.len() as u64);
+            expected.extend(positions.into_iter().zip(batch.iter().map(|e| e.event_id)));
             append(&store, s, ExpectedVersion::Any, batch).expect("append");
         }
     }
+    // In position order: with one `$all`, the order of the appends.
+    expected.sort_unstable();
     let all = read_all(&store, 0);
     assert_eq!(
         all.iter().map(|e| e.event_id).collect::<Vec<_>>(),
-        expected_ids
+        expected.iter().map(|(_, id)| *id).collect::<Vec<_>>()
     );
-    for (i, e) in all.iter().enumerate() {
-        assert_eq!(
-            e.position,
-            i as u64 + 1,
-            "positions are gapless and ordered"
-        );
+    for (e, (position, _)) in all.iter().zip(&expected) {
+        assert_eq!(e.position, *position, "positions are gapless and ordered");
     }
     for s in &streams {
         let versions: Vec<u64> = read(&store, s, ..).iter().map(|e| e.version).collect();
@@ -317,6 +518,14 @@ pub fn read_stream_ranges<S: ConformanceStore>(store: S) {
 
 /// `read_all(from)` starts at `from`, inclusive.
 pub fn read_all_from_position<S: ConformanceStore>(store: S) {
+    read_all_from_position_in(Layout::single(), store);
+}
+
+/// [`read_all_from_position`] on a store of `layout`.
+pub fn read_all_from_position_in<S: ConformanceStore>(layout: Layout, store: S) {
+    let mut tally = layout.tally();
+    tally.append(&stream("a"), 3);
+    tally.append(&stream("b"), 3);
     append(&store, &stream("a"), ExpectedVersion::Any, events(3)).expect("append");
     append(&store, &stream("b"), ExpectedVersion::Any, events(3)).expect("append");
     let positions = |from| {
@@ -325,10 +534,10 @@ pub fn read_all_from_position<S: ConformanceStore>(store: S) {
             .map(|e| e.position)
             .collect::<Vec<_>>()
     };
-    assert_eq!(positions(0), (1..=6).collect::<Vec<_>>());
-    assert_eq!(positions(1), (1..=6).collect::<Vec<_>>());
-    assert_eq!(positions(4), vec![4, 5, 6]);
-    assert_eq!(positions(7), Vec::<u64>::new());
+    // With one `$all`: 1..=6 from 0 and from 1, 4, 5, 6 from 4, none from 7.
+    for from in 0..=tally.last() + 1 {
+        assert_eq!(positions(from), tally.from(from), "read_all({from})");
+    }
     assert_eq!(positions(u64::MAX), Vec::<u64>::new());
 }
 
@@ -528,6 +737,13 @@ pub fn idempotency_matrix<S: ConformanceStore>(store: S) {
 
 /// An id stored in one stream cannot be appended to another.
 pub fn duplicate_event_id_elsewhere<S: ConformanceStore>(store: S) {
+    duplicate_event_id_elsewhere_in(Layout::single(), store);
+}
+
+/// [`duplicate_event_id_elsewhere`] on a store of `layout`.
+pub fn duplicate_event_id_elsewhere_in<S: ConformanceStore>(layout: Layout, store: S) {
+    // Event ids are unique per shard: "two" is in the shard of "one".
+    let two = layout.beside(&stream("one"), "two");
     let e = event("x", 1);
     append(
         &store,
@@ -536,12 +752,7 @@ pub fn duplicate_event_id_elsewhere<S: ConformanceStore>(store: S) {
         vec![e.clone()],
     )
     .expect("append");
-    match append(
-        &store,
-        &stream("two"),
-        ExpectedVersion::Any,
-        vec![e.clone()],
-    ) {
+    match append(&store, &two, ExpectedVersion::Any, vec![e.clone()]) {
         Err(Error::DuplicateEvent {
             event_id,
             stream: s,
@@ -557,7 +768,7 @@ pub fn duplicate_event_id_elsewhere<S: ConformanceStore>(store: S) {
         append(&store, &stream("one"), ExpectedVersion::Any, mixed),
         Err(Error::DuplicateEvent { .. })
     ));
-    assert_eq!(version(&store, &stream("two")), 0);
+    assert_eq!(version(&store, &two), 0);
     assert_eq!(version(&store, &stream("one")), 1);
 }
 
@@ -579,6 +790,11 @@ pub fn duplicate_id_within_one_append<S: ConformanceStore>(store: S) {
 
 /// An empty append checks the version and writes nothing.
 pub fn empty_append_checks_version<S: ConformanceStore>(store: S) {
+    empty_append_checks_version_in(Layout::single(), store);
+}
+
+/// [`empty_append_checks_version`] on a store of `layout`.
+pub fn empty_append_checks_version_in<S: ConformanceStore>(layout: Layout, store: S) {
     let s = stream("empty");
     let r =
         append(&store, &s, ExpectedVersion::NoStream, vec![]).expect("empty append on no stream");
@@ -591,9 +807,11 @@ pub fn empty_append_checks_version<S: ConformanceStore>(store: S) {
         0,
     );
     append(&store, &s, ExpectedVersion::NoStream, events(2)).expect("append");
+    let mut tally = layout.tally();
+    tally.append(&s, 2);
     let r = append(&store, &s, ExpectedVersion::Exact(2), vec![]).expect("empty append at version");
     assert_eq!((r.version, r.last_position), (2, None));
-    assert_eq!(last_position(&store), 2);
+    assert_eq!(last_position(&store), tally.last());
     let multi = block(store.append_to_streams(vec![])).expect("no writes at all");
     assert!(multi.is_empty());
 }
@@ -728,7 +946,16 @@ pub fn aggregate_type_mismatch<S: ConformanceStore>(store: S) {
 
 /// Several streams in one append: all written, or none.
 pub fn multi_stream_append_is_atomic<S: ConformanceStore>(store: S) {
-    let (a, b) = (stream("multi-a"), stream("multi-b"));
+    multi_stream_append_is_atomic_in(Layout::single(), store);
+}
+
+/// [`multi_stream_append_is_atomic`] on a store of `layout`.
+pub fn multi_stream_append_is_atomic_in<S: ConformanceStore>(layout: Layout, store: S) {
+    let a = stream("multi-a");
+    let b = layout.beside(&a, "multi-b");
+    let mut tally = layout.tally();
+    let in_a = tally.append(&a, 2);
+    let in_b = tally.append(&b, 1);
     let both = vec![
         StreamWrite::new(a.clone(), ExpectedVersion::NoStream, events(2)),
         StreamWrite::new(b.clone(), ExpectedVersion::NoStream, events(1)),
@@ -741,11 +968,11 @@ pub fn multi_stream_append_is_atomic<S: ConformanceStore>(store: S) {
             results[0].first_position,
             results[0].last_position
         ),
-        (2, Some(1), Some(2))
+        (2, in_a.first().copied(), in_a.last().copied())
     );
     assert_eq!(
         (results[1].version, results[1].first_position),
-        (1, Some(3))
+        (1, in_b.first().copied())
     );
     let one_stale = vec![
         StreamWrite::new(a.clone(), ExpectedVersion::Exact(2), events(1)),
@@ -761,7 +988,7 @@ pub fn multi_stream_append_is_atomic<S: ConformanceStore>(store: S) {
             version(&store, &b),
             last_position(&store)
         ),
-        (2, 1, 3)
+        (2, 1, tally.last())
     );
     let twice = vec![
         StreamWrite::new(a.clone(), ExpectedVersion::Any, events(1)),
@@ -771,7 +998,7 @@ pub fn multi_stream_append_is_atomic<S: ConformanceStore>(store: S) {
         block(store.append_to_streams(twice)),
         Err(Error::InvalidEvent { .. })
     ));
-    assert_eq!(last_position(&store), 3);
+    assert_eq!(last_position(&store), tally.last());
 }
 
 /// When several writes of one append are refused, the answer is the first
@@ -780,7 +1007,18 @@ pub fn multi_stream_append_is_atomic<S: ConformanceStore>(store: S) {
 /// version holds without looking its ids up reported a later write's
 /// conflict instead of an earlier write's duplicate id).
 pub fn multi_stream_append_reports_the_first_refusal<S: ConformanceStore>(store: S) {
-    let (a, b) = (stream("first-refusal-a"), stream("first-refusal-b"));
+    multi_stream_append_reports_the_first_refusal_in(Layout::single(), store);
+}
+
+/// [`multi_stream_append_reports_the_first_refusal`] on a store of `layout`.
+pub fn multi_stream_append_reports_the_first_refusal_in<S: ConformanceStore>(
+    layout: Layout,
+    store: S,
+) {
+    let a = stream("first-refusal-a");
+    let b = layout.beside(&a, "first-refusal-b");
+    let mut tally = layout.tally();
+    tally.append(&a, 1);
     let stored = event("e", 1);
     append(&store, &a, ExpectedVersion::NoStream, vec![stored.clone()]).expect("stored");
     let reused = || vec![stored.clone(), event("e", 2)];
@@ -808,12 +1046,21 @@ pub fn multi_stream_append_reports_the_first_refusal<S: ConformanceStore>(store:
         0,
     );
     assert_eq!((version(&store, &a), version(&store, &b)), (1, 0));
-    assert_eq!(last_position(&store), 1, "nothing of either was written");
+    assert_eq!(
+        last_position(&store),
+        tally.last(),
+        "nothing of either was written"
+    );
 }
 
 /// RELIABILITY T3b in process: writers released together at one expected
 /// version; exactly one wins each round, and losers consume no position.
 pub fn concurrent_appends_one_winner_per_version<S: ConformanceStore>(store: S) {
+    concurrent_appends_one_winner_per_version_in(Layout::single(), store);
+}
+
+/// [`concurrent_appends_one_winner_per_version`] on a store of `layout`.
+pub fn concurrent_appends_one_winner_per_version_in<S: ConformanceStore>(layout: Layout, store: S) {
     const WRITERS: usize = 8;
     const ROUNDS: u64 = 25;
     let s = stream("race");
@@ -849,7 +1096,13 @@ pub fn concurrent_appends_one_winner_per_version<S: ConformanceStore>(store: S) 
         (1..=ROUNDS).collect::<Vec<_>>(),
         "exactly one winner per round"
     );
-    assert_eq!(last_position(&store), ROUNDS, "losers consumed no position");
+    let mut tally = layout.tally();
+    tally.append(&s, ROUNDS);
+    assert_eq!(
+        last_position(&store),
+        tally.last(),
+        "losers consumed no position"
+    );
 }
 
 /// RELIABILITY T3 in process: writers read the version and append, retrying
@@ -1068,7 +1321,13 @@ pub fn event_types_count_what_is_stored<S: ConformanceStore>(store: S) {
 /// `$all` reads it; `None` for an id never stored, and for the ids of a
 /// refused append. A repeat leaves the original in place.
 pub fn find_event_by_id<S: ConformanceStore>(store: S) {
-    let (a, b) = (stream("find-a"), stream("find-b"));
+    find_event_by_id_in(Layout::single(), store);
+}
+
+/// [`find_event_by_id`] on a store of `layout`.
+pub fn find_event_by_id_in<S: ConformanceStore>(layout: Layout, store: S) {
+    let a = stream("find-a");
+    let b = layout.beside(&a, "find-b");
     assert_eq!(block(store.find_event(Uuid::now_v7())).expect("find"), None);
     let first = vec![event("happened", 1), event("happened", 2)];
     append(&store, &a, ExpectedVersion::NoStream, first.clone()).expect("append");
@@ -1103,7 +1362,13 @@ pub fn find_event_by_id<S: ConformanceStore>(store: S) {
 /// none). The same id elsewhere in the metadata (a causation id, a free
 /// key holding it) does not count; neither do other transactions.
 pub fn read_correlated_events<S: ConformanceStore>(store: S) {
-    let (a, b) = (stream("corr-a"), stream("corr-b"));
+    read_correlated_events_in(Layout::single(), store);
+}
+
+/// [`read_correlated_events`] on a store of `layout`.
+pub fn read_correlated_events_in<S: ConformanceStore>(layout: Layout, store: S) {
+    let a = stream("corr-a");
+    let b = layout.beside(&a, "corr-b");
     let root = event("started", 1);
     let c = root.event_id;
     let member = |name: &str, n: u64| {
@@ -1167,7 +1432,12 @@ pub fn read_correlated_events<S: ConformanceStore>(store: S) {
     members.sort_unstable();
     assert_eq!(
         members,
-        [("corr-a", 1), ("corr-a", 4), ("corr-b", 2), ("corr-b", 3)]
+        [
+            ("corr-a", 1),
+            ("corr-a", 4),
+            (b.as_str(), 2),
+            (b.as_str(), 3)
+        ]
     );
     let others = block(collect(store.read_correlated(other))).expect("read");
     assert_eq!(others.len(), 2);
@@ -1238,9 +1508,18 @@ pub fn checkpoints_round_trip<S: ConformanceStore>(store: S) {
 /// A [`Watch`](crate::store::Watch) wakes when another thread commits,
 /// with the position of the last committed event.
 pub fn watch_wakes_on_commit<S: ConformanceStore>(store: S) {
+    watch_wakes_on_commit_in(Layout::single(), store);
+}
+
+/// [`watch_wakes_on_commit`] on a store of `layout`.
+pub fn watch_wakes_on_commit_in<S: ConformanceStore>(layout: Layout, store: S) {
+    let mut tally = layout.tally();
+    tally.append(&stream("before"), 1);
+    let first = tally.last();
+    tally.append(&stream("w"), 2);
     append(&store, &stream("before"), ExpectedVersion::Any, events(1)).expect("append");
     let mut watch = store.watch();
-    assert_eq!(watch.last_position(), 1);
+    assert_eq!(watch.last_position(), first);
     let writer = store.clone();
     let handle = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -1256,7 +1535,373 @@ pub fn watch_wakes_on_commit<S: ConformanceStore>(store: S) {
         );
         append(&writer, &stream("w"), ExpectedVersion::Any, events(2)).expect("append");
     });
-    assert_eq!(block(watch.changed()), 3);
+    assert_eq!(block(watch.changed()), tally.last());
     handle.join().expect("writer thread");
-    assert_eq!(watch.last_position(), 3);
+    assert_eq!(watch.last_position(), tally.last());
+}
+
+/// A stream's events are all in its shard ([`ShardedStore::shard_for`]),
+/// and no other shard knows the stream.
+pub fn streams_live_in_their_shard<S: ConformanceStore>(store: ShardedStore<S>) {
+    let streams: Vec<StreamId> = (0..16).map(|i| stream(&format!("home-{i}"))).collect();
+    for (i, s) in streams.iter().enumerate() {
+        append(
+            &store,
+            s,
+            ExpectedVersion::NoStream,
+            events(i as u64 % 3 + 1),
+        )
+        .expect("append");
+    }
+    for (i, s) in streams.iter().enumerate() {
+        let home = store.shard_for(s);
+        assert_eq!(home, Layout::of(&store).shard_of(s));
+        for (n, shard) in store.shards().iter().enumerate() {
+            let want = if n == home { i as u64 % 3 + 1 } else { 0 };
+            assert_eq!(version(shard, s), want, "stream {s} in shard {n}");
+        }
+        let read = read(&store, s, ..);
+        assert!(
+            read.iter()
+                .all(|e| store.split_position(e.position).map(|p| p.0) == Some(home))
+        );
+    }
+}
+
+/// Interleaved appends to streams of every shard: each shard's own `$all`
+/// has positions 1, 2, 3, ... in its append order, and each stream's
+/// versions are contiguous from 1.
+pub fn positions_are_gapless_per_shard<S: ConformanceStore>(store: ShardedStore<S>) {
+    let streams: Vec<StreamId> = (0..8).map(|i| stream(&format!("gapless-{i}"))).collect();
+    let mut per_shard: Vec<Vec<Uuid>> = vec![Vec::new(); store.shards().len()];
+    for round in 0..4u64 {
+        for s in &streams {
+            let batch = events(round % 3 + 1);
+            per_shard[store.shard_for(s)].extend(batch.iter().map(|e| e.event_id));
+            append(&store, s, ExpectedVersion::Any, batch).expect("append");
+        }
+    }
+    for (i, shard) in store.shards().iter().enumerate() {
+        let all = read_all(shard, 0);
+        assert_eq!(
+            all.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+            per_shard[i],
+            "shard {i} holds its streams' events in append order"
+        );
+        for (n, e) in all.iter().enumerate() {
+            assert_eq!(
+                e.position,
+                n as u64 + 1,
+                "shard {i}'s positions are gapless"
+            );
+        }
+    }
+    for s in &streams {
+        let versions: Vec<u64> = read(&store, s, ..).iter().map(|e| e.version).collect();
+        assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
+    }
+}
+
+/// `read_all(from)` of a sharded store is the merge of its shards' `$all`
+/// in encoded position order, from every position; each event's position
+/// splits into its shard and its position there; `last_position` is the
+/// largest.
+pub fn read_all_is_the_merge_of_the_shards<S: ConformanceStore>(store: ShardedStore<S>) {
+    for i in 0..10u64 {
+        let s = stream(&format!("merge-{}", i % 5));
+        append(&store, &s, ExpectedVersion::Any, events(i % 2 + 1)).expect("append");
+    }
+    let mut merged: Vec<(u64, Uuid)> = Vec::new();
+    for (i, shard) in store.shards().iter().enumerate() {
+        for e in read_all(shard, 0) {
+            let position = store.position(i, e.position).expect("small positions");
+            assert_eq!(store.split_position(position), Some((i, e.position)));
+            merged.push((position, e.event_id));
+        }
+    }
+    merged.sort_unstable();
+    let last = merged.last().map_or(0, |m| m.0);
+    assert_eq!(last_position(&store), last);
+    for from in 0..=last + 1 {
+        let got: Vec<(u64, Uuid)> = read_all(&store, from)
+            .iter()
+            .map(|e| (e.position, e.event_id))
+            .collect();
+        let want: Vec<(u64, Uuid)> = merged.iter().copied().filter(|m| m.0 >= from).collect();
+        assert_eq!(got, want, "read_all({from})");
+    }
+    for e in read_all(&store, 0) {
+        let (shard, _) = store.split_position(e.position).expect("a position");
+        assert_eq!(shard, store.shard_for(&e.stream_id));
+        assert_eq!(block(store.find_event(e.event_id)).expect("find"), Some(e));
+    }
+}
+
+/// An atomic append over streams of more than one shard is refused with
+/// [`Error::CrossShard`], naming each stream's shard, and writes nothing;
+/// one whose streams share a shard is written.
+pub fn cross_shard_appends_are_refused<S: ConformanceStore>(store: ShardedStore<S>) {
+    let layout = Layout::of(&store);
+    let a = stream("cross-a");
+    let Some(b) = layout.apart(&a, "cross-b") else {
+        return; // One shard: every append is in it.
+    };
+    let c = layout.beside(&a, "cross-c");
+    append(&store, &c, ExpectedVersion::NoStream, events(1)).expect("append");
+    let before = read_all(&store, 0);
+    let writes = vec![
+        StreamWrite::new(a.clone(), ExpectedVersion::NoStream, events(1)),
+        StreamWrite::new(c.clone(), ExpectedVersion::Exact(1), events(2)),
+        StreamWrite::new(b.clone(), ExpectedVersion::NoStream, events(1)),
+    ];
+    match block(store.append_to_streams(writes)) {
+        Err(Error::CrossShard { streams, shards }) => {
+            assert_eq!(streams, [a.clone(), c.clone(), b.clone()]);
+            assert_eq!(
+                shards,
+                [
+                    layout.shard_of(&a),
+                    layout.shard_of(&c),
+                    layout.shard_of(&b)
+                ]
+            );
+            let message = Error::CrossShard { streams, shards }.to_string();
+            assert!(message.contains("one shard"), "{message}");
+        }
+        other => panic!("expected a cross-shard refusal, got {other:?}"),
+    }
+    assert_eq!(read_all(&store, 0), before, "nothing was written");
+    assert_eq!((version(&store, &a), version(&store, &b)), (0, 0));
+    // The same streams of one shard: written together.
+    let together = vec![
+        StreamWrite::new(a.clone(), ExpectedVersion::NoStream, events(1)),
+        StreamWrite::new(c.clone(), ExpectedVersion::Exact(1), events(2)),
+    ];
+    let results = block(store.append_to_streams(together)).expect("one shard");
+    assert_eq!((results[0].version, results[1].version), (1, 3));
+}
+
+/// Writers on streams of every shard at once, each reading the version
+/// and appending with `Exact`, retrying on conflict: every acknowledged
+/// event is stored once, each stream's versions are contiguous, and each
+/// shard's positions gapless.
+pub fn concurrent_appends_across_shards<S: ConformanceStore>(store: ShardedStore<S>) {
+    const WRITERS: usize = 6;
+    const EACH: usize = 30;
+    let streams: Vec<StreamId> = (0..9).map(|i| stream(&format!("busy-{i}"))).collect();
+    let acked: Vec<Uuid> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (store, streams) = (store.clone(), &streams);
+                scope.spawn(move || {
+                    let mut ids = Vec::new();
+                    for n in 0..EACH {
+                        let s = &streams[(w + n) % streams.len()];
+                        loop {
+                            let v = version(&store, s);
+                            let e = event("busy", n as u64);
+                            match append(&store, s, ExpectedVersion::Exact(v), vec![e.clone()]) {
+                                Ok(_) => {
+                                    ids.push(e.event_id);
+                                    break;
+                                }
+                                Err(Error::Conflict(_)) => {}
+                                Err(err) => panic!("unexpected error: {err}"),
+                            }
+                        }
+                    }
+                    ids
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("writer thread"))
+            .collect()
+    });
+    let mut stored: Vec<Uuid> = Vec::new();
+    for s in &streams {
+        let events = read(&store, s, ..);
+        let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+        assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
+        stored.extend(events.iter().map(|e| e.event_id));
+    }
+    for (i, shard) in store.shards().iter().enumerate() {
+        for (n, e) in read_all(shard, 0).iter().enumerate() {
+            assert_eq!(e.position, n as u64 + 1, "shard {i} is gapless");
+        }
+    }
+    let mut acked = acked;
+    acked.sort_unstable();
+    stored.sort_unstable();
+    assert_eq!(stored, acked, "every acknowledged event stored once");
+}
+
+/// `find_event`, `event_types` and `read_correlated` see every shard:
+/// an event is found wherever it is, the counts add up, and a business
+/// transaction's events come in encoded position order from all shards.
+pub fn every_shard_is_read<S: ConformanceStore>(store: ShardedStore<S>) {
+    let root = event("started", 0);
+    let c = root.event_id;
+    append(
+        &store,
+        &stream("spread-0"),
+        ExpectedVersion::NoStream,
+        vec![root],
+    )
+    .expect("append");
+    let mut ids = vec![c];
+    for i in 1..12u64 {
+        let e = event("joined", i).with_metadata(Metadata::new().correlation_id(c));
+        ids.push(e.event_id);
+        let s = stream(&format!("spread-{i}"));
+        append(&store, &s, ExpectedVersion::NoStream, vec![e]).expect("append");
+    }
+    for id in &ids {
+        let found = block(store.find_event(*id)).expect("find").expect("stored");
+        assert_eq!(found.event_id, *id);
+    }
+    let types = block(store.event_types()).expect("types");
+    let counts: Vec<(&str, u64)> = types.iter().map(|t| (t.name.as_str(), t.count)).collect();
+    assert_eq!(counts, [("joined", 11), ("started", 1)]);
+    let correlated = block(collect(store.read_correlated(c))).expect("read");
+    let want: Vec<RecordedEvent> = read_all(&store, 0);
+    assert_eq!(correlated, want);
+}
+
+/// A tiny deterministic generator, for the stops of
+/// [`feed_resumes_exactly_once`].
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// A projection reads the merged feed ([`ShardedStore::read_all_from`])
+/// while writers append to streams of every shard; it stops after a random
+/// number of events, and resumes from its per-shard checkpoints as saved
+/// ([`ShardCheckpoints::save_shard`], after each event). When the writers
+/// are done and the feed is drained, it has handled every event exactly
+/// once, each stream's in version order.
+pub fn feed_resumes_exactly_once<S: ConformanceStore>(store: ShardedStore<S>) {
+    const WRITERS: usize = 4;
+    const EACH: u64 = 60;
+    const NAME: &str = "exactly-once";
+    let shards = store.shards().len();
+    let mut handled: Vec<Uuid> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut last_version: BTreeMap<StreamId, u64> = BTreeMap::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut consume = |limit: u64| -> u64 {
+        let mut checkpoints =
+            block(ShardCheckpoints::load(&store, NAME, shards)).expect("load checkpoints");
+        let mut feed = store.read_all_from(&checkpoints);
+        let mut n = 0;
+        while n < limit {
+            let Some(e) = block(next(&mut feed)) else {
+                break;
+            };
+            let e = e.expect("the feed reads");
+            assert!(
+                seen.insert(e.event_id),
+                "event {} handled twice",
+                e.event_id
+            );
+            let last = last_version.entry(e.stream_id.clone()).or_insert(0);
+            assert_eq!(e.version, *last + 1, "{} in version order", e.stream_id);
+            *last = e.version;
+            handled.push(e.event_id);
+            let (shard, _) = checkpoints.advance(e.position).expect("a position");
+            block(checkpoints.save_shard(&store, NAME, shard)).expect("save");
+            n += 1;
+        }
+        n
+    };
+    std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = store.clone();
+                scope.spawn(move || {
+                    for n in 0..EACH {
+                        let s = stream(&format!("feed-{w}-{}", n % 5));
+                        append(&store, &s, ExpectedVersion::Any, events(n % 2 + 1))
+                            .expect("append");
+                    }
+                })
+            })
+            .collect();
+        // Stop and resume, again and again, while the writers write.
+        while !writers
+            .iter()
+            .all(std::thread::ScopedJoinHandle::is_finished)
+        {
+            let limit = xorshift(&mut rng) % 17;
+            consume(limit);
+        }
+    });
+    while consume(u64::MAX) > 0 {}
+    let mut stored: Vec<Uuid> = store
+        .shards()
+        .iter()
+        .flat_map(|s| read_all(s, 0))
+        .map(|e| e.event_id)
+        .collect();
+    stored.sort_unstable();
+    handled.sort_unstable();
+    let expected: u64 = (0..EACH).map(|n| n % 2 + 1).sum::<u64>() * WRITERS as u64;
+    assert_eq!(stored.len() as u64, expected);
+    assert_eq!(handled, stored, "every event handled exactly once");
+}
+
+/// Per-shard checkpoints round-trip by name, through the sharded store
+/// (kept in shard 0); loading them for another number of shards is
+/// [`Error::ShardCheckpoints`]; the feed refuses checkpoints of another
+/// number of shards.
+pub fn shard_checkpoints_round_trip<S: ConformanceStore>(store: ShardedStore<S>) {
+    let shards = store.shards().len();
+    let fresh = block(ShardCheckpoints::load(&store, "search", shards)).expect("load");
+    assert_eq!(fresh, ShardCheckpoints::new(shards));
+    let mut saved = ShardCheckpoints::new(shards);
+    for i in 0..shards {
+        assert!(saved.set(i, 10 * i as u64 + 3));
+    }
+    block(saved.save(&store, "search")).expect("save");
+    assert_eq!(
+        block(ShardCheckpoints::load(&store, "search", shards)).expect("load"),
+        saved
+    );
+    assert_eq!(
+        block(store.shards()[0].load_checkpoint("search@shard-0")).expect("load"),
+        Some(3),
+        "kept in shard 0, under a stored name"
+    );
+    assert!(matches!(
+        block(ShardCheckpoints::load(&store, "search", shards + 1)),
+        Err(Error::ShardCheckpoints { found, shards: s, .. }) if found == shards as u64 && s == shards + 1
+    ));
+    let mut feed = store.read_all_from(&ShardCheckpoints::new(shards + 1));
+    assert!(matches!(
+        block(next(&mut feed)),
+        Some(Err(Error::ShardCheckpoints { .. }))
+    ));
+}
+
+/// A watch of the sharded store wakes on a commit made through one of its
+/// shards directly, with the encoded position.
+pub fn watch_wakes_on_a_commit_through_a_shard<S: ConformanceStore>(store: ShardedStore<S>) {
+    let mut watch = store.watch();
+    assert_eq!(watch.last_position(), 0);
+    let s = stream("watched");
+    let home = store.shard_for(&s);
+    let shard = store.shards()[home].clone();
+    let handle = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        append(&shard, &s, ExpectedVersion::NoStream, events(2)).expect("append");
+    });
+    let woke = watch
+        .wait_timeout(std::time::Duration::from_secs(30))
+        .expect("woken by the shard's commit");
+    handle.join().expect("writer thread");
+    assert_eq!(woke, store.position(home, 2).expect("a position"));
 }
