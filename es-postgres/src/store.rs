@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use es_core::privacy::{Forget, Forgotten, Keys};
+use es_core::privacy::{Erased, Forget, Forgotten, Keys};
 use es_core::store::backend::{Notifier, check_append};
 use es_core::store::{StoredEventType, Watch};
 use es_core::{
@@ -485,28 +485,38 @@ impl Forget for PostgresStore {
         subject: &str,
         metadata: Metadata,
     ) -> impl Future<Output = Result<Forgotten>> + Send {
+        let erased = self.erase(subject);
+        let store = self.clone();
+        let subject = subject.to_owned();
+        async move {
+            let erased = erased.await?;
+            es_core::privacy::record_forgotten(
+                &store,
+                &subject,
+                erased.keys_destroyed,
+                erased.snapshots_deleted,
+                metadata,
+            )
+            .await
+        }
+    }
+
+    /// Destroys the subject's keys and deletes every snapshot, recording
+    /// nothing: one shard's part of a sharded store's forgetting.
+    fn erase(&self, subject: &str) -> impl Future<Output = Result<Erased>> + Send {
         let keys_destroyed = self
             .shared
             .keys
             .as_ref()
             .map_or(Ok(0), |keys| keys.forget(subject));
         let deleted = self.write(Work::DeleteAllSnapshots);
-        let store = self.clone();
-        let subject = subject.to_owned();
         async move {
             let keys_destroyed = keys_destroyed?;
             let snapshots_deleted = match deleted.await? {
                 Outcome::Count(n) => n,
                 Outcome::Appended(_) | Outcome::Done => 0,
             };
-            es_core::privacy::record_forgotten(
-                &store,
-                &subject,
-                keys_destroyed,
-                snapshots_deleted,
-                metadata,
-            )
-            .await
+            Ok(Erased::new(keys_destroyed, snapshots_deleted))
         }
     }
 }
