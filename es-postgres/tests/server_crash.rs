@@ -74,13 +74,12 @@ fn the_server_stopped_immediately_and_restarted_loses_no_acknowledged_append() {
                         .map(|k| NewEvent::new("s", "appended", 1, format!(r#"{{"k":{k}}}"#)))
                         .collect();
                     let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
-                    match block_on(store.append(&stream, ExpectedVersion::Any, events)) {
-                        Ok(_) => acked.push(ids),
-                        Err(_) => {
-                            errors += 1;
-                            failed.push(ids);
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
+                    if block_on(store.append(&stream, ExpectedVersion::Any, events)).is_ok() {
+                        acked.push(ids);
+                    } else {
+                        errors += 1;
+                        failed.push(ids);
+                        std::thread::sleep(Duration::from_millis(20));
                     }
                 }
                 (acked, failed, errors)
