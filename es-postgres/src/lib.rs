@@ -28,6 +28,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Read models live in tables of the same database, updated in the
+//! transaction that moves their checkpoint: see [`ReadModel`] and
+//! [`PostgresStore::run_read_model`].
+//!
 //! Connections without TLS are allowed to a server on this machine only;
 //! see [`PostgresOptions::tls`].
 
@@ -39,6 +43,7 @@ mod keys;
 mod listen;
 mod options;
 mod read;
+mod read_model;
 mod schema;
 mod store;
 mod writer;
@@ -46,6 +51,7 @@ mod writer;
 pub use error::OpenError;
 pub use keys::PostgresKeyStore;
 pub use options::PostgresOptions;
+pub use read_model::{Db, ReadModel, ReadModelError, ReadModelRunner, RunOptions};
 pub use store::{PostgresStore, WriteStats};
 
 /// The `postgres` client crate, whose types appear in this crate's API

@@ -9,10 +9,13 @@ use crate::error::OpenError;
 /// The migrations, in order: migration `i` takes the schema from version
 /// `i` to `i + 1`. Stored formats outlive code: a released migration is
 /// never edited; a change is a new one at the end.
-const MIGRATIONS: &[&str] = &[include_str!("sql/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("sql/0001_init.sql"),
+    include_str!("sql/0002_read_models.sql"),
+];
 
 /// The version of the tables this build makes.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 

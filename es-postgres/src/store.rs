@@ -78,6 +78,7 @@ pub struct PostgresStore {
 }
 
 struct Shared {
+    connector: Connector,
     writer: flume::Sender<Job>,
     readers: flume::Sender<ReadJob>,
     notifier: Notifier,
@@ -128,6 +129,10 @@ impl PostgresStore {
     /// The PostgreSQL schema the store's tables are in.
     pub fn schema(&self) -> &str {
         &self.shared.schema
+    }
+
+    pub(crate) fn connector(&self) -> &Connector {
+        &self.shared.connector
     }
 
     /// The writer's commits so far, for measuring group commit.
@@ -195,6 +200,7 @@ impl PostgresStore {
             .map_err(spawn_failed)?;
         Ok(PostgresStore {
             shared: Arc::new(Shared {
+                connector: connector.clone(),
                 writer,
                 readers,
                 notifier,
