@@ -57,7 +57,27 @@ pub(crate) fn run(cli: &Cli) -> Result<(), Failure> {
             file,
             renumber,
             shard,
-        } => import(cli, out, file, *renumber, *shard),
+            postgres,
+            schema,
+        } => {
+            // The whole file is checked before any store is opened (or made).
+            let how = Import {
+                file,
+                renumber: *renumber,
+                shard: *shard,
+                total: check_file(file, *renumber)?,
+            };
+            if let Some(url) = postgres {
+                let store = es_postgres::PostgresStore::options()
+                    .schema(schema.as_str())
+                    .connect(url)
+                    .map_err(|e| Failure::store(&e))?;
+                import(out, &how, &store, &format!("schema `{schema}` of {url}"))
+            } else {
+                let store = SqliteStore::open(cli.db()).map_err(|e| Failure::store(&e))?;
+                import(out, &how, &store, &format!("`{}`", cli.db().display()))
+            }
+        }
         Command::Tail { from, .. } => tail(cli, out, *from),
         Command::Serve { addr, .. } => {
             drop(out);
@@ -657,15 +677,24 @@ fn check_file(file: &Path, renumber: bool) -> Result<u64, Failure> {
     Ok(check.events())
 }
 
-fn import(
-    cli: &Cli,
-    mut out: impl Write,
-    file: &Path,
+/// What `es import` imports, and how.
+struct Import<'a> {
+    file: &'a Path,
     renumber: bool,
     shard: Option<Shard>,
-) -> Done {
-    let total = check_file(file, renumber)?;
-    let store = SqliteStore::open(cli.db()).map_err(|e| Failure::store(&e))?;
+    /// The file's events, as its check counted them.
+    total: u64,
+}
+
+/// Imports into `store` (named `target` in the report): a SQLite file or
+/// a PostgreSQL database, the same way.
+fn import<S: EventStore>(mut out: impl Write, how: &Import<'_>, store: &S, target: &str) -> Done {
+    let Import {
+        file,
+        renumber,
+        shard,
+        total,
+    } = *how;
     let bar = bar(total, "importing");
     let (mut appended, mut repeated) = (0u64, 0u64);
     let mut append = |batch: ImportBatch| -> Result<(), Stop> {
@@ -700,7 +729,6 @@ fn import(
         append(batch)?;
     }
     bar.finish_and_clear();
-    drop(store);
     let renumbered = match batches.renumbered_streams() {
         0 => String::new(),
         n => format!("; the versions of {n} streams renumbered to close their gaps"),
@@ -714,8 +742,7 @@ fn import(
     };
     writeln!(
         out,
-        "{appended} events imported, {repeated} already stored, into `{}`{renumbered}{others}",
-        cli.db().display()
+        "{appended} events imported, {repeated} already stored, into {target}{renumbered}{others}"
     )?;
     Ok(())
 }

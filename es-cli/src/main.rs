@@ -312,6 +312,15 @@ pub(crate) enum Command {
         /// own `--shard I/M`.
         #[arg(long, value_name = "I/M", value_parser = parse_shard)]
         shard: Option<Shard>,
+        /// Imports into the PostgreSQL database URL names
+        /// (`postgresql://user@host/db`) instead of the SQLite file: how a
+        /// store moves from SQLite to PostgreSQL (es-postgres). Its tables
+        /// are made in `--schema` when missing.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// The PostgreSQL schema of `--postgres`'s store.
+        #[arg(long, value_name = "NAME", default_value = "es", requires = "postgres")]
+        schema: String,
     },
     /// Serves the inspector as a read-only web page (streams, a stream's
     /// events, a live tail of `$all`, projections and their lag) and its
