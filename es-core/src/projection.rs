@@ -416,3 +416,69 @@ impl Progress {
         self.position >= self.head
     }
 }
+
+/// Hands one stored event to a read model, as every runner does: through
+/// the raw upcasters first (without allocating when none applies), then,
+/// for each event it became that the model [takes](Projection::takes),
+/// decoded and dispatched to its handler. `before` sees each decoded
+/// event just before its handler (a runner notes there, say, that the
+/// model took personal data). A handler's panic is its event's failure.
+///
+/// # Errors
+///
+/// [`StopReason::Decode`] for an event that does not decode (or upcast);
+/// [`StopReason::Handler`] for what the handler, a panic, or `before`
+/// reports.
+pub fn feed<R, Cx>(
+    model: &mut R,
+    cx: &Cx,
+    recorded: crate::RecordedEvent,
+    mut before: impl FnMut(&crate::RecordedEvent) -> Result<(), BoxError>,
+) -> Result<(), StopReason>
+where
+    R: Dispatch<Cx>,
+    Cx: ?Sized,
+{
+    let seen = if crate::upcast::applies(
+        &recorded.aggregate_type,
+        &recorded.name,
+        recorded.schema_version,
+    ) {
+        recorded.upcast().map_err(|e| match e {
+            Error::Decode { source, .. } => StopReason::Decode(source),
+            other => StopReason::Handler(other.into()),
+        })?
+    } else {
+        vec![recorded]
+    };
+    for recorded in seen {
+        if !R::takes(&recorded.aggregate_type, &recorded.name) {
+            continue;
+        }
+        let decoded = <R::Event as EventSet>::decode(
+            &recorded.name,
+            recorded.schema_version,
+            recorded.event.as_str(),
+        )
+        .map_err(StopReason::Decode)?;
+        before(&recorded).map_err(StopReason::Handler)?;
+        let envelope = recorded.with_event(decoded);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            model.dispatch(cx, envelope)
+        }))
+        .unwrap_or_else(|panic| Err(panicked(&*panic)))
+        .map_err(StopReason::Handler)?;
+    }
+    Ok(())
+}
+
+/// A panic's payload as an error (`the handler panicked: ...`): what a
+/// runner reports for a handler, or a hook, that panicked.
+pub fn panicked(panic: &(dyn std::any::Any + Send)) -> BoxError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    format!("the handler panicked: {message}").into()
+}

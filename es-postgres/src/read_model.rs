@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use es_core::blocking::block_on;
 use es_core::privacy::{FORGOTTEN_EVENT, SUBJECT_AGGREGATE};
-use es_core::projection::{ProjectionError, StopReason};
+use es_core::projection::{ProjectionError, StopReason, panicked};
 use es_core::store::next;
-use es_core::{BoxError, Dispatch, EventSet, EventStore, RecordedEvent};
+use es_core::{BoxError, Dispatch, EventStore, RecordedEvent};
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement};
 
@@ -493,11 +493,16 @@ impl Run {
         personal: &mut bool,
     ) -> Result<(), ReadModelError> {
         for recorded in events {
-            let failed = |recorded: &RecordedEvent, reason| ProjectionError {
+            let (position, stream, version) = (
+                recorded.position,
+                recorded.stream_id.clone(),
+                recorded.version,
+            );
+            let failed = |reason| ProjectionError {
                 projection: R::NAME,
-                position: recorded.position,
-                stream: recorded.stream_id.clone(),
-                version: recorded.version,
+                position,
+                stream: stream.clone(),
+                version,
                 reason,
             };
             if &*recorded.aggregate_type == SUBJECT_AGGREGATE && recorded.name == FORGOTTEN_EVENT {
@@ -510,54 +515,18 @@ impl Run {
                     let forgot =
                         catch_unwind(AssertUnwindSafe(|| model.forget(&self.db, &subject)))
                             .unwrap_or_else(|panic| Err(panicked(&*panic)));
-                    forgot.map_err(|e| failed(&recorded, StopReason::Handler(e)))?;
+                    forgot.map_err(|e| failed(StopReason::Handler(e)))?;
                 }
                 continue;
             }
-            let seen = if es_core::upcast::applies(
-                &recorded.aggregate_type,
-                &recorded.name,
-                recorded.schema_version,
-            ) {
-                let position = recorded.clone();
-                recorded.upcast().map_err(|e| match e {
-                    es_core::Error::Decode { source, .. } => {
-                        failed(&position, StopReason::Decode(source))
-                    }
-                    other => failed(&position, StopReason::Handler(other.into())),
-                })?
-            } else {
-                vec![recorded]
-            };
-            for recorded in seen {
-                if !R::takes(&recorded.aggregate_type, &recorded.name) {
-                    continue;
-                }
-                let decoded = <R::Event as EventSet>::decode(
-                    &recorded.name,
-                    recorded.schema_version,
-                    recorded.event.as_str(),
-                )
-                .map_err(|e| failed(&recorded, StopReason::Decode(e)))?;
+            es_core::projection::feed(model, &self.db, recorded, |recorded| {
                 if recorded.event.as_str().contains("\"$personal\"") {
                     *personal = true;
                 }
-                let at = recorded.clone();
-                let envelope = recorded.with_event(decoded);
-                catch_unwind(AssertUnwindSafe(|| model.dispatch(&self.db, envelope)))
-                    .unwrap_or_else(|panic| Err(panicked(&*panic)))
-                    .map_err(|e| failed(&at, StopReason::Handler(e)))?;
-            }
+                Ok(())
+            })
+            .map_err(failed)?;
         }
         Ok(())
     }
-}
-
-fn panicked(panic: &(dyn std::any::Any + Send)) -> BoxError {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_owned());
-    format!("the handler panicked: {message}").into()
 }

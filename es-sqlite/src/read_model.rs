@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use es_core::privacy::{FORGOTTEN_EVENT, Keys, SUBJECT_AGGREGATE};
 use es_core::projection::{ProjectionError, StopReason};
-use es_core::{BoxError, Dispatch, EventSet, RecordedEvent, StreamId, Timestamp};
+use es_core::{BoxError, Dispatch, RecordedEvent, StreamId, Timestamp};
 use rusqlite::Connection;
 
 use crate::error::OpenError;
@@ -478,42 +478,16 @@ pub(crate) fn dispatch_all<R: ReadModel>(
                 Forgetting::Rebuild => return Ok(Fed::Rebuild { position }),
             }
         }
-        // Through the raw upcasters first (without allocating when none
-        // applies): the store's query selected every stored event that may
-        // become one the model takes, and `takes` decides on what it became.
-        let seen = if es_core::upcast::applies(
-            &recorded.aggregate_type,
-            &recorded.name,
-            recorded.schema_version,
-        ) {
-            recorded.upcast().map_err(|e| match e {
-                es_core::Error::Decode { source, .. } => failed(StopReason::Decode(source)),
-                other => failed(StopReason::Handler(other.into())),
-            })?
-        } else {
-            vec![recorded]
-        };
-        for recorded in seen {
-            if !R::takes(&recorded.aggregate_type, &recorded.name) {
-                continue;
+        let personal = &mut feed.personal;
+        let ledger = feed.ledger;
+        es_core::projection::feed(model, tx, recorded, |recorded| {
+            if !*personal && recorded.event.as_str().contains("\"$personal\"") {
+                ledger.mark_personal(tx, recorded.position)?;
+                *personal = true;
             }
-            let decoded = <R::Event as EventSet>::decode(
-                &recorded.name,
-                recorded.schema_version,
-                recorded.event.as_str(),
-            )
-            .map_err(|e| failed(StopReason::Decode(e)))?;
-            if !feed.personal && recorded.event.as_str().contains("\"$personal\"") {
-                feed.ledger
-                    .mark_personal(tx, recorded.position)
-                    .map_err(|e| failed(StopReason::Handler(e.into())))?;
-                feed.personal = true;
-            }
-            let envelope = recorded.with_event(decoded);
-            let handled = catch_unwind(AssertUnwindSafe(|| model.dispatch(tx, envelope)))
-                .unwrap_or_else(|panic| Err(panicked(&*panic)));
-            handled.map_err(|e| failed(StopReason::Handler(e)))?;
-        }
+            Ok(())
+        })
+        .map_err(failed)?;
     }
     Ok(Fed::All)
 }
@@ -568,14 +542,7 @@ fn forget<R: ReadModel>(
     Ok(answer)
 }
 
-pub(crate) fn panicked(panic: &(dyn std::any::Any + Send)) -> BoxError {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".to_owned());
-    format!("the handler panicked: {message}").into()
-}
+pub(crate) use es_core::projection::panicked;
 
 /// The error and its causes, `: `-separated, for the parked table and logs.
 pub(crate) fn display_chain(error: &dyn std::error::Error) -> String {
