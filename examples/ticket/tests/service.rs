@@ -882,7 +882,13 @@ fn on_loopback_only_loopback_hosts_are_answered() {
         format!("[::1]:{port}"),
     ] {
         let reply = server.get_with("/api/tickets", &[("host", &host)]);
-        assert_eq!(reply.status, 200, "{host}");
+        // Answered: the list, or 503 while the new server's list is still
+        // being built (a loaded machine), never 421.
+        assert!(
+            matches!(reply.status, 200 | 503),
+            "{host}: {}",
+            reply.status
+        );
     }
     for host in [
         format!("evil.example:{port}"),
