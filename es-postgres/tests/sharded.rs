@@ -53,15 +53,7 @@ fn two_databases() -> ShardedStore<PostgresStore> {
 }
 
 fn four_schemas() -> ShardedStore<PostgresStore> {
-    let shards = (0..4)
-        .map(|_| {
-            common::options()
-                .readers(1)
-                .connect(&common::url())
-                .expect("a shard opens")
-        })
-        .collect();
-    ShardedStore::new(shards).expect("shards")
+    schemas(4)
 }
 
 mod two_databases {
