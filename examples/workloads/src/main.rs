@@ -1,11 +1,26 @@
 //! The benchmark workloads of `WORKLOADS.md`, on the Ticket aggregate of the
-//! example app, against the embedded SQLite store; each with a `raw_` twin
-//! that runs the same SQL with bare `rusqlite` and no framework, so the
-//! framework's cost shows as a ratio measured in one run.
+//! example app, against the embedded SQLite store (or es-postgres, or a
+//! `ShardedStore` of SQLite files); each with a `raw_` twin that runs the
+//! same commands with bare `rusqlite` (or bare `postgres`) and no
+//! framework, so the framework's cost shows as a ratio measured in one run.
 //!
 //! ```sh
 //! cargo run --release -p es-workloads -- append_1x1 [--sync full|normal] [--dir DIR]
+//! # on PostgreSQL: a fresh schema w_<id> in the database, dropped after the run
+//! cargo run --release -p es-workloads -- append_1x1 --store postgres [--url URL]
+//! # over a ShardedStore of N SQLite files (append workloads)
+//! cargo run --release -p es-workloads -- append_concurrent --tasks 32 --shards 4
 //! ```
+//!
+//! `--store postgres` runs `append_1x1`, `append_concurrent`, `contention`,
+//! `load_stream`, their `raw_` twins and `raw_append_batch`, on the database
+//! of `--url` (default: `$ES_POSTGRES_URL`); the es runs report the mean size
+//! of the store's group commit (`group_commit`). `--sync normal` on
+//! PostgreSQL is `synchronous_commit = off` on every connection of the run,
+//! set through the connection's `options` parameter (`-c
+//! synchronous_commit=off`); `full` is the server's default, `on`.
+//! `--shards N` runs `append_1x1` and `append_concurrent` (and their twins,
+//! which send each command to its stream's shard file) over N SQLite files.
 //!
 //! Prints one JSON line per run; a run that fails its own check prints
 //! `"ok":false` and exits non-zero.
@@ -19,6 +34,8 @@
 
 mod catchup;
 mod raw;
+mod raw_pg;
+mod target;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,6 +46,7 @@ use es_core::prelude::*;
 use es_core::{NewEvent, ReadRange, Uuid};
 use es_sqlite::{Durability, SqliteStore};
 use serde_json::{Value, json};
+use target::{Backend, Target, on_store};
 use ticket::{MessageAdded, Ticket, TicketEvent, TicketOpened};
 
 #[derive(Parser, Clone)]
@@ -36,12 +54,32 @@ use ticket::{MessageAdded, Ticket, TicketEvent, TicketOpened};
 struct Args {
     /// The workload to run.
     workload: Workload,
-    /// `full`: every acknowledged append is on disk; `normal`: flushed at checkpoints.
+    /// `full`: every acknowledged append is on disk; `normal`: flushed at
+    /// checkpoints. PostgreSQL: `full` is `synchronous_commit = on` (the
+    /// server's default); `normal` is `synchronous_commit = off` on every
+    /// connection of the run (the connection option `-c
+    /// synchronous_commit=off`).
     #[arg(long, default_value = "full")]
     sync: Sync,
     /// Where to create the database (default: a temporary directory, removed after).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// The store: `sqlite` (a fresh file in --dir) or `postgres` (a fresh
+    /// schema `w_<id>` in the database of --url, dropped after the run; for
+    /// append_1x1, append_concurrent, contention, load_stream, their raw_
+    /// twins and raw_append_batch).
+    #[arg(long, value_enum, default_value = "sqlite")]
+    store: StoreKind,
+    /// postgres: the database, as a URL or libpq's `key=value` form
+    /// (default: the environment variable `ES_POSTGRES_URL`).
+    #[arg(long)]
+    url: Option<String>,
+    /// sqlite, append_1x1 and append_concurrent (and their raw_ twins): an
+    /// `es_core::ShardedStore` over this many SQLite files (1 to 16; 1 is
+    /// the sharded store over one file, against the plain store without
+    /// the flag).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=16))]
+    shards: Option<u32>,
     /// Concurrent tasks (append_concurrent and projection_catchup --live;
     /// contention uses 8 unless given).
     #[arg(long)]
@@ -168,6 +206,12 @@ enum Workload {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Sync {
     Full,
     Normal,
@@ -203,6 +247,13 @@ fn main() -> ExitCode {
         .or_else(|| temporary.as_ref().map(|t| t.path().to_path_buf()))
         .unwrap_or_default();
     let db = dir.join(format!("workload-{}.db", Uuid::now_v7().simple()));
+    let target = match target(&args, db) {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -217,18 +268,27 @@ fn main() -> ExitCode {
     // On a worker thread, as a server's request handlers run: a future
     // driven by `block_on` on the main thread wakes up far slower.
     let outcome = runtime.block_on(async {
-        let (args, db) = (args.clone(), db.clone());
-        tokio::spawn(async move { run(&args, &db).await }).await
+        let (args, target) = (args.clone(), target.clone());
+        tokio::spawn(async move { run(&args, &target).await }).await
     });
     let outcome = outcome.unwrap_or_else(|e| Err(format!("the workload panicked: {e}").into()));
-    for file in [db.clone(), catchup::raw_model_path(&db)] {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-        }
+    if let Err(e) = target.remove() {
+        eprintln!("warning: the run's store was not removed: {e}");
     }
-    let _ = std::fs::remove_dir_all(db.with_extension("read-models"));
     match outcome {
-        Ok(report) => {
+        Ok(mut report) => {
+            // Only off the default store, so SQLite lines read as before.
+            if let Some(params) = report.params.as_object_mut() {
+                match &target {
+                    Target::Sqlite { .. } => {}
+                    Target::Sharded { shards, .. } => {
+                        params.insert("shards".into(), json!(shards));
+                    }
+                    Target::Postgres { .. } => {
+                        params.insert("store".into(), json!("postgres"));
+                    }
+                }
+            }
             let mut line = json!({
                 "name": report.name,
                 "params": report.params,
@@ -248,8 +308,65 @@ fn main() -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            // A database error's message is in its source.
+            let mut message = e.to_string();
+            let mut source = e.source();
+            while let Some(cause) = source {
+                message = format!("{message}: {cause}");
+                source = cause.source();
+            }
+            eprintln!("error: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The run's target, from `--store`, `--url`, `--shards` and `--sync`;
+/// refuses a workload the store does not run.
+fn target(args: &Args, db: PathBuf) -> Result<Target, Failure> {
+    use Workload::{
+        Append1x1, AppendConcurrent, Contention, LoadStream, RawAppend1x1, RawAppendBatch,
+        RawAppendConcurrent, RawContention, RawLoadStream,
+    };
+    let appends = matches!(
+        args.workload,
+        Append1x1 | RawAppend1x1 | AppendConcurrent | RawAppendConcurrent
+    );
+    let sync = args.sync;
+    match (args.store, args.shards) {
+        (StoreKind::Sqlite, None) => Ok(Target::Sqlite { db, sync }),
+        (StoreKind::Sqlite, Some(_)) if !appends => {
+            Err("--shards is for append_1x1 and append_concurrent (and their raw_ twins)".into())
+        }
+        (StoreKind::Sqlite, Some(shards)) => Ok(Target::Sharded { db, sync, shards }),
+        (StoreKind::Postgres, Some(_)) => Err("--shards is for --store sqlite".into()),
+        (StoreKind::Postgres, None) => {
+            let on_postgres = appends
+                || matches!(
+                    args.workload,
+                    Contention | RawContention | LoadStream | RawLoadStream | RawAppendBatch
+                );
+            if !on_postgres {
+                return Err("this workload runs on --store sqlite only".into());
+            }
+            let url = match &args.url {
+                Some(url) => url.clone(),
+                None => std::env::var("ES_POSTGRES_URL")
+                    .map_err(|_| "--store postgres needs --url or ES_POSTGRES_URL")?,
+            };
+            let mut config: postgres::Config = url.parse()?;
+            if sync == Sync::Normal {
+                let off = "-c synchronous_commit=off";
+                let options = match config.get_options() {
+                    Some(given) => format!("{given} {off}"),
+                    None => off.to_owned(),
+                };
+                config.options(&options);
+            }
+            Ok(Target::Postgres {
+                config: Box::new(config),
+                schema: Target::fresh_schema(),
+            })
         }
     }
 }
@@ -296,7 +413,7 @@ fn peak_rss_kb() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
+async fn run(args: &Args, target: &Target) -> Result<Report, Failure> {
     use Workload::{
         Append1x1, AppendConcurrent, Contention, LoadSnapshot, LoadStream, ProjectionCatchup,
         RawAppend1x1, RawAppendBatch, RawAppendConcurrent, RawContention, RawLoadSnapshot,
@@ -318,17 +435,30 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
     let idempotency = args.command_ids.filter(|_| !raw);
     let commands = args.commands.unwrap_or(20_000);
     let tickets = args.tickets.unwrap_or(1_000);
+    // The workloads on SQLite only (`target` refused them elsewhere).
+    let sqlite_only = || {
+        target
+            .sqlite_db()
+            .ok_or_else(|| Failure::from("this workload runs on --store sqlite only"))
+    };
     match args.workload {
-        Append1x1 | RawAppend1x1 => {
-            append(db, sync, commands, tickets, 1, raw, cache, idempotency).await
-        }
-        AppendConcurrent | RawAppendConcurrent => {
-            let tasks = args.tasks.unwrap_or(4);
-            append(db, sync, commands, tickets, tasks, raw, cache, idempotency).await
+        Append1x1 | RawAppend1x1 | AppendConcurrent | RawAppendConcurrent => {
+            let tasks = match args.workload {
+                Append1x1 | RawAppend1x1 => 1,
+                _ => args.tasks.unwrap_or(4),
+            };
+            let shape = AppendShape {
+                commands,
+                tickets,
+                tasks,
+                cache,
+                idempotency,
+            };
+            append(target, sync, shape, raw).await
         }
         LoadStream | RawLoadStream => {
             load_stream(
-                db,
+                target,
                 sync,
                 args.events.unwrap_or(10_000),
                 args.loads.unwrap_or(20),
@@ -337,6 +467,7 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
             .await
         }
         LoadSnapshot | RawLoadSnapshot => {
+            let (db, sync) = sqlite_only()?;
             let (events, loads) = (
                 args.events.unwrap_or(1_000_000),
                 args.loads.unwrap_or(1_000),
@@ -351,10 +482,11 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
                 policy: args.policy,
                 retries: args.retries,
             };
-            contention(db, sync, shape, raw).await
+            contention(target, sync, shape, raw).await
         }
-        RawAppendBatch => append_batch(db, sync, commands, tickets).await,
+        RawAppendBatch => append_batch(target, sync, commands, tickets).await,
         WalFrames | RawWalFrames => {
+            let (db, sync) = sqlite_only()?;
             let commands = args.commands.unwrap_or(1_000);
             wal_frames(db, sync, commands, tickets, raw, idempotency).await
         }
@@ -364,6 +496,7 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
                 tickets: args.tickets.unwrap_or(10_000),
                 batch: args.batch.unwrap_or(1_024).max(1),
             };
+            let (db, sync) = sqlite_only()?;
             let store = open(db, sync)?;
             if raw {
                 if args.live {
@@ -382,8 +515,8 @@ async fn run(args: &Args, db: &Path) -> Result<Report, Failure> {
 }
 
 /// Opens `tickets` tickets through the repository (not counted).
-async fn open_tickets(
-    repository: &Repository<Ticket, SqliteStore>,
+async fn open_tickets<S: Backend>(
+    repository: &Repository<Ticket, S>,
     tickets: u64,
 ) -> Result<(), Failure> {
     for t in 0..tickets {
@@ -397,17 +530,50 @@ async fn open_tickets(
 }
 
 /// `raw_append_batch`: `raw_append_1x1`'s commands (load the ticket from its
-/// events, decide, check the version, insert), 100 per `BEGIN IMMEDIATE`
-/// transaction on one connection.
+/// events, decide, check the version, insert), 100 per transaction on one
+/// connection (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the head taken once
+/// per transaction).
 async fn append_batch(
-    db: &Path,
+    target: &Target,
     sync: Sync,
     commands: u64,
     tickets: u64,
 ) -> Result<Report, Failure> {
-    let store = open(db, sync)?;
-    open_tickets(&Repository::new(store.clone()), tickets).await?;
-    drop(store);
+    on_store!(target.open()?, store => open_tickets(&Repository::new(store), tickets).await?);
+    // Timed from a connection made, to the connection closed.
+    let seconds = match target {
+        Target::Sqlite { db, sync } => raw_append_batch(db, *sync, commands, tickets)?,
+        Target::Postgres { config, schema } => {
+            let (config, schema) = (config.clone(), schema.clone());
+            target::off_runtime(move || {
+                let mut conn = raw_pg::Conn::connect(&config, &schema)?;
+                let started = Instant::now();
+                conn.append_batch(
+                    commands,
+                    tickets,
+                    |t| format!("ticket-{}", ticket_id(t)),
+                    body,
+                )?;
+                drop(conn);
+                Ok(started.elapsed().as_secs_f64())
+            })?
+        }
+        Target::Sharded { .. } => return Err("--shards is for the append workloads".into()),
+    };
+    let stored = on_store!(target.open()?, store => store.stored().await?);
+    Ok(Report {
+        name: "raw_append_batch",
+        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets, "per_transaction": 100}),
+        events: commands,
+        seconds,
+        ok: stored == tickets + commands,
+        extra: json!({}),
+    })
+}
+
+/// `raw_append_batch` on SQLite: 100 commands per `BEGIN IMMEDIATE`
+/// transaction. Returns the seconds they took.
+fn raw_append_batch(db: &Path, sync: Sync, commands: u64, tickets: u64) -> Result<f64, Failure> {
     let mut conn = raw::connect(db, sync)?;
     let started = Instant::now();
     let mut i = 0;
@@ -425,16 +591,7 @@ async fn append_batch(
         i += 100;
     }
     drop(conn);
-    let seconds = started.elapsed().as_secs_f64();
-    let stored = open(db, sync)?.last_position().await?;
-    Ok(Report {
-        name: "raw_append_batch",
-        params: json!({"sync": sync_name(sync), "commands": commands, "streams": tickets, "per_transaction": 100}),
-        events: commands,
-        seconds,
-        ok: stored == tickets + commands,
-        extra: json!({}),
-    })
+    Ok(started.elapsed().as_secs_f64())
 }
 
 /// `wal_frames`: how many WAL frames one single-event append writes,
@@ -527,95 +684,37 @@ async fn wal_frames(
     })
 }
 
-/// `append_1x1` (one task) and `append_concurrent` (`tasks` tasks, each on
-/// its own tickets): `commands` commands, each adding one message to a ticket
-/// round-robin; the tickets are opened first, not counted.
-#[allow(clippy::too_many_arguments)]
-async fn append(
-    db: &Path,
-    sync: Sync,
+/// The settings of `append_1x1` and `append_concurrent`.
+#[derive(Clone, Copy)]
+struct AppendShape {
     commands: u64,
     tickets: u64,
     tasks: usize,
-    raw: bool,
     cache: Option<usize>,
     idempotency: Option<CommandIds>,
+}
+
+/// `append_1x1` (one task) and `append_concurrent` (`tasks` tasks, each on
+/// its own tickets): `commands` commands, each adding one message to a ticket
+/// round-robin; the tickets are opened first, not counted.
+async fn append(
+    target: &Target,
+    sync: Sync,
+    shape: AppendShape,
+    raw: bool,
 ) -> Result<Report, Failure> {
-    let store = open(db, sync)?;
-    let mut repository = Repository::<Ticket, _>::new(store.clone());
-    if let Some(capacity) = cache {
-        repository = repository.with_cache(capacity);
-    }
-    for t in 0..tickets {
-        repository
-            .execute(&ticket_id(t), |ticket| {
-                ticket.open("Printer jams", "customer@example.com")
-            })
-            .await?;
-    }
+    let AppendShape {
+        commands,
+        tickets,
+        tasks,
+        cache,
+        idempotency,
+    } = shape;
     let tasks = tasks.max(1) as u64;
-    let started = Instant::now();
-    if raw {
-        drop((repository, store));
-        let handles: Vec<_> = (0..tasks)
-            .map(|task| {
-                let db = db.to_path_buf();
-                std::thread::spawn(move || -> Result<(), Failure> {
-                    let mut conn = raw::connect(&db, sync)?;
-                    for i in (task..commands).step_by(tasks as usize) {
-                        let t = i / tasks % (tickets / tasks).max(1) * tasks + task;
-                        raw::execute_message(
-                            &mut conn,
-                            &format!("ticket-{}", ticket_id(t)),
-                            &body(i),
-                            false,
-                        )?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.join().map_err(|_| "a task panicked")??;
-        }
-    } else {
-        let handles: Vec<_> = (0..tasks)
-            .map(|task| {
-                let repository = repository.clone();
-                tokio::spawn(async move {
-                    for i in (task..commands).step_by(tasks as usize) {
-                        let t = i / tasks % (tickets / tasks).max(1) * tasks + task;
-                        let text = body(i);
-                        let mut meta = Metadata::new();
-                        if idempotency.is_some() {
-                            meta = meta.command_id(Uuid::now_v7());
-                        }
-                        if idempotency == Some(CommandIds::LookUp)
-                            && repository
-                                .earlier_outcome(&ticket_id(t), &meta)
-                                .await?
-                                .is_some()
-                        {
-                            return Err("a fresh command id was found".into());
-                        }
-                        repository
-                            .execute_with(&ticket_id(t), meta, |ticket| {
-                                ticket.add_message(&text, "agent-42")
-                            })
-                            .await?;
-                    }
-                    Ok::<(), Failure>(())
-                })
-            })
-            .collect();
-        for handle in handles {
-            handle.await??;
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let (seconds, group_commit) =
+        on_store!(target.open()?, store => append_on(store, target, shape, raw).await?);
     // Check: every command landed.
-    let store = open(db, sync)?;
-    let stored = store.last_position().await?;
+    let stored = on_store!(target.open()?, store => store.stored().await?);
     let ok = stored == tickets + commands;
     let name = match (tasks, raw) {
         (1, false) => "append_1x1",
@@ -629,12 +728,112 @@ async fn append(
         events: commands,
         seconds,
         ok,
-        extra: json!({}),
+        extra: group_commit,
     })
 }
 
+/// The timed part of [`append`] on `store`: the seconds, and the group
+/// commit's sizes (where the store counts them, else `{}`).
+async fn append_on<S: Backend>(
+    store: S,
+    target: &Target,
+    shape: AppendShape,
+    raw: bool,
+) -> Result<(f64, Value), Failure> {
+    let AppendShape {
+        commands,
+        tickets,
+        tasks,
+        cache,
+        idempotency,
+    } = shape;
+    let mut repository = Repository::<Ticket, _>::new(store.clone());
+    if let Some(capacity) = cache {
+        repository = repository.with_cache(capacity);
+    }
+    for t in 0..tickets {
+        repository
+            .execute(&ticket_id(t), |ticket| {
+                ticket.open("Printer jams", "customer@example.com")
+            })
+            .await?;
+    }
+    let tasks = tasks.max(1) as u64;
+    let before = store.write_stats();
+    let started = Instant::now();
+    if raw {
+        drop((repository, store));
+        let handles: Vec<_> = (0..tasks)
+            .map(|task| {
+                let target = target.clone();
+                std::thread::spawn(move || -> Result<(), Failure> {
+                    let mut conn = target.twin()?;
+                    for i in (task..commands).step_by(tasks as usize) {
+                        let t = i / tasks % (tickets / tasks).max(1) * tasks + task;
+                        conn.execute_message(&format!("ticket-{}", ticket_id(t)), &body(i), false)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().map_err(|_| "a task panicked")??;
+        }
+        return Ok((started.elapsed().as_secs_f64(), json!({})));
+    }
+    let handles: Vec<_> = (0..tasks)
+        .map(|task| {
+            let repository = repository.clone();
+            tokio::spawn(async move {
+                for i in (task..commands).step_by(tasks as usize) {
+                    let t = i / tasks % (tickets / tasks).max(1) * tasks + task;
+                    let text = body(i);
+                    let mut meta = Metadata::new();
+                    if idempotency.is_some() {
+                        meta = meta.command_id(Uuid::now_v7());
+                    }
+                    if idempotency == Some(CommandIds::LookUp)
+                        && repository
+                            .earlier_outcome(&ticket_id(t), &meta)
+                            .await?
+                            .is_some()
+                    {
+                        return Err("a fresh command id was found".into());
+                    }
+                    repository
+                        .execute_with(&ticket_id(t), meta, |ticket| {
+                            ticket.add_message(&text, "agent-42")
+                        })
+                        .await?;
+                }
+                Ok::<(), Failure>(())
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((seconds, group_commit(before, store.write_stats())))
+}
+
+/// The group commit between two of a store's counts: commits, requests and
+/// their mean per commit, as `{"group_commit": ...}`; `{}` for a store
+/// that does not count them.
+fn group_commit(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Value {
+    let (Some((c0, r0)), Some((c1, r1))) = (before, after) else {
+        return json!({});
+    };
+    let (commits, requests) = (c1 - c0, r1 - r0);
+    json!({"group_commit": {
+        "commits": commits,
+        "requests": requests,
+        "mean_batch": round(requests as f64 / commits.max(1) as f64, 2),
+    }})
+}
+
 /// Appends `messages` messages to one ticket, 1,000 per append.
-async fn populate(store: &SqliteStore, id: &str, messages: u64) -> Result<StreamId, Failure> {
+async fn populate<S: EventStore>(store: &S, id: &str, messages: u64) -> Result<StreamId, Failure> {
     let stream = StreamId::new(format!("ticket-{id}"))?;
     let opened = TicketEvent::from(TicketOpened {
         title: "Long".into(),
@@ -674,30 +873,13 @@ async fn populate(store: &SqliteStore, id: &str, messages: u64) -> Result<Stream
 /// `load_stream`: one ticket with `messages` messages, loaded `loads` times
 /// without snapshots.
 async fn load_stream(
-    db: &Path,
+    target: &Target,
     sync: Sync,
     messages: u64,
     loads: u64,
     raw: bool,
 ) -> Result<Report, Failure> {
-    let store = open(db, sync)?;
-    let stream = populate(&store, "long", messages).await?;
-    let mut ok = true;
-    let started = Instant::now();
-    if raw {
-        let conn = raw::connect(db, sync)?;
-        for _ in 0..loads {
-            let (ticket, version) = raw::load(&conn, stream.as_str(), false)?;
-            ok &= version == messages + 1 && u64::from(ticket.messages) == messages;
-        }
-    } else {
-        let tickets = Repository::<Ticket, _>::new(store.clone()).with_snapshots(false);
-        for _ in 0..loads {
-            let loaded = tickets.load("long").await?;
-            ok &= loaded.version == messages + 1 && u64::from(loaded.messages) == messages;
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let (seconds, ok) = on_store!(target.open()?, store => load_stream_on(store, target, messages, loads, raw).await?);
     Ok(Report {
         name: if raw {
             "raw_load_stream"
@@ -710,6 +892,46 @@ async fn load_stream(
         ok,
         extra: json!({"peak_rss_kb": peak_rss_kb()}),
     })
+}
+
+/// The timed part of [`load_stream`] on `store`: the seconds, and whether
+/// every load saw every message.
+async fn load_stream_on<S: Backend>(
+    store: S,
+    target: &Target,
+    messages: u64,
+    loads: u64,
+    raw: bool,
+) -> Result<(f64, bool), Failure> {
+    let stream = populate(&store, "long", messages).await?;
+    let check = move |version: u64, messages_seen: u32| {
+        version == messages + 1 && u64::from(messages_seen) == messages
+    };
+    if raw {
+        // On a thread of its own: the bare PostgreSQL client must not run
+        // on the runtime.
+        let target = target.clone();
+        return target::off_runtime(move || {
+            // Timed from the connection made, as the store's first load
+            // makes its reader's.
+            let started = Instant::now();
+            let mut conn = target.twin()?;
+            let mut ok = true;
+            for _ in 0..loads {
+                let (ticket, version) = conn.load(stream.as_str(), false)?;
+                ok &= check(version, ticket.messages);
+            }
+            Ok((started.elapsed().as_secs_f64(), ok))
+        });
+    }
+    let mut ok = true;
+    let started = Instant::now();
+    let tickets = Repository::<Ticket, _>::new(store.clone()).with_snapshots(false);
+    for _ in 0..loads {
+        let loaded = tickets.load("long").await?;
+        ok &= check(loaded.version, loaded.messages);
+    }
+    Ok((started.elapsed().as_secs_f64(), ok))
 }
 
 /// `load_snapshot`: one ticket with `messages` messages and a snapshot
@@ -818,7 +1040,7 @@ impl Tally {
 /// the conflicts, the attempts per command, and the decisions run again or
 /// avoided (`--policy check-conflicts`).
 async fn contention(
-    db: &Path,
+    target: &Target,
     sync: Sync,
     shape: ContentionShape,
     raw: bool,
@@ -830,7 +1052,54 @@ async fn contention(
         policy,
         retries,
     } = shape;
-    let store = open(db, sync)?;
+    let (seconds, tally, group_commit) =
+        on_store!(target.open()?, store => contention_on(store, target, shape, raw).await?);
+    let expected = tasks as u64 * each + 1;
+    let (version, events) = on_store!(target.open()?, store => {
+        let version = store.stream_version(&StreamId::new("ticket-hot")?).await?;
+        (version, read_count(&store, "ticket-hot").await?)
+    });
+    let attempts = &tally.attempts;
+    let done = attempts.iter().sum::<u64>();
+    let stored = version.saturating_sub(1);
+    let policy = if raw { "rerun" } else { policy.name() };
+    let mut extra = json!({
+        "conflicts": tally.conflicts,
+        "reruns": tally.reruns,
+        "reruns_avoided": tally.reruns_avoided,
+        "failed_commands": tally.failed,
+        "attempts_per_command": round((done + tally.conflicts) as f64 / (done + tally.failed).max(1) as f64, 3),
+        "commands_by_attempts": attempts,
+        "final_version": version,
+    });
+    if let (Some(extra), Some(group_commit)) = (extra.as_object_mut(), group_commit.as_object()) {
+        extra.extend(group_commit.clone());
+    }
+    Ok(Report {
+        name: if raw { "raw_contention" } else { "contention" },
+        params: json!({"sync": sync_name(sync), "tasks": tasks, "commands_per_task": each, "race": race, "policy": policy, "retries": retries}),
+        events: stored,
+        seconds,
+        ok: tally.failed == 0 && version == expected && events == expected,
+        extra,
+    })
+}
+
+/// The timed part of [`contention`] on `store`: the seconds, what the
+/// tasks counted, and the group commit's sizes (or `{}`).
+async fn contention_on<S: Backend>(
+    store: S,
+    target: &Target,
+    shape: ContentionShape,
+    raw: bool,
+) -> Result<(f64, Tally, Value), Failure> {
+    let ContentionShape {
+        tasks,
+        each,
+        race,
+        policy,
+        retries,
+    } = shape;
     let mut repository = Repository::<Ticket, _>::new(store.clone())
         .with_serialized_commands(!race)
         .with_conflict_policy(policy.conflict_policy());
@@ -840,13 +1109,14 @@ async fn contention(
     repository
         .execute("hot", |t| t.open("Everyone at once", "c@example.com"))
         .await?;
+    let before = store.write_stats();
     let started = Instant::now();
     let mut tally = Tally::new();
     if raw {
         let handles: Vec<_> = (0..tasks)
             .map(|task| {
-                let db = db.to_path_buf();
-                std::thread::spawn(move || raw_contention_task(&db, sync, task, each))
+                let target = target.clone();
+                std::thread::spawn(move || raw_contention_task(&target, task, each))
             })
             .collect();
         for handle in handles {
@@ -864,36 +1134,17 @@ async fn contention(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let expected = tasks as u64 * each + 1;
-    let version = open(db, sync)?
-        .stream_version(&StreamId::new("ticket-hot")?)
-        .await?;
-    let events = read_count(&store, "ticket-hot").await?;
-    let attempts = &tally.attempts;
-    let done = attempts.iter().sum::<u64>();
-    let stored = version.saturating_sub(1);
-    let policy = if raw { "rerun" } else { policy.name() };
-    Ok(Report {
-        name: if raw { "raw_contention" } else { "contention" },
-        params: json!({"sync": sync_name(sync), "tasks": tasks, "commands_per_task": each, "race": race, "policy": policy, "retries": retries}),
-        events: stored,
-        seconds,
-        ok: tally.failed == 0 && version == expected && events == expected,
-        extra: json!({
-            "conflicts": tally.conflicts,
-            "reruns": tally.reruns,
-            "reruns_avoided": tally.reruns_avoided,
-            "failed_commands": tally.failed,
-            "attempts_per_command": round((done + tally.conflicts) as f64 / (done + tally.failed).max(1) as f64, 3),
-            "commands_by_attempts": attempts,
-            "final_version": version,
-        }),
-    })
+    let group_commit = if raw {
+        json!({})
+    } else {
+        group_commit(before, store.write_stats())
+    };
+    Ok((seconds, tally, group_commit))
 }
 
 /// One task of `contention`: `each` messages of `agent-{task}`.
-async fn contention_task(
-    repository: &Repository<Ticket, SqliteStore>,
+async fn contention_task<S: Backend>(
+    repository: &Repository<Ticket, S>,
     task: usize,
     each: u64,
 ) -> Result<Tally, Failure> {
@@ -927,12 +1178,11 @@ async fn contention_task(
 
 /// One thread of `raw_contention`: load, decide, insert, and on a conflict
 /// start again (deciding again).
-fn raw_contention_task(db: &Path, sync: Sync, task: usize, each: u64) -> Result<Tally, Failure> {
-    let mut conn = raw::connect(db, sync)?;
+fn raw_contention_task(target: &Target, task: usize, each: u64) -> Result<Tally, Failure> {
+    let mut conn = target.twin()?;
     let mut tally = Tally::new();
     for i in 0..each {
-        let conflicts =
-            raw::execute_message(&mut conn, "ticket-hot", &body(task as u64 * each + i), true)?;
+        let conflicts = conn.execute_message("ticket-hot", &body(task as u64 * each + i), true)?;
         tally.attempts[(conflicts as usize).min(7)] += 1;
         tally.conflicts += conflicts;
         tally.reruns += conflicts;
@@ -940,7 +1190,7 @@ fn raw_contention_task(db: &Path, sync: Sync, task: usize, each: u64) -> Result<
     Ok(tally)
 }
 
-async fn read_count(store: &SqliteStore, stream: &str) -> Result<u64, Failure> {
+async fn read_count<S: EventStore>(store: &S, stream: &str) -> Result<u64, Failure> {
     let mut events = store.read_stream(&StreamId::new(stream)?, ReadRange::all());
     let mut n = 0;
     while let Some(e) = es_core::store::next(&mut events).await {

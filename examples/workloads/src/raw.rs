@@ -6,10 +6,11 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use es_core::{Apply, Uuid};
+use es_core::{Apply, StreamId, Uuid};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use ticket::{MessageAdded, Ticket, TicketClosed, TicketEscalated, TicketOpened};
 
+use crate::target::Twin;
 use crate::{Failure, Sync};
 
 /// A connection with the store's settings: WAL, the same `synchronous`,
@@ -60,17 +61,26 @@ pub(crate) fn load(
     )?;
     let mut rows = query.query(params![stream, i64::try_from(version)?])?;
     while let Some(row) = rows.next()? {
-        let payload = row.get_ref(2)?.as_bytes()?;
-        match row.get_ref(1)?.as_str()? {
-            "ticket-opened" => state.apply(&serde_json::from_slice::<TicketOpened>(payload)?),
-            "message-added" => state.apply(&serde_json::from_slice::<MessageAdded>(payload)?),
-            "ticket-escalated" => state.apply(&serde_json::from_slice::<TicketEscalated>(payload)?),
-            "ticket-closed" => state.apply(&serde_json::from_slice::<TicketClosed>(payload)?),
-            other => return Err(format!("unknown event {other}").into()),
-        }
+        apply_event(
+            &mut state,
+            row.get_ref(1)?.as_str()?,
+            row.get_ref(2)?.as_bytes()?,
+        )?;
         version = u64::try_from(row.get::<_, i64>(0)?)?;
     }
     Ok((state, version))
+}
+
+/// Applies one stored event, decoded from its JSON payload by its name.
+pub(crate) fn apply_event(state: &mut Ticket, name: &str, payload: &[u8]) -> Result<(), Failure> {
+    match name {
+        "ticket-opened" => state.apply(&serde_json::from_slice::<TicketOpened>(payload)?),
+        "message-added" => state.apply(&serde_json::from_slice::<MessageAdded>(payload)?),
+        "ticket-escalated" => state.apply(&serde_json::from_slice::<TicketEscalated>(payload)?),
+        "ticket-closed" => state.apply(&serde_json::from_slice::<TicketClosed>(payload)?),
+        other => return Err(format!("unknown event {other}").into()),
+    }
+    Ok(())
 }
 
 /// Load, decide, append with the version checked inside a `BEGIN IMMEDIATE`
@@ -108,7 +118,59 @@ pub(crate) fn execute_message(
     }
 }
 
-fn now_micros() -> Result<i64, Failure> {
+impl Twin for Connection {
+    fn load(&mut self, stream: &str, snapshots: bool) -> Result<(Ticket, u64), Failure> {
+        load(self, stream, snapshots)
+    }
+
+    fn execute_message(
+        &mut self,
+        stream: &str,
+        body: &str,
+        snapshots: bool,
+    ) -> Result<u64, Failure> {
+        execute_message(self, stream, body, snapshots)
+    }
+}
+
+/// One connection to each shard's file, each command sent to its stream's
+/// shard by the hash [`ShardedStore`](es_core::ShardedStore) routes with.
+pub(crate) struct Shards(Vec<Connection>);
+
+impl Shards {
+    pub(crate) fn connect(files: &[impl AsRef<Path>], sync: Sync) -> Result<Self, Failure> {
+        Ok(Shards(
+            files
+                .iter()
+                .map(|f| connect(f.as_ref(), sync))
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+
+    fn shard(&mut self, stream: &str) -> Result<&mut Connection, Failure> {
+        let shard = es_core::shard::shard_of(&StreamId::new(stream)?, self.0.len() as u32);
+        self.0
+            .get_mut(shard as usize)
+            .ok_or_else(|| "no such shard".into())
+    }
+}
+
+impl Twin for Shards {
+    fn load(&mut self, stream: &str, snapshots: bool) -> Result<(Ticket, u64), Failure> {
+        load(self.shard(stream)?, stream, snapshots)
+    }
+
+    fn execute_message(
+        &mut self,
+        stream: &str,
+        body: &str,
+        snapshots: bool,
+    ) -> Result<u64, Failure> {
+        execute_message(self.shard(stream)?, stream, body, snapshots)
+    }
+}
+
+pub(crate) fn now_micros() -> Result<i64, Failure> {
     Ok(i64::try_from(
         SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros(),
     )?)
