@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use common::check::{check_log, ids};
 use es_core::blocking::block_on;
-use es_core::store::next;
 use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
 use es_postgres::PostgresStore;
 
@@ -116,14 +115,7 @@ fn t1_kill_9_while_appending() {
             .schema(schema.clone())
             .connect(&common::url())
             .expect("opens after the kill");
-        let log = block_on(async {
-            let mut events = store.read_all(1);
-            let mut log = Vec::new();
-            while let Some(e) = next(&mut events).await {
-                log.push(e.expect("reads"));
-            }
-            log
-        });
+        let log = common::read_all(&store, 1);
         let stored = check_log(&log, &acked, &tried);
 
         assert!(

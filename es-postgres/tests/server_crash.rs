@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use common::check::check_log;
 use es_core::blocking::block_on;
-use es_core::store::next;
 use es_core::{EventStore, ExpectedVersion, NewEvent, StreamId};
 
 fn pg_ctl(args: &[&str]) {
@@ -118,14 +117,7 @@ fn the_server_stopped_immediately_and_restarted_loses_no_acknowledged_append() {
         acked.extend(a);
         errors += e;
     }
-    let log = block_on(async {
-        let mut events = store.read_all(1);
-        let mut log = Vec::new();
-        while let Some(e) = next(&mut events).await {
-            log.push(e.expect("reads"));
-        }
-        log
-    });
+    let log = common::read_all(&store, 1);
     check_log(&log, &acked, &tried);
     assert!(errors > 0, "the appends saw the server go");
     println!(

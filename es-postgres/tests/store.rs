@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use es_core::blocking::block_on;
 use es_core::privacy::{Forget, KeyEncryptionKey, PrivacyError};
-use es_core::store::next;
 use es_core::{EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
 use es_postgres::{OpenError, PostgresStore};
 
@@ -24,17 +23,6 @@ fn stream(name: &str) -> StreamId {
 
 fn event(n: u64) -> NewEvent {
     NewEvent::new("counter", "counted", 1, format!(r#"{{"n":{n}}}"#))
-}
-
-fn read_all(store: &PostgresStore, from: u64) -> Vec<es_core::RecordedEvent> {
-    block_on(async {
-        let mut events = store.read_all(from);
-        let mut all = Vec::new();
-        while let Some(e) = next(&mut events).await {
-            all.push(e.expect("reads"));
-        }
-        all
-    })
 }
 
 /// T3's ordering promise on PostgreSQL: four stores on one schema (four
@@ -61,7 +49,7 @@ fn t3_concurrent_writers_never_fill_a_position_in_late() {
             let mut reads = 0u64;
             loop {
                 let finished = done.load(Ordering::SeqCst);
-                for e in read_all(&reader, next_position) {
+                for e in common::read_all(&reader, next_position) {
                     assert_eq!(
                         e.position,
                         next_position,
@@ -249,7 +237,7 @@ fn s3_personal_fields_are_sealed_and_forgotten() {
     let with_canary =
         format!("SELECT count(*) FROM {{schema}}.es_events WHERE payload LIKE '%{CANARY}%'");
     assert_eq!(count(&mut sql, &with_canary), 0, "sealed in the table");
-    let read = read_all(&store, 1);
+    let read = common::read_all(&store, 1);
     assert!(read[0].event.as_str().contains(CANARY), "opened on reading");
     assert_eq!(
         count(
@@ -269,7 +257,7 @@ fn s3_personal_fields_are_sealed_and_forgotten() {
         ),
         0
     );
-    let read = read_all(&store, 1);
+    let read = common::read_all(&store, 1);
     assert!(!read[0].event.as_str().contains(CANARY));
     assert!(
         read[0].event.as_str().contains(r#""$forgotten":true"#),

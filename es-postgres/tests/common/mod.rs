@@ -47,3 +47,16 @@ pub fn store() -> PostgresStore {
         .connect(&url())
         .expect("the test server accepts a new store")
 }
+
+/// Every event of `store`'s `$all` from `from`.
+pub fn read_all(store: &PostgresStore, from: u64) -> Vec<es_core::RecordedEvent> {
+    use es_core::EventStore;
+    es_core::blocking::block_on(async {
+        let mut events = store.read_all(from);
+        let mut all = Vec::new();
+        while let Some(e) = es_core::store::next(&mut events).await {
+            all.push(e.expect("reads"));
+        }
+        all
+    })
+}
