@@ -1110,7 +1110,9 @@ pub struct Forgotten {
 /// [`subject_stream`]. Re-running it is safe.
 pub trait Forget: crate::EventStore + crate::SnapshotStore {
     /// Forgets `subject`, recording `metadata` (who asked, why) with the
-    /// event.
+    /// event: [`erase`](Forget::erase), then [`record_forgotten`]. A store
+    /// overrides it only to do more after the event (es-sqlite truncates
+    /// its write-ahead log, where deleted pages may linger).
     ///
     /// # Errors
     ///
@@ -1120,7 +1122,19 @@ pub trait Forget: crate::EventStore + crate::SnapshotStore {
         &self,
         subject: &str,
         metadata: crate::Metadata,
-    ) -> impl Future<Output = crate::Result<Forgotten>> + Send;
+    ) -> impl Future<Output = crate::Result<Forgotten>> + Send {
+        async move {
+            let erased = self.erase(subject).await?;
+            record_forgotten(
+                self,
+                subject,
+                erased.keys_destroyed,
+                erased.snapshots_deleted,
+                metadata,
+            )
+            .await
+        }
+    }
 
     /// The steps of [`forget`](Forget::forget) before its event: destroys
     /// the subject's keys and deletes every snapshot, recording nothing.
@@ -1130,22 +1144,11 @@ pub trait Forget: crate::EventStore + crate::SnapshotStore {
     /// recording the one `es.subject-forgotten` event in the shard of
     /// [`subject_stream`]. Re-running it is safe.
     ///
-    /// The default refuses with [`Error::Backend`](crate::Error::Backend),
-    /// so a store that does not implement it cannot be forgotten through
-    /// a `ShardedStore`; the in-memory store and es-sqlite's implement it.
-    ///
     /// # Errors
     ///
     /// When the key store or the store cannot be written: the keys are
     /// destroyed first, call it again.
-    fn erase(&self, subject: &str) -> impl Future<Output = crate::Result<Erased>> + Send {
-        let _ = subject;
-        async {
-            Err(crate::Error::backend(
-                "this store does not implement `Forget::erase`, which forgetting through a sharded store needs",
-            ))
-        }
-    }
+    fn erase(&self, subject: &str) -> impl Future<Output = crate::Result<Erased>> + Send;
 }
 
 /// What [`Forget::erase`] did.

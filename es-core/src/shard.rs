@@ -177,8 +177,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::envelope::{EventRef, RecordedEvent};
 use crate::error::{Error, Result};
 use crate::id::StreamId;
-use crate::metadata::Metadata;
-use crate::privacy::{Erased, Forget, Forgotten};
+use crate::privacy::{Erased, Forget};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::backend::{Notifier, stream_of};
 use crate::store::{AppendResult, EventStore, EventStream, StoredEventType, StreamWrite, Watch};
@@ -696,22 +695,10 @@ impl<S: CheckpointStore> CheckpointStore for ShardedStore<S> {
     }
 }
 
+/// [`Forget::forget`] is the default: erased on every shard, then the
+/// forgetting recorded in the shard of its subject stream (the counts are
+/// of all shards).
 impl<S: Forget> Forget for ShardedStore<S> {
-    /// Erases the subject on every shard ([`Forget::erase`]), then records
-    /// the forgetting in the shard of its subject stream. The counts are
-    /// of all shards.
-    async fn forget(&self, subject: &str, metadata: Metadata) -> Result<Forgotten> {
-        let erased = self.erase(subject).await?;
-        crate::privacy::record_forgotten(
-            self,
-            subject,
-            erased.keys_destroyed,
-            erased.snapshots_deleted,
-            metadata,
-        )
-        .await
-    }
-
     /// Erases the subject on every shard, in order.
     async fn erase(&self, subject: &str) -> Result<Erased> {
         let (mut keys, mut snapshots) = (0usize, 0u64);

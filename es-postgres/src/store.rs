@@ -4,11 +4,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use es_core::privacy::{Erased, Forget, Forgotten, Keys};
+use es_core::privacy::{Erased, Forget, Keys};
 use es_core::store::backend::{Notifier, check_append};
 use es_core::store::{StoredEventType, Watch};
 use es_core::{
-    AppendResult, CheckpointStore, Error, EventStore, EventStream, Limits, Metadata, ReadRange,
+    AppendResult, CheckpointStore, Error, EventStore, EventStream, Limits, ReadRange,
     RecordedEvent, Result, Snapshot, SnapshotStore, StreamId, StreamWrite, Timestamp, Uuid,
 };
 
@@ -478,35 +478,9 @@ impl CheckpointStore for PostgresStore {
     }
 }
 
+/// [`Forget::forget`] is the default: [`erase`](Forget::erase), then the
+/// `es.subject-forgotten` event.
 impl Forget for PostgresStore {
-    /// Destroys the subject's keys in the key store, deletes every snapshot
-    /// and records the `es.subject-forgotten` event.
-    ///
-    /// # Errors
-    ///
-    /// The key store's or the writer's. The keys are destroyed first:
-    /// after an error, call it again.
-    fn forget(
-        &self,
-        subject: &str,
-        metadata: Metadata,
-    ) -> impl Future<Output = Result<Forgotten>> + Send {
-        let erased = self.erase(subject);
-        let store = self.clone();
-        let subject = subject.to_owned();
-        async move {
-            let erased = erased.await?;
-            es_core::privacy::record_forgotten(
-                &store,
-                &subject,
-                erased.keys_destroyed,
-                erased.snapshots_deleted,
-                metadata,
-            )
-            .await
-        }
-    }
-
     /// Destroys the subject's keys and deletes every snapshot, recording
     /// nothing: one shard's part of a sharded store's forgetting.
     fn erase(&self, subject: &str) -> impl Future<Output = Result<Erased>> + Send {

@@ -831,21 +831,16 @@ impl Forget for SqliteStore {
         subject: &str,
         metadata: es_core::Metadata,
     ) -> impl Future<Output = Result<Forgotten>> + Send {
-        let keys_destroyed = self.keys().map_or(Ok(0), |keys| keys.forget(subject));
-        let deleted = self.write(Work::DeleteAllSnapshots);
+        let destroyed = self.destroy(subject);
         let store = self.clone();
         let subject = subject.to_owned();
         async move {
-            let keys_destroyed = keys_destroyed?;
-            let snapshots_deleted = match deleted.await? {
-                Outcome::Count(n) => n,
-                Outcome::Appended(_) | Outcome::Done => 0,
-            };
+            let erased = destroyed.await?;
             let forgotten = es_core::privacy::record_forgotten(
                 &store,
                 &subject,
-                keys_destroyed,
-                snapshots_deleted,
+                erased.keys_destroyed,
+                erased.snapshots_deleted,
                 metadata,
             )
             .await?;
@@ -862,16 +857,28 @@ impl Forget for SqliteStore {
     ///
     /// As [`forget`](Forget::forget).
     fn erase(&self, subject: &str) -> impl Future<Output = Result<Erased>> + Send {
+        let destroyed = self.destroy(subject);
+        let store = self.clone();
+        async move {
+            let erased = destroyed.await?;
+            store.truncate_log()?;
+            Ok(erased)
+        }
+    }
+}
+
+impl SqliteStore {
+    /// What forgetting and erasing share: the subject's keys destroyed in
+    /// the key store (at once), then every snapshot deleted.
+    fn destroy(&self, subject: &str) -> impl Future<Output = Result<Erased>> + Send + 'static {
         let keys_destroyed = self.keys().map_or(Ok(0), |keys| keys.forget(subject));
         let deleted = self.write(Work::DeleteAllSnapshots);
-        let store = self.clone();
         async move {
             let keys_destroyed = keys_destroyed?;
             let snapshots_deleted = match deleted.await? {
                 Outcome::Count(n) => n,
                 Outcome::Appended(_) | Outcome::Done => 0,
             };
-            store.truncate_log()?;
             Ok(Erased::new(keys_destroyed, snapshots_deleted))
         }
     }

@@ -13,8 +13,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::envelope::RecordedEvent;
 use crate::error::{Error, Result};
 use crate::id::StreamId;
-use crate::metadata::Metadata;
-use crate::privacy::{Erased, Forget, Forgotten, KeyStore, Keys};
+use crate::privacy::{Erased, Forget, KeyStore, Keys};
 use crate::snapshot::{Snapshot, SnapshotStore};
 use crate::store::backend::{Notifier, StoredAt, check_append, decide_append};
 use crate::store::{
@@ -366,27 +365,6 @@ impl SnapshotStore for InMemoryStore {
 }
 
 impl Forget for InMemoryStore {
-    /// Destroys the subject's keys, deletes every snapshot, and records the
-    /// forgetting.
-    fn forget(
-        &self,
-        subject: &str,
-        metadata: Metadata,
-    ) -> impl Future<Output = Result<Forgotten>> + Send {
-        let erased = self.erase_now(subject);
-        async move {
-            let erased = erased?;
-            crate::privacy::record_forgotten(
-                self,
-                subject,
-                erased.keys_destroyed,
-                erased.snapshots_deleted,
-                metadata,
-            )
-            .await
-        }
-    }
-
     fn erase(&self, subject: &str) -> impl Future<Output = Result<Erased>> + Send {
         ready(self.erase_now(subject))
     }
