@@ -54,6 +54,10 @@ pub enum OpenError {
         /// The host named by the configuration.
         host: String,
     },
+    /// The store's threads (writer, readers, listener) could not be
+    /// started.
+    #[error("cannot start the store's threads: {0}")]
+    Threads(#[source] std::io::Error),
     /// The key-encryption key does not open the key store, or another
     /// failure of the keys.
     #[error("the key store failed: {0}")]
@@ -108,6 +112,22 @@ pub(crate) fn corrupt(detail: impl Into<String>) -> Error {
     Error::Corrupt {
         detail: detail.into(),
     }
+}
+
+/// A stored `bigint` as the store's unsigned number (positions, versions,
+/// counts are never negative).
+pub(crate) fn unsigned(n: i64, what: &str) -> Result<u64, Error> {
+    u64::try_from(n).map_err(|_| corrupt(format!("a stored {what} is negative: {n}")))
+}
+
+/// One of the store's numbers as PostgreSQL's `bigint`.
+pub(crate) fn signed(n: u64) -> Result<i64, Error> {
+    i64::try_from(n).map_err(|_| corrupt(format!("{n} is over 2^63 - 1")))
+}
+
+/// A stored stream id, checked as every stream id is.
+pub(crate) fn stored_stream(id: String) -> Result<es_core::StreamId, Error> {
+    es_core::StreamId::new(id).map_err(|e| corrupt(format!("a stored stream id is invalid: {e}")))
 }
 
 /// A key store failure, as [`PrivacyError::KeyStore`].

@@ -12,7 +12,7 @@ use futures_core::Stream;
 use postgres::Row;
 
 use crate::conn::{Conn, Connector};
-use crate::error::corrupt;
+use crate::error::{corrupt, stored_stream, unsigned};
 
 /// Work for a reader thread, run with its connection.
 pub(crate) type ReadJob = Box<dyn FnOnce(&mut Conn) + Send>;
@@ -97,11 +97,6 @@ pub(crate) enum Source {
     Correlated(Uuid),
 }
 
-/// A stored number as the store's unsigned one (they are never negative).
-fn unsigned(n: i64, what: &str) -> Result<u64> {
-    u64::try_from(n).map_err(|_| corrupt(format!("a stored {what} is negative: {n}")))
-}
-
 /// A number of ours as PostgreSQL's `bigint`, saturated: a bound above
 /// every stored value reads the same as `i64::MAX`.
 pub(crate) fn bound(n: u64) -> i64 {
@@ -125,8 +120,7 @@ pub(crate) fn event(row: &Row, aggregate: &mut Option<Arc<str>>) -> Result<Recor
         _ => aggregate.insert(Arc::from(aggregate_type)).clone(),
     };
     Ok(RecordedEvent {
-        stream_id: StreamId::new(stream)
-            .map_err(|e| corrupt(format!("a stored stream id is invalid: {e}")))?,
+        stream_id: stored_stream(stream)?,
         aggregate_type,
         version: unsigned(version, "version")?,
         position: unsigned(position, "position")?,

@@ -13,7 +13,7 @@ use es_core::{
 };
 
 use crate::conn::Connector;
-use crate::error::{OpenError, corrupt};
+use crate::error::{OpenError, corrupt, unsigned};
 use crate::keys::PostgresKeyStore;
 use crate::listen::{Listener, channel};
 use crate::options::{KeysOption, PostgresOptions};
@@ -167,9 +167,6 @@ impl PostgresStore {
         let notifier = Notifier::new(u64::try_from(head).unwrap_or(0));
         let channel = channel(&connector.schema);
         let counters = Arc::new(Counters::default());
-        let spawn_failed = |e: std::io::Error| {
-            OpenError::Keys(es_core::privacy::PrivacyError::KeyStore(Box::new(e)))
-        };
         let (writer, jobs) = flume::bounded(options.max_batch * 4);
         let thread = Writer {
             connector: connector.clone(),
@@ -182,9 +179,9 @@ impl PostgresStore {
         std::thread::Builder::new()
             .name("es-postgres-writer".into())
             .spawn(move || thread.run())
-            .map_err(spawn_failed)?;
+            .map_err(OpenError::Threads)?;
         let (readers, read_jobs) = flume::unbounded();
-        spawn_readers(options.readers, &connector, &read_jobs).map_err(spawn_failed)?;
+        spawn_readers(options.readers, &connector, &read_jobs).map_err(OpenError::Threads)?;
         let alive = Arc::new(());
         let listener = Listener {
             connector: connector.clone(),
@@ -197,7 +194,7 @@ impl PostgresStore {
         std::thread::Builder::new()
             .name("es-postgres-listener".into())
             .spawn(move || listener.run())
-            .map_err(spawn_failed)?;
+            .map_err(OpenError::Threads)?;
         Ok(PostgresStore {
             shared: Arc::new(Shared {
                 connector: connector.clone(),
@@ -303,10 +300,6 @@ impl es_core::privacy::KeyStore for SharedKeyStore {
     }
 }
 
-fn unsigned(n: i64) -> Result<u64> {
-    u64::try_from(n).map_err(|_| corrupt(format!("a stored {n} is negative")))
-}
-
 impl EventStore for PostgresStore {
     fn append_to_streams(
         &self,
@@ -342,7 +335,8 @@ impl EventStore for PostgresStore {
                 "SELECT version FROM es_streams WHERE stream_id = $1",
                 &[&stream.as_str()],
             )?;
-            rows.first().map_or(Ok(0), |row| unsigned(row.get(0)))
+            rows.first()
+                .map_or(Ok(0), |row| unsigned(row.get(0), "version"))
         })
     }
 
@@ -352,7 +346,7 @@ impl EventStore for PostgresStore {
             let row = rows
                 .first()
                 .ok_or_else(|| corrupt("the head row es_head is missing"))?;
-            unsigned(row.get(0))
+            unsigned(row.get(0), "position")
         })
     }
 
@@ -393,7 +387,7 @@ impl EventStore for PostgresStore {
                 let count: i64 = row.get(3);
                 counts.push((
                     (row.get(0), row.get(1), u32::try_from(schema_version).map_err(|_| corrupt("a negative schema version"))?),
-                    unsigned(count)?,
+                    unsigned(count, "count")?,
                 ));
             }
             Ok(StoredEventType::from_counts(counts))
@@ -462,7 +456,9 @@ impl CheckpointStore for PostgresStore {
                 "SELECT position FROM es_checkpoints WHERE name = $1",
                 &[&name],
             )?;
-            rows.first().map(|row| unsigned(row.get(0))).transpose()
+            rows.first()
+                .map(|row| unsigned(row.get(0), "checkpoint"))
+                .transpose()
         })
     }
 

@@ -31,7 +31,7 @@ use es_core::{AppendResult, Error, Result, Snapshot, StreamId, Timestamp, Uuid};
 use postgres::{Client, Statement};
 
 use crate::conn::Connector;
-use crate::error::{corrupt, store_error};
+use crate::error::{signed, store_error, stored_stream, unsigned};
 
 /// A write for the writer.
 pub(crate) enum Work {
@@ -147,6 +147,12 @@ enum Failed {
     Unknown,
 }
 
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed::RolledBack(e)
+    }
+}
+
 impl From<postgres::Error> for Failed {
     fn from(e: postgres::Error) -> Self {
         Failed::RolledBack(store_error(e))
@@ -251,7 +257,7 @@ impl Writer {
                     None => Err(Error::Closed),
                 },
                 Work::SaveSnapshot(s) => {
-                    let version = to_i64(s.version)?;
+                    let version = signed(s.version)?;
                     let schema_version = i32::try_from(s.schema_version).map_err(|_| {
                         Failed::RolledBack(Error::InvalidEvent {
                             name: s.aggregate_type.clone(),
@@ -279,7 +285,7 @@ impl Writer {
                     Ok(Outcome::Count(tx.execute(&p.delete_snapshots, &[])?))
                 }
                 Work::SaveCheckpoint { name, position } => {
-                    tx.execute(&p.save_checkpoint, &[name, &to_i64(*position)?])?;
+                    tx.execute(&p.save_checkpoint, &[name, &signed(*position)?])?;
                     Ok(Outcome::Done)
                 }
             };
@@ -309,10 +315,6 @@ impl Writer {
         }
         Ok(outcomes)
     }
-}
-
-fn to_i64(n: u64) -> std::result::Result<i64, Failed> {
-    i64::try_from(n).map_err(|_| Failed::RolledBack(corrupt(format!("{n} is over 2^63 - 1"))))
 }
 
 /// A stream as the batch knows it: stored, or changed by an earlier append
@@ -359,7 +361,7 @@ impl Pending {
         appends: &[&CheckedAppend],
     ) -> std::result::Result<Self, Failed> {
         let head: i64 = tx.query_one(&p.lock_head, &[])?.get(0);
-        let head = u64::try_from(head).map_err(|_| Failed::RolledBack(corrupt("negative head")))?;
+        let head = unsigned(head, "head")?;
         let writes = appends.iter().flat_map(|a| &a.writes);
         let mut names: Vec<&str> = writes.clone().map(|w| w.stream.as_str()).collect();
         names.sort_unstable();
@@ -369,10 +371,10 @@ impl Pending {
         for row in tx.query(&p.find_streams, &[&names])? {
             let version: i64 = row.get(2);
             streams.insert(
-                stream_id(row.get(0))?,
+                stored_stream(row.get(0))?,
                 StreamRow {
                     aggregate_type: row.get(1),
-                    version: unsigned(version)?,
+                    version: unsigned(version, "version")?,
                     changed: false,
                 },
             );
@@ -384,9 +386,9 @@ impl Pending {
                 found.insert(
                     row.get::<_, Uuid>(0),
                     StoredAt {
-                        stream: stream_id(row.get(1))?,
-                        version: unsigned(version)?,
-                        position: unsigned(position)?,
+                        stream: stored_stream(row.get(1))?,
+                        version: unsigned(version, "version")?,
+                        position: unsigned(position, "position")?,
                     },
                 );
             }
@@ -522,7 +524,7 @@ impl Pending {
             if row.changed {
                 ids.push(id.as_str());
                 types.push(row.aggregate_type.as_str());
-                versions.push(to_i64(row.version)?);
+                versions.push(signed(row.version)?);
             }
         }
         tx.execute(&p.upsert_streams, &[&ids, &types, &versions])?;
@@ -557,23 +559,10 @@ impl Pending {
             &p.add_types,
             &[&aggregate_types, &names, &schema_versions, &counts],
         )?;
-        let head = to_i64(self.position)?;
+        let head = signed(self.position)?;
         tx.execute(&p.set_head, &[&head])?;
         // Delivered to listeners when (and only if) the transaction commits.
         tx.execute(&p.notify, &[&channel, &head.to_string()])?;
         Ok(Some(self.position))
     }
-}
-
-fn stream_id(id: String) -> std::result::Result<StreamId, Failed> {
-    StreamId::new(id)
-        .map_err(|e| Failed::RolledBack(corrupt(format!("a stored stream id is invalid: {e}"))))
-}
-
-fn unsigned(n: i64) -> std::result::Result<u64, Failed> {
-    u64::try_from(n).map_err(|_| Failed::RolledBack(corrupt(format!("a stored {n} is negative"))))
-}
-
-fn signed(n: u64) -> Result<i64> {
-    i64::try_from(n).map_err(|_| corrupt(format!("{n} is over 2^63 - 1")))
 }
