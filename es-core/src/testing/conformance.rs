@@ -1105,6 +1105,20 @@ pub fn concurrent_appends_one_winner_per_version_in<S: ConformanceStore>(layout:
     );
 }
 
+/// Reads the version of `s` and appends one event `name` `n` at exactly
+/// it, again after each conflict, until it lands; its id.
+fn append_retrying(store: &impl EventStore, s: &StreamId, name: &str, n: u64) -> Uuid {
+    loop {
+        let v = version(store, s);
+        let e = event(name, n);
+        match append(store, s, ExpectedVersion::Exact(v), vec![e.clone()]) {
+            Ok(_) => return e.event_id,
+            Err(Error::Conflict(_)) => {}
+            Err(err) => panic!("unexpected error: {err}"),
+        }
+    }
+}
+
 /// RELIABILITY T3 in process: writers read the version and append, retrying
 /// on conflict; every increment lands exactly once.
 pub fn concurrent_appends_lose_no_update<S: ConformanceStore>(store: S) {
@@ -1118,18 +1132,7 @@ pub fn concurrent_appends_lose_no_update<S: ConformanceStore>(store: S) {
                 scope.spawn(move || {
                     let mut ids = Vec::new();
                     for n in 0..EACH {
-                        loop {
-                            let v = version(&store, &s);
-                            let e = event("inc", n as u64);
-                            match append(&store, &s, ExpectedVersion::Exact(v), vec![e.clone()]) {
-                                Ok(_) => {
-                                    ids.push(e.event_id);
-                                    break;
-                                }
-                                Err(Error::Conflict(_)) => {}
-                                Err(err) => panic!("unexpected error: {err}"),
-                            }
-                        }
+                        ids.push(append_retrying(&store, &s, "inc", n as u64));
                     }
                     ids
                 })
@@ -1697,18 +1700,7 @@ pub fn concurrent_appends_across_shards<S: ConformanceStore>(store: ShardedStore
                     let mut ids = Vec::new();
                     for n in 0..EACH {
                         let s = &streams[(w + n) % streams.len()];
-                        loop {
-                            let v = version(&store, s);
-                            let e = event("busy", n as u64);
-                            match append(&store, s, ExpectedVersion::Exact(v), vec![e.clone()]) {
-                                Ok(_) => {
-                                    ids.push(e.event_id);
-                                    break;
-                                }
-                                Err(Error::Conflict(_)) => {}
-                                Err(err) => panic!("unexpected error: {err}"),
-                            }
-                        }
+                        ids.push(append_retrying(&store, s, "busy", n as u64));
                     }
                     ids
                 })
