@@ -1172,6 +1172,22 @@ impl Erased {
     }
 }
 
+/// Whether `event` records a forgotten subject (the `es.subject-forgotten`
+/// event of [`record_forgotten`]): what a read model's runner hands to the
+/// model's forgetting instead of its handlers.
+pub fn is_forgetting(event: &crate::RecordedEvent) -> bool {
+    &*event.aggregate_type == SUBJECT_AGGREGATE && event.name == FORGOTTEN_EVENT
+}
+
+/// The subject a forgetting event names; `None` when it names none.
+pub fn forgotten_subject(event: &crate::RecordedEvent) -> Option<String> {
+    let payload: serde_json::Value = serde_json::from_str(event.event.as_str()).ok()?;
+    match payload.get("subject")? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
 /// Appends the `es.subject-forgotten` event of a forgetting: the last step
 /// of every store's [`Forget::forget`].
 ///

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use es_core::blocking::block_on;
-use es_core::privacy::{FORGOTTEN_EVENT, SUBJECT_AGGREGATE};
+use es_core::privacy::{forgotten_subject, is_forgetting};
 use es_core::projection::{ProjectionError, StopReason, panicked};
 use es_core::store::next;
 use es_core::{BoxError, Dispatch, EventStore, RecordedEvent};
@@ -505,13 +505,9 @@ impl Run {
                 version,
                 reason,
             };
-            if &*recorded.aggregate_type == SUBJECT_AGGREGATE && recorded.name == FORGOTTEN_EVENT {
+            if is_forgetting(&recorded) {
                 if *personal {
-                    let subject =
-                        serde_json::from_str::<serde_json::Value>(recorded.event.as_str())
-                            .ok()
-                            .and_then(|v| v.get("subject")?.as_str().map(str::to_owned))
-                            .unwrap_or_default();
+                    let subject = forgotten_subject(&recorded).unwrap_or_default();
                     let forgot =
                         catch_unwind(AssertUnwindSafe(|| model.forget(&self.db, &subject)))
                             .unwrap_or_else(|panic| Err(panicked(&*panic)));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use es_core::privacy::{FORGOTTEN_EVENT, Keys, SUBJECT_AGGREGATE};
+use es_core::privacy::Keys;
 use es_core::projection::{ProjectionError, StopReason};
 use es_core::{BoxError, Dispatch, RecordedEvent, StreamId, Timestamp};
 use rusqlite::Connection;
@@ -443,19 +443,7 @@ pub(crate) enum Fed {
     Rebuild { position: u64 },
 }
 
-/// Whether `event` records a forgotten subject.
-pub(crate) fn is_forgetting(event: &RecordedEvent) -> bool {
-    &*event.aggregate_type == SUBJECT_AGGREGATE && event.name == FORGOTTEN_EVENT
-}
-
-/// The subject a forgetting names.
-fn forgotten_subject(event: &RecordedEvent) -> Option<String> {
-    let payload: serde_json::Value = serde_json::from_str(event.event.as_str()).ok()?;
-    match payload.get("subject")? {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
+pub(crate) use es_core::privacy::{forgotten_subject, is_forgetting};
 
 /// Decodes each event and hands it to the model's handler, in order; a
 /// handler's panic is its event's failure. A forgetting is handed to the
